@@ -1,0 +1,77 @@
+//! Commands: every mutation of janus is one [`Command`] in the raft log (D7).
+//!
+//! A command is validated and applied deterministically by the state machine
+//! on every member; its [`CommandResult`] (including etcd errors and
+//! ZooKeeper error codes) is computed at apply time and handed back to the
+//! member that proposed it. Anything non-deterministic (wall-clock time, ids)
+//! is chosen by the proposer and carried inside the command.
+
+use serde::{Deserialize, Serialize};
+
+use crate::kv::{
+    DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse, PutRequest, PutResponse,
+    TxnRequest, TxnResponse,
+};
+use crate::znode::{Id, ZkOp, ZkWriteResult};
+use crate::KvError;
+
+/// One mutation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    Put(PutRequest),
+    DeleteRange(DeleteRangeRequest),
+    Txn(TxnRequest),
+    /// Drop history below `revision`.
+    Compact { revision: i64 },
+    /// Grant a lease (= open a ZooKeeper session). `id` is never 0 here: the
+    /// proposer picks a positive id when the client asked for none.
+    LeaseGrant { id: i64, ttl_ms: i64 },
+    /// Revoke a lease (= close or expire a session): deletes attached keys
+    /// in one revision.
+    LeaseRevoke { id: i64 },
+    /// ZooKeeper writes: one op, or a multi (all or nothing, one revision).
+    /// `session` is the requesting session (0 for none); `auth` the
+    /// identities the connection authenticated as (checked against ACLs at
+    /// apply time).
+    Zk { session: i64, auth: Vec<Id>, ops: Vec<ZkOp>, multi: bool },
+    /// Leader housekeeping: delete `path` if it is (still) an empty container
+    /// that once had children, or a TTL node idle for longer than its TTL.
+    ZkReap { path: String },
+    /// No state change; used to probe the log (tests, barriers).
+    Noop,
+}
+
+/// The state machine's answer to one command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResult {
+    Put(Result<PutResponse, KvError>),
+    DeleteRange(Result<DeleteRangeResponse, KvError>),
+    Txn(Result<TxnResponse, KvError>),
+    Compact(Result<(), KvError>),
+    LeaseGrant(Result<LeaseGrantResponse, KvError>),
+    LeaseRevoke(Result<(), KvError>),
+    Zk(ZkWriteResult),
+    /// ZkReap: whether the node was removed.
+    Reaped(bool),
+    Noop,
+}
+
+/// What the proposer wants applied, as stored in a raft entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// Member that proposed it (only that member answers a client).
+    pub proposer: u64,
+    /// Unique per proposer, used to find the waiting client.
+    pub request_id: u64,
+    /// Proposer's wall clock in milliseconds: ctime/mtime and TTL checks.
+    pub now_ms: i64,
+    pub command: Command,
+}
+
+/// A command's result together with the store revision after it applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// Store revision after the command (unchanged if it wrote nothing).
+    pub revision: i64,
+    pub result: CommandResult,
+}

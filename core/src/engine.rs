@@ -1,0 +1,166 @@
+//! The storage engine: every fjall call of janus lives in this file (D10), so
+//! an engine change touches one module.
+//!
+//! One fjall database per member, with one keyspace per concern:
+//! - `raft_log`: raft entries by index (u64 big-endian) as protobuf bytes;
+//! - `meta`: hard state, conf state, log start, applied index, compaction
+//!   point, member identity;
+//! - `revs`: MVCC records by (main revision, sub revision), big-endian;
+//! - `leases`: lease id → granted TTL;
+//! - `znodes`: path → ACL / aversion / node kind;
+//! - `tree`: path → cversion / pzxid of parents.
+//!
+//! Durability: batches are committed without syncing; [`Engine::sync`]
+//! (`PersistMode::SyncData`) makes everything committed before it durable.
+//! The raft loop calls it once per Ready iteration (group commit).
+
+use std::ops::RangeBounds;
+use std::path::{Path, PathBuf};
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
+use crate::CoreError;
+
+/// A keyspace of the member's database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Space {
+    RaftLog,
+    Meta,
+    Revs,
+    Leases,
+    Znodes,
+    Tree,
+}
+
+impl Space {
+    const ALL: [Space; 6] =
+        [Space::RaftLog, Space::Meta, Space::Revs, Space::Leases, Space::Znodes, Space::Tree];
+
+    fn name(self) -> &'static str {
+        match self {
+            Space::RaftLog => "raft_log",
+            Space::Meta => "meta",
+            Space::Revs => "revs",
+            Space::Leases => "leases",
+            Space::Znodes => "znodes",
+            Space::Tree => "tree",
+        }
+    }
+}
+
+/// The member's database.
+pub struct Engine {
+    db: Database,
+    dir: PathBuf,
+    spaces: Vec<Keyspace>,
+}
+
+/// A set of writes applied atomically by [`Engine::commit`].
+pub struct Batch<'a> {
+    engine: &'a Engine,
+    inner: fjall::OwnedWriteBatch,
+}
+
+impl Batch<'_> {
+    pub fn put(&mut self, space: Space, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        let ks = self.engine.space(space);
+        self.inner.insert(ks, key.into(), value.into());
+    }
+
+    pub fn remove(&mut self, space: Space, key: impl Into<Vec<u8>>) {
+        let ks = self.engine.space(space);
+        self.inner.remove(ks, key.into());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+}
+
+impl Engine {
+    /// Opens (or creates) the database under `dir`. A database that cannot
+    /// be recovered is an error naming the directory and fjall's reason,
+    /// never a silent reset.
+    pub fn open(dir: &Path) -> Result<Engine, CoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| CoreError::storage(dir, e))?;
+        let db = Database::builder(dir)
+            // We decide when to fsync (group commit per raft Ready).
+            .manual_journal_persist(true)
+            .open()
+            .map_err(|e| CoreError::storage(dir, format!("cannot open database: {e}")))?;
+        let mut spaces = Vec::with_capacity(Space::ALL.len());
+        for s in Space::ALL {
+            let ks = db
+                .keyspace(s.name(), KeyspaceCreateOptions::default)
+                .map_err(|e| CoreError::storage(dir.join(s.name()), e))?;
+            spaces.push(ks);
+        }
+        Ok(Engine { db, dir: dir.to_path_buf(), spaces })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn space(&self, s: Space) -> &Keyspace {
+        // Index order matches Space::ALL.
+        let i = Space::ALL.iter().position(|x| *x == s).unwrap_or(0);
+        &self.spaces[i]
+    }
+
+    fn err(&self, s: Space, e: impl std::fmt::Display) -> CoreError {
+        CoreError::storage(self.dir.join(s.name()), e)
+    }
+
+    pub fn get(&self, s: Space, key: &[u8]) -> Result<Option<Vec<u8>>, CoreError> {
+        self.space(s).get(key).map(|v| v.map(|v| v.to_vec())).map_err(|e| self.err(s, e))
+    }
+
+    /// Key/value pairs of `s` within `range`, in key order (or reversed).
+    pub fn scan<R: RangeBounds<Vec<u8>>>(
+        &self,
+        s: Space,
+        range: R,
+        reverse: bool,
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), CoreError>> + '_ {
+        let it = self.space(s).range(range);
+        let it: Box<dyn Iterator<Item = fjall::Guard>> =
+            if reverse { Box::new(it.rev()) } else { Box::new(it) };
+        it.map(move |g| {
+            g.into_inner().map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(|e| self.err(s, e))
+        })
+    }
+
+    /// Every pair of a keyspace, in key order.
+    pub fn scan_all(
+        &self,
+        s: Space,
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), CoreError>> + '_ {
+        self.space(s)
+            .iter()
+            .map(move |g| g.into_inner().map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(|e| self.err(s, e)))
+    }
+
+    pub fn batch(&self) -> Batch<'_> {
+        Batch { engine: self, inner: self.db.batch() }
+    }
+
+    /// Applies a batch atomically (visible at once, durable after the next
+    /// [`Engine::sync`]).
+    pub fn commit(&self, batch: Batch<'_>) -> Result<(), CoreError> {
+        if batch.inner.is_empty() {
+            return Ok(());
+        }
+        batch.inner.commit().map_err(|e| CoreError::storage(&self.dir, e))
+    }
+
+    /// Makes every committed batch durable (fsync of the journal data).
+    pub fn sync(&self) -> Result<(), CoreError> {
+        self.db.persist(PersistMode::SyncData).map_err(|e| CoreError::storage(&self.dir, e))
+    }
+
+    /// Bytes the database occupies on disk.
+    pub fn disk_size(&self) -> u64 {
+        self.db.disk_space().unwrap_or(0)
+    }
+}

@@ -1,0 +1,114 @@
+//! Errors of janus-core.
+//!
+//! Two kinds of failure are kept apart on purpose:
+//! - [`CoreError`]: the node itself failed or refused (storage, corrupt files,
+//!   shutdown, timeout). The request may or may not have been applied.
+//! - Apply-time outcomes ([`KvError`], [`ZkError`]): deterministic answers of
+//!   the state machine, identical on every member, which frontends translate
+//!   into wire codes in exactly one place each.
+
+use std::path::PathBuf;
+
+/// A failure of the node, not an answer of the state machine.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// The storage engine reported an I/O or format error.
+    #[error("storage error in {path}: {message}")]
+    Storage { path: PathBuf, message: String },
+    /// A stored record could not be decoded: the data dir is corrupt.
+    #[error("corrupt data in {path}: {what}")]
+    Corrupt { path: PathBuf, what: String },
+    /// The raft library refused an operation.
+    #[error("raft: {0}")]
+    Raft(String),
+    /// The node is shutting down or its raft loop has stopped.
+    #[error("node stopped")]
+    Stopped,
+    /// The request was not applied in time; it may still be applied later.
+    #[error("request timed out")]
+    Timeout,
+    /// This member is not the leader and cannot serve the request itself.
+    #[error("not leader")]
+    NotLeader,
+    /// A command could not be encoded (a bug, never caused by input).
+    #[error("encoding: {0}")]
+    Encoding(String),
+}
+
+/// Apply-time and read-time errors of the etcd-shaped KV, lease and watch API.
+///
+/// The etcd frontend maps each to a gRPC status and the exact
+/// `etcdserver: ...` message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum KvError {
+    /// `mvcc: required revision has been compacted`
+    #[error("mvcc: required revision has been compacted")]
+    Compacted { compact_revision: i64 },
+    /// `mvcc: required revision is a future revision`
+    #[error("mvcc: required revision is a future revision")]
+    FutureRevision,
+    /// `requested lease not found`
+    #[error("requested lease not found")]
+    LeaseNotFound,
+    /// `lease already exists`
+    #[error("lease already exists")]
+    LeaseExists,
+    /// `too large lease TTL`
+    #[error("too large lease TTL")]
+    LeaseTtlTooLarge,
+    /// `key is not provided`
+    #[error("key is not provided")]
+    EmptyKey,
+    /// `value is provided` (put with ignore_value and a value)
+    #[error("value is provided")]
+    ValueProvided,
+    /// `lease is provided` (put with ignore_lease and a lease)
+    #[error("lease is provided")]
+    LeaseProvided,
+    /// `duplicate key given in txn request`
+    #[error("duplicate key given in txn request")]
+    DuplicateKey,
+    /// `too many operations in txn request`
+    #[error("too many operations in txn request")]
+    TooManyOps,
+    /// `mvcc: database space exceeded` / quota.
+    #[error("mvcc: database space exceeded")]
+    NoSpace,
+}
+
+/// ZooKeeper outcomes decided by core (KeeperException codes by name).
+///
+/// The ZooKeeper frontend owns the mapping to integer codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum ZkError {
+    #[error("NoNode")]
+    NoNode,
+    #[error("NodeExists")]
+    NodeExists,
+    #[error("BadVersion")]
+    BadVersion,
+    #[error("NotEmpty")]
+    NotEmpty,
+    #[error("NoChildrenForEphemerals")]
+    NoChildrenForEphemerals,
+    #[error("NoAuth")]
+    NoAuth,
+    #[error("InvalidACL")]
+    InvalidAcl,
+    #[error("BadArguments")]
+    BadArguments,
+    /// An op of a failed multi after the failing op.
+    #[error("RuntimeInconsistency")]
+    RuntimeInconsistency,
+    /// The session (lease) named by an ephemeral create no longer exists.
+    #[error("SessionExpired")]
+    SessionExpired,
+    #[error("Unimplemented")]
+    Unimplemented,
+}
+
+impl CoreError {
+    pub(crate) fn storage(path: impl Into<PathBuf>, e: impl std::fmt::Display) -> Self {
+        CoreError::Storage { path: path.into(), message: e.to_string() }
+    }
+}
