@@ -1,0 +1,162 @@
+//! Starting real `janus` processes for tests.
+//!
+//! Every integration test in the workspace goes through [`Janus::start`]: it
+//! builds the `janus` binary once per test process (`cargo build -p janus`,
+//! same target dir as the tests), picks free loopback ports, starts the
+//! server with a fresh temporary data dir, waits until both client ports
+//! accept connections, and kills the process on drop.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// A running janus server owned by a test.
+pub struct Janus {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    etcd: SocketAddr,
+    zk: SocketAddr,
+    peer: SocketAddr,
+    extra: Vec<String>,
+}
+
+/// A free port on 127.0.0.1 (bound then released; the OS does not hand it
+/// out again right away).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+/// Path of the `janus` binary next to the running test's target dir, built
+/// on first use.
+pub fn janus_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "janus", "--bin", "janus"])
+            .current_dir(&root)
+            .status()
+            .expect("cannot run cargo build for the janus binary");
+        assert!(status.success(), "building the janus binary failed");
+        // Tests run as <target>/debug/deps/<test>; the binary is <target>/debug/janus.
+        let exe = std::env::current_exe().expect("current_exe");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("test binary layout");
+        let bin = profile_dir.join("janus");
+        assert!(bin.exists(), "janus binary not found at {}", bin.display());
+        bin
+    })
+}
+
+impl Janus {
+    /// Starts a single-member janus with default settings.
+    pub fn start() -> Janus {
+        Janus::start_with(&[])
+    }
+
+    /// Starts janus with extra command-line flags.
+    pub fn start_with(extra: &[&str]) -> Janus {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut j = Janus {
+            child: None,
+            dir,
+            etcd: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            zk: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            peer: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        j.spawn();
+        j
+    }
+
+    fn spawn(&mut self) {
+        let data = self.dir.path().join("data");
+        let log = std::fs::File::create(self.dir.path().join("janus.log")).expect("log file");
+        let log2 = log.try_clone().expect("log file");
+        let child = Command::new(janus_binary())
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--listen-client-urls")
+            .arg(format!("http://{}", self.etcd))
+            .arg("--advertise-client-urls")
+            .arg(format!("http://{}", self.etcd))
+            .arg("--listen-peer-urls")
+            .arg(format!("http://{}", self.peer))
+            .arg("--initial-advertise-peer-urls")
+            .arg(format!("http://{}", self.peer))
+            .arg("--listen-zk-addr")
+            .arg(self.zk.to_string())
+            .args(&self.extra)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .spawn()
+            .expect("spawn janus");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("janus exited early with {status}; log:\n{}", self.log());
+            }
+            let up = |a: &SocketAddr| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok();
+            if up(&self.etcd) && up(&self.zk) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "janus did not start in 30s; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` of the etcd endpoint.
+    pub fn etcd_endpoint(&self) -> String {
+        format!("http://{}", self.etcd)
+    }
+
+    pub fn etcd_addr(&self) -> SocketAddr {
+        self.etcd
+    }
+
+    /// `127.0.0.1:PORT` of the ZooKeeper endpoint.
+    pub fn zk_addr(&self) -> SocketAddr {
+        self.zk
+    }
+
+    /// The member's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("janus.log")).unwrap_or_default()
+    }
+
+    /// SIGKILLs the server (no clean shutdown).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills the server and starts it again on the same ports and data dir.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for Janus {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
