@@ -1,0 +1,23 @@
+//! Compiles etcd's protos with protox (pure Rust, no system `protoc`) and
+//! generates prost messages plus tonic servers. The encoded descriptor set
+//! is kept in OUT_DIR too: the JSON gateway uses it for proto3 JSON mapping.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protos = ["proto/rpc.proto", "proto/kv.proto", "proto/auth.proto"];
+    for p in protos {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    let fds = protox::compile(protos, ["proto"])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("etcd_descriptor.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )?;
+    tonic_build::configure()
+        .build_client(false)
+        .build_server(true)
+        .compile_fds(fds)?;
+    Ok(())
+}
