@@ -1,0 +1,40 @@
+//! Settings of the ZooKeeper endpoint (DESIGN D12: `--zk-*` flags).
+
+use std::net::SocketAddr;
+
+/// How the ZooKeeper endpoint behaves. Defaults follow ZooKeeper 3.8's
+/// (`tickTime=2000`, min/max session timeout 2/20 ticks, jute.maxbuffer 1 MiB)
+/// except that four-letter words and TTL nodes are on (DESIGN, wire facts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZkConfig {
+    pub listen: SocketAddr,
+    /// ZooKeeper `tickTime` in milliseconds.
+    pub tick_ms: u32,
+    /// Lower bound of negotiated session timeouts (ZooKeeper: 2 x tick).
+    pub min_session_timeout_ms: u32,
+    /// Upper bound of negotiated session timeouts (ZooKeeper: 20 x tick).
+    pub max_session_timeout_ms: u32,
+    /// Largest frame accepted or sent (jute.maxbuffer).
+    pub max_frame_bytes: usize,
+    /// Answer four-letter words on the client port.
+    pub four_letter_words: bool,
+    /// Accept createTTL / TTL create modes (ZooKeeper's extendedTypesEnabled).
+    pub ttl_nodes: bool,
+    /// Connections served at once; further clients wait in the accept queue.
+    pub max_connections: usize,
+}
+
+impl Default for ZkConfig {
+    fn default() -> Self {
+        ZkConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 2181)),
+            tick_ms: 2000,
+            min_session_timeout_ms: 4000,
+            max_session_timeout_ms: 40000,
+            max_frame_bytes: 1024 * 1024,
+            four_letter_words: true,
+            ttl_nodes: true,
+            max_connections: 1024,
+        }
+    }
+}

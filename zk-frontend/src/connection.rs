@@ -1,0 +1,358 @@
+//! One client connection: four-letter word or ConnectRequest, then a loop
+//! that answers requests in order and delivers watch notifications.
+//!
+//! Ordering (D6): requests are handled one at a time, in arrival order
+//! (clients may pipeline; replies still go out in request order). Before a
+//! request is handled, every event the hub has already queued is applied to
+//! the watch tables; after it is handled, the queue is drained again and the
+//! resulting notifications are written *before* the reply. Core queues an
+//! event before any reply or read can reflect its revision, so a client
+//! never sees a reply reflecting revision R ahead of a notification for an
+//! event at a revision <= R.
+//!
+//! A malformed frame, an oversized frame or a ConnectRequest that does not
+//! decode closes this connection only (logged at warn), as ZooKeeper's
+//! NIOServerCnxn does.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures::{SinkExt, StreamExt};
+use janus_core::watch::{Event, WatchRequest};
+use janus_core::znode::Id;
+use janus_core::{KvError, Watcher};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::broadcast;
+use tokio_util::codec::{Framed, FramedParts, LengthDelimitedCodec};
+use tracing::{debug, warn};
+
+use crate::cmd::{self, Ctx};
+use crate::proto::{self, ConnectRequest, ConnectResponse};
+use crate::server::Shared;
+use crate::session::{self, ConnInfo, SessionError};
+use crate::watches::{translate, WatchTable};
+use crate::{fourlw, ZkFrontendError};
+
+type Io = Framed<TcpStream, LengthDelimitedCodec>;
+
+/// How long a fresh connection may take to send its first frame.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Minimum spacing of lease refreshes caused by ordinary requests; pings
+/// always refresh.
+const KEEPALIVE_SPACING: Duration = Duration::from_millis(200);
+
+pub struct Connection {
+    shared: Arc<Shared>,
+    /// Taken by [`Connection::run`] when it switches to framed I/O.
+    socket: Option<TcpStream>,
+    peer: SocketAddr,
+    stop: broadcast::Receiver<()>,
+}
+
+/// The state of an established session on this connection.
+struct Session {
+    id: i64,
+    timeout_ms: i32,
+    auth: Vec<Id>,
+    watches: WatchTable,
+    watcher: Watcher,
+    last_zxid: i64,
+    info: Arc<Mutex<ConnInfo>>,
+}
+
+impl Connection {
+    pub fn new(
+        shared: Arc<Shared>,
+        socket: TcpStream,
+        peer: SocketAddr,
+        stop: broadcast::Receiver<()>,
+    ) -> Connection {
+        Connection {
+            shared,
+            socket: Some(socket),
+            peer,
+            stop,
+        }
+    }
+
+    pub async fn run(mut self) -> Result<(), ZkFrontendError> {
+        let Some(mut socket) = self.socket.take() else {
+            return Ok(());
+        };
+        // The first four bytes are either a four-letter word or the length
+        // of the ConnectRequest (at most a few hundred, so never ASCII).
+        let mut first = [0u8; 4];
+        match tokio::time::timeout(CONNECT_TIMEOUT, socket.read_exact(&mut first)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Ok(()),
+        }
+        if let Some(word) = fourlw::parse(&first) {
+            if self.shared.cfg.four_letter_words {
+                let text = fourlw::answer(&self.shared, word);
+                socket.write_all(text.as_bytes()).await?;
+            } else {
+                let msg = format!("{word} is not executed because it is not in the whitelist.\n");
+                socket.write_all(msg.as_bytes()).await?;
+            }
+            let _ = socket.shutdown().await;
+            return Ok(());
+        }
+        let codec = LengthDelimitedCodec::builder()
+            .length_field_length(4)
+            .max_frame_length(self.shared.cfg.max_frame_bytes)
+            .new_codec();
+        let mut parts = FramedParts::new::<Bytes>(socket, codec);
+        parts.read_buf = BytesMut::from(&first[..]);
+        let mut io: Io = Framed::from_parts(parts);
+
+        let frame = match tokio::time::timeout(CONNECT_TIMEOUT, io.next()).await {
+            Ok(Some(Ok(f))) => f,
+            Ok(Some(Err(e))) => {
+                warn!(peer = %self.peer, error = %e, "bad first frame; closing");
+                return Err(e.into());
+            }
+            Ok(None) | Err(_) => return Ok(()),
+        };
+        let Ok(creq) = ConnectRequest::decode(&frame) else {
+            warn!(peer = %self.peer, "malformed ConnectRequest; closing");
+            return Err(ZkFrontendError::Malformed("ConnectRequest".into()));
+        };
+        let Some(mut sess) = self.connect(&mut io, creq).await? else {
+            return Ok(());
+        };
+        let reg_id = self.shared.registry.register(sess.info.clone());
+        let r = self.serve(&mut io, &mut sess).await;
+        self.shared.registry.unregister(reg_id);
+        let _ = SinkExt::<Bytes>::flush(&mut io).await;
+        r
+    }
+
+    /// Handles the ConnectRequest. `None`: the connection must close (the
+    /// answer, if any, has been sent).
+    async fn connect(
+        &mut self,
+        io: &mut Io,
+        creq: ConnectRequest,
+    ) -> Result<Option<Session>, ZkFrontendError> {
+        let node = &self.shared.node;
+        // A client that has seen a later zxid than this member must not go
+        // back in time (D8): wait for the member to catch up, or refuse.
+        if creq.last_zxid_seen > node.revision() {
+            let _ = node.read_barrier().await;
+            if creq.last_zxid_seen > node.revision() {
+                warn!(peer = %self.peer, seen = creq.last_zxid_seen, ours = node.revision(),
+                    "refusing session: client has seen a later zxid");
+                return Ok(None);
+            }
+        }
+        let timeout = session::negotiate_timeout(&self.shared.cfg, creq.timeout);
+        let ro = creq.read_only.map(|_| false);
+        let id = if creq.session_id == 0 {
+            match session::open(node, timeout).await {
+                Ok(id) => id,
+                Err(e) => {
+                    warn!(peer = %self.peer, error = %e, "cannot open session");
+                    return Ok(None);
+                }
+            }
+        } else {
+            match session::resume(node, creq.session_id, &creq.passwd) {
+                Ok(()) => creq.session_id,
+                Err(SessionError::Expired) => {
+                    debug!(peer = %self.peer, session = creq.session_id, "expired session");
+                    let resp = ConnectResponse {
+                        protocol_version: 0,
+                        timeout: 0,
+                        session_id: 0,
+                        passwd: vec![0; 16],
+                        read_only: ro,
+                    };
+                    io.send(resp.encode().freeze()).await?;
+                    return Ok(None);
+                }
+                Err(e) => {
+                    warn!(peer = %self.peer, error = %e, "cannot resume session");
+                    return Ok(None);
+                }
+            }
+        };
+        let watcher = match node.watch(WatchRequest {
+            key: b"/".to_vec(),
+            range_end: vec![0],
+            start_revision: 0,
+            tree_events: true,
+        }) {
+            Ok(w) => w,
+            Err(e) => {
+                warn!(error = %e, "cannot subscribe to the watch hub");
+                return Ok(None);
+            }
+        };
+        let resp = ConnectResponse {
+            protocol_version: 0,
+            timeout,
+            session_id: id,
+            passwd: node.session_password(id).to_vec(),
+            read_only: ro,
+        };
+        io.send(resp.encode().freeze()).await?;
+        let info = Arc::new(Mutex::new(ConnInfo {
+            peer: self.peer,
+            session: id,
+            timeout_ms: timeout,
+            received: 0,
+            sent: 0,
+            last_zxid: 0,
+            watches: Vec::new(),
+            ephemerals: 0,
+        }));
+        Ok(Some(Session {
+            id,
+            timeout_ms: timeout,
+            auth: vec![Id::new("ip", &self.peer.ip().to_string())],
+            watches: WatchTable::default(),
+            watcher,
+            last_zxid: creq.last_zxid_seen.max(0),
+            info,
+        }))
+    }
+
+    async fn serve(&mut self, io: &mut Io, s: &mut Session) -> Result<(), ZkFrontendError> {
+        let timeout = Duration::from_millis(s.timeout_ms.max(1) as u64);
+        let mut check = tokio::time::interval((timeout / 3).max(Duration::from_millis(50)));
+        let mut last_heard = Instant::now();
+        let mut last_keepalive = Instant::now();
+        loop {
+            tokio::select! {
+                _ = self.stop.recv() => return Ok(()),
+                frame = io.next() => {
+                    let frame = match frame {
+                        None => return Ok(()),
+                        Some(Ok(f)) => f,
+                        Some(Err(e)) => {
+                            warn!(peer = %self.peer, error = %e, "bad frame; closing connection");
+                            return Err(e.into());
+                        }
+                    };
+                    last_heard = Instant::now();
+                    self.shared.count_received();
+                    let (hdr, req) = match proto::decode_request(&frame) {
+                        Ok(r) => r,
+                        Err(_) => {
+                            warn!(peer = %self.peer, len = frame.len(), "malformed request; closing connection");
+                            return Err(ZkFrontendError::Malformed("request".into()));
+                        }
+                    };
+                    let is_ping = matches!(req, proto::Request::Ping);
+                    if is_ping || last_keepalive.elapsed() >= KEEPALIVE_SPACING {
+                        if self.shared.node.lease_keepalive(s.id).is_err() {
+                            debug!(session = s.id, "session expired; closing connection");
+                            return Ok(());
+                        }
+                        last_keepalive = Instant::now();
+                    }
+                    self.drain(io, s)?;
+                    let mut ctx = Ctx {
+                        node: &self.shared.node,
+                        cfg: &self.shared.cfg,
+                        session: s.id,
+                        auth: &mut s.auth,
+                        watches: &mut s.watches,
+                        immediate: Vec::new(),
+                    };
+                    let reply = cmd::dispatch(&mut ctx, req).await?;
+                    let immediate = std::mem::take(&mut ctx.immediate);
+                    self.drain(io, s)?;
+                    for (kind, path) in immediate {
+                        io.feed(proto::encode_notification(kind, &path).freeze()).await?;
+                    }
+                    let zxid = if hdr.xid == proto::xid::AUTH {
+                        reply.zxid
+                    } else {
+                        s.last_zxid = s.last_zxid.max(reply.zxid);
+                        s.last_zxid
+                    };
+                    io.send(proto::encode_reply(hdr.xid, zxid, reply.err, reply.body.as_deref()).freeze()).await?;
+                    self.shared.count_sent();
+                    if let Ok(mut i) = s.info.lock() {
+                        i.received += 1;
+                        i.sent += 1;
+                        i.last_zxid = s.last_zxid;
+                        i.watches = watch_paths(&s.watches);
+                    }
+                    if reply.close {
+                        return Ok(());
+                    }
+                }
+                evs = s.watcher.next() => {
+                    match evs {
+                        Ok(evs) => self.deliver(io, &mut s.watches, &evs),
+                        Err(e) => return Err(lagged(e)),
+                    }
+                    SinkExt::<Bytes>::flush(io).await?;
+                }
+                _ = check.tick() => {
+                    // The leader expires the lease; this member only notices.
+                    // A silent client is also dropped after its timeout, as
+                    // ZooKeeper's connection expiry does.
+                    if !self.shared.node.lease_exists(s.id) || last_heard.elapsed() > timeout {
+                        debug!(session = s.id, "session expired or client silent; closing");
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies every already-queued hub event to the watch tables and
+    /// buffers the notifications (flushed with the next reply).
+    fn drain(&self, io: &mut Io, s: &mut Session) -> Result<(), ZkFrontendError> {
+        while let Some(r) = s.watcher.try_next() {
+            match r {
+                Ok(evs) => self.deliver(io, &mut s.watches, &evs),
+                Err(e) => return Err(lagged(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn deliver(&self, io: &mut Io, watches: &mut WatchTable, evs: &[Event]) {
+        if watches.is_empty() {
+            return;
+        }
+        for ev in evs {
+            let Some(zev) = translate(ev) else { continue };
+            if watches.trigger(&zev) {
+                // `Framed::start_send` only buffers; errors surface on flush.
+                let _ =
+                    io.start_send_unpin(proto::encode_notification(zev.kind, &zev.path).freeze());
+            }
+        }
+    }
+}
+
+/// The hub dropped this subscriber (it fell below the compaction point):
+/// close the connection; the client reconnects and SetWatches re-arms its
+/// watches against current state.
+fn lagged(e: KvError) -> ZkFrontendError {
+    ZkFrontendError::WatchLost(e)
+}
+
+fn watch_paths(t: &WatchTable) -> Vec<String> {
+    let mut v: Vec<String> = t
+        .data
+        .keys()
+        .chain(t.child.keys())
+        .chain(t.persistent.keys())
+        .chain(t.recursive.keys())
+        .cloned()
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}

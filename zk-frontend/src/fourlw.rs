@@ -1,0 +1,184 @@
+//! Four-letter words on the client port (ruok, srvr, stat, mntr, cons,
+//! wchs, envi, conf, isro, dump): plain-text answers shaped like ZooKeeper
+//! 3.8's, after which the connection closes.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use crate::server::Shared;
+
+pub const WORDS: [&str; 10] = [
+    "ruok", "srvr", "stat", "mntr", "cons", "wchs", "envi", "conf", "isro", "dump",
+];
+
+/// Version string reported where ZooKeeper reports its own.
+pub const VERSION: &str = "3.8.4-janus, built on 01/01/2025 00:00 GMT";
+
+/// The word spelled by the first four bytes of a connection, if any.
+pub fn parse(first: &[u8; 4]) -> Option<&'static str> {
+    WORDS.iter().copied().find(|w| w.as_bytes() == first)
+}
+
+/// Known znodes: core's count plus the root and the three system nodes
+/// (ZooKeeper's `Node count` for an empty tree is 5, counting the root twice).
+fn node_count(shared: &Shared) -> i64 {
+    shared
+        .node
+        .zk_all_children_number("/", &[])
+        .map(|n| n as i64)
+        .unwrap_or(0)
+        + 5
+}
+
+fn srvr_body(shared: &Shared, out: &mut String) {
+    let conns = shared.registry.snapshot();
+    let _ = writeln!(out, "Zookeeper version: {VERSION}");
+    let _ = writeln!(out, "Latency min/avg/max: 0/0.0/0");
+    let _ = writeln!(out, "Received: {}", shared.received.load(Ordering::Relaxed));
+    let _ = writeln!(out, "Sent: {}", shared.sent.load(Ordering::Relaxed));
+    let _ = writeln!(out, "Connections: {}", conns.len());
+    let _ = writeln!(out, "Outstanding: 0");
+    let _ = writeln!(out, "Zxid: 0x{:x}", shared.node.revision());
+    let _ = writeln!(out, "Mode: standalone");
+    let _ = writeln!(out, "Node count: {}", node_count(shared));
+}
+
+fn cons_line(c: &crate::session::ConnInfo, out: &mut String) {
+    let _ = writeln!(
+        out,
+        " /{}[1](queued=0,recved={},sent={},sid=0x{:x},lop=NA,est=0,to={},lzxid=0x{:x},lresp=0,llat=0,minlat=0,avglat=0,maxlat=0)",
+        c.peer, c.received, c.sent, c.session, c.timeout_ms, c.last_zxid
+    );
+}
+
+/// The text answer to `word`.
+pub fn answer(shared: &Shared, word: &str) -> String {
+    let mut out = String::new();
+    match word {
+        "ruok" => out.push_str("imok"),
+        "isro" => out.push_str("rw"),
+        "srvr" => srvr_body(shared, &mut out),
+        "stat" => {
+            let _ = writeln!(out, "Zookeeper version: {VERSION}");
+            let _ = writeln!(out, "Clients:");
+            for c in shared.registry.snapshot() {
+                cons_line(&c, &mut out);
+            }
+            out.push('\n');
+            let mut body = String::new();
+            srvr_body(shared, &mut body);
+            // srvr's first line was already written above.
+            out.push_str(body.split_once('\n').map(|x| x.1).unwrap_or(""));
+        }
+        "cons" => {
+            for c in shared.registry.snapshot() {
+                cons_line(&c, &mut out);
+            }
+            out.push('\n');
+        }
+        "wchs" => {
+            let conns = shared.registry.snapshot();
+            let watching = conns.iter().filter(|c| !c.watches.is_empty()).count();
+            let mut paths: Vec<&String> = conns.iter().flat_map(|c| c.watches.iter()).collect();
+            let total = paths.len();
+            paths.sort();
+            paths.dedup();
+            let _ = writeln!(out, "{watching} connections watching {} paths", paths.len());
+            let _ = writeln!(out, "Total watches:{total}");
+        }
+        "mntr" => {
+            let conns = shared.registry.snapshot();
+            let watches: usize = conns.iter().map(|c| c.watches.len()).sum();
+            let rows: Vec<(&str, String)> = vec![
+                ("zk_version", VERSION.to_string()),
+                ("zk_server_state", "standalone".into()),
+                ("zk_avg_latency", "0.0".into()),
+                ("zk_max_latency", "0".into()),
+                ("zk_min_latency", "0".into()),
+                (
+                    "zk_packets_received",
+                    shared.received.load(Ordering::Relaxed).to_string(),
+                ),
+                (
+                    "zk_packets_sent",
+                    shared.sent.load(Ordering::Relaxed).to_string(),
+                ),
+                ("zk_num_alive_connections", conns.len().to_string()),
+                ("zk_outstanding_requests", "0".into()),
+                ("zk_znode_count", node_count(shared).to_string()),
+                ("zk_watch_count", watches.to_string()),
+                ("zk_ephemerals_count", "0".into()),
+                ("zk_approximate_data_size", "0".into()),
+                (
+                    "zk_uptime",
+                    shared.started.elapsed().as_millis().to_string(),
+                ),
+            ];
+            for (k, v) in rows {
+                let _ = writeln!(out, "{k}\t{v}");
+            }
+        }
+        "envi" => {
+            let _ = writeln!(out, "Environment:");
+            let _ = writeln!(out, "zookeeper.version={VERSION}");
+            let _ = writeln!(out, "host.name={}", shared.cfg.listen.ip());
+            let _ = writeln!(
+                out,
+                "server.implementation=janus {}",
+                env!("CARGO_PKG_VERSION")
+            );
+            let _ = writeln!(out, "os.name={}", std::env::consts::OS);
+            let _ = writeln!(out, "os.arch={}", std::env::consts::ARCH);
+        }
+        "conf" => {
+            let c = &shared.cfg;
+            let _ = writeln!(out, "clientPort={}", c.listen.port());
+            let _ = writeln!(out, "clientPortAddress={}", c.listen.ip());
+            let _ = writeln!(out, "tickTime={}", c.tick_ms);
+            let _ = writeln!(out, "maxClientCnxns={}", c.max_connections);
+            let _ = writeln!(out, "minSessionTimeout={}", c.min_session_timeout_ms);
+            let _ = writeln!(out, "maxSessionTimeout={}", c.max_session_timeout_ms);
+            let _ = writeln!(out, "jute.maxbuffer={}", c.max_frame_bytes);
+            let _ = writeln!(out, "serverId=0");
+        }
+        "dump" => {
+            let conns = shared.registry.snapshot();
+            let mut sessions: Vec<i64> = conns.iter().map(|c| c.session).collect();
+            sessions.sort();
+            sessions.dedup();
+            let _ = writeln!(out, "SessionTracker dump:");
+            let _ = writeln!(out, "Session Sets ({}):", sessions.len());
+            for s in &sessions {
+                let _ = writeln!(out, "\t0x{s:x}");
+            }
+            let _ = writeln!(out, "ephemeral nodes dump:");
+            let with: Vec<(i64, Vec<String>)> = sessions
+                .iter()
+                .map(|&s| (s, shared.node.zk_ephemerals(s, "/")))
+                .filter(|(_, e)| !e.is_empty())
+                .collect();
+            let _ = writeln!(out, "Sessions with Ephemerals ({}):", with.len());
+            for (s, eph) in with {
+                let _ = writeln!(out, "0x{s:x}:");
+                for p in eph {
+                    let _ = writeln!(out, "\t{p}");
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_recognised_and_lengths_are_not() {
+        assert_eq!(parse(b"ruok"), Some("ruok"));
+        assert_eq!(parse(b"mntr"), Some("mntr"));
+        assert_eq!(parse(&[0, 0, 0, 45]), None);
+        assert_eq!(parse(b"kill"), None);
+    }
+}

@@ -1,0 +1,100 @@
+//! Accept loop: one task per connection, a semaphore bounding how many run
+//! at once, and graceful shutdown through one broadcast signal (mini-redis).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use janus_core::Node;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, Semaphore};
+use tracing::{debug, info, warn};
+
+use crate::connection::Connection;
+use crate::session::Registry;
+use crate::{ZkConfig, ZkFrontendError};
+
+/// State shared by every connection of one endpoint.
+pub struct Shared {
+    pub node: Node,
+    pub cfg: ZkConfig,
+    /// Live connections, for `cons`/`stat`/`wchs`/`dump`.
+    pub registry: Registry,
+    /// Requests answered since start (`srvr`'s "Received"/"Sent").
+    pub received: AtomicU64,
+    pub sent: AtomicU64,
+    pub started: std::time::Instant,
+}
+
+impl Shared {
+    pub fn count_received(&self) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn count_sent(&self) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves until `shutdown` resolves.
+///
+/// Each accepted socket gets its own task; at most `cfg.max_connections` run
+/// at once (the rest wait in the kernel's accept queue, which is what
+/// ZooKeeper's `maxClientCnxns` approximates). On shutdown, every connection
+/// is told through a broadcast channel and the call returns once they have
+/// all finished their current request.
+pub async fn serve(
+    node: Node,
+    cfg: ZkConfig,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ZkFrontendError> {
+    let limit = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
+    let (notify_tx, _) = broadcast::channel::<()>(1);
+    let shared = Arc::new(Shared {
+        node,
+        cfg,
+        registry: Registry::default(),
+        received: AtomicU64::new(0),
+        sent: AtomicU64::new(0),
+        started: std::time::Instant::now(),
+    });
+    info!(addr = ?listener.local_addr().ok(), "ZooKeeper endpoint listening");
+    let mut tasks = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (socket, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    // Transient accept errors (EMFILE, ECONNABORTED) must not
+                    // stop the endpoint; back off briefly instead.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = socket.set_nodelay(true);
+        let shared = shared.clone();
+        let stop = notify_tx.subscribe();
+        tasks.spawn(async move {
+            let conn = Connection::new(shared, socket, peer, stop);
+            if let Err(e) = conn.run().await {
+                debug!(%peer, error = %e, "connection closed");
+            }
+            drop(permit);
+        });
+        // Reap finished tasks so the set does not grow without bound.
+        while tasks.try_join_next().is_some() {}
+    }
+    let _ = notify_tx.send(());
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}

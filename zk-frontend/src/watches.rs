@@ -1,0 +1,335 @@
+//! Per-connection watch tables fed from core's watch hub (D6).
+//!
+//! ZooKeeper keeps two tables per server (`dataWatches`, `childWatches`);
+//! janus keeps the same per connection. One-shot data watches (getData,
+//! exists on an existing node) and exist watches (exists on a missing node)
+//! share the data table as in ZooKeeper 3.8. Persistent watches are in both
+//! tables, persistent-recursive ones only in the data table, which is why a
+//! recursive watch never sees `NodeChildrenChanged`.
+//!
+//! Every watch remembers a *threshold* revision: the revision of the state the
+//! client was shown when it set the watch (the node's mzxid for a data watch,
+//! its pzxid for a child watch, the store revision read beforehand for a
+//! missing node). Only a hub event with a revision above the threshold fires
+//! it, so an event that was already queued when the read happened (and is
+//! therefore reflected in the reply) cannot fire a watch set by that reply.
+
+use std::collections::HashMap;
+
+use janus_core::watch::{Event, EventKind};
+
+use crate::proto::event_type;
+
+/// `WatcherType` of checkWatches/removeWatches (3.8: Children=1, Data=2,
+/// Any=3, Persistent=4, PersistentRecursive=5).
+pub mod watcher_type {
+    pub const CHILDREN: i32 = 1;
+    pub const DATA: i32 = 2;
+    pub const ANY: i32 = 3;
+    pub const PERSISTENT: i32 = 4;
+    pub const PERSISTENT_RECURSIVE: i32 = 5;
+}
+
+/// addWatch modes (`ZooDefs.AddWatchModes`).
+pub mod add_watch_mode {
+    pub const PERSISTENT: i32 = 0;
+    pub const PERSISTENT_RECURSIVE: i32 = 1;
+}
+
+/// A ZooKeeper-level event derived from one hub event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZkEvent {
+    pub kind: i32,
+    pub path: String,
+    pub revision: i64,
+}
+
+/// Whether `key` is a path ZooKeeper clients can see (D1): starts with `/`,
+/// no empty segment, no trailing `/` (except the root), no `.`/`..` segment,
+/// no NUL.
+pub fn visible_path(key: &[u8]) -> Option<&str> {
+    let p = std::str::from_utf8(key).ok()?;
+    if p == "/" {
+        return Some(p);
+    }
+    if !p.starts_with('/') || p.ends_with('/') || p.contains('\0') {
+        return None;
+    }
+    if p[1..]
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return None;
+    }
+    Some(p)
+}
+
+/// Parent of a valid path ("/" for top-level nodes).
+pub fn parent(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => &path[..i],
+    }
+}
+
+/// Translates one hub event into the ZooKeeper event it stands for.
+/// Invisible keys give nothing.
+pub fn translate(ev: &Event) -> Option<ZkEvent> {
+    let path = visible_path(&ev.kv.key)?.to_string();
+    let revision = ev.kv.mod_revision;
+    let kind = match ev.kind {
+        EventKind::Put => {
+            // A put of a key that did not exist before (or was recreated:
+            // a different create revision) is a creation.
+            let created = match &ev.prev_kv {
+                None => true,
+                Some(prev) => prev.create_revision != ev.kv.create_revision,
+            };
+            if created {
+                event_type::NODE_CREATED
+            } else {
+                event_type::NODE_DATA_CHANGED
+            }
+        }
+        EventKind::Delete => event_type::NODE_DELETED,
+        EventKind::ChildrenChanged => event_type::NODE_CHILDREN_CHANGED,
+    };
+    Some(ZkEvent {
+        kind,
+        path,
+        revision,
+    })
+}
+
+/// The watches one connection holds. Values are thresholds (see module docs).
+#[derive(Debug, Default, Clone)]
+pub struct WatchTable {
+    pub data: HashMap<String, i64>,
+    pub child: HashMap<String, i64>,
+    pub persistent: HashMap<String, i64>,
+    pub recursive: HashMap<String, i64>,
+}
+
+impl WatchTable {
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+            && self.child.is_empty()
+            && self.persistent.is_empty()
+            && self.recursive.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len() + self.child.len() + self.persistent.len() + self.recursive.len()
+    }
+
+    /// Adds a one-shot data/exist watch. An existing watch keeps the lower
+    /// threshold, so re-setting a watch never hides an event.
+    pub fn add_data(&mut self, path: &str, threshold: i64) {
+        let t = self.data.entry(path.to_string()).or_insert(threshold);
+        *t = (*t).min(threshold);
+    }
+
+    pub fn add_child(&mut self, path: &str, threshold: i64) {
+        let t = self.child.entry(path.to_string()).or_insert(threshold);
+        *t = (*t).min(threshold);
+    }
+
+    pub fn add_persistent(&mut self, path: &str, recursive: bool, threshold: i64) {
+        let table = if recursive {
+            &mut self.recursive
+        } else {
+            &mut self.persistent
+        };
+        table.entry(path.to_string()).or_insert(threshold);
+    }
+
+    fn take_one_shot(table: &mut HashMap<String, i64>, path: &str, rev: i64) -> bool {
+        match table.get(path) {
+            Some(&t) if rev > t => {
+                table.remove(path);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn persistent_hit(table: &HashMap<String, i64>, path: &str, rev: i64) -> bool {
+        table.get(path).is_some_and(|&t| rev > t)
+    }
+
+    fn recursive_hit(&self, path: &str, rev: i64) -> bool {
+        if self.recursive.is_empty() {
+            return false;
+        }
+        let mut p = path;
+        loop {
+            if Self::persistent_hit(&self.recursive, p, rev) {
+                return true;
+            }
+            if p == "/" {
+                return false;
+            }
+            p = parent(p);
+        }
+    }
+
+    /// Applies one event: consumes the one-shot watches it fires and says
+    /// whether this connection must be notified (at most once per event, as
+    /// ZooKeeper's `triggerWatch(..., processed)` dedups per watcher).
+    pub fn trigger(&mut self, ev: &ZkEvent) -> bool {
+        let (p, r) = (ev.path.as_str(), ev.revision);
+        match ev.kind {
+            event_type::NODE_CREATED | event_type::NODE_DATA_CHANGED => {
+                let a = Self::take_one_shot(&mut self.data, p, r);
+                a | Self::persistent_hit(&self.persistent, p, r) | self.recursive_hit(p, r)
+            }
+            event_type::NODE_DELETED => {
+                let a = Self::take_one_shot(&mut self.data, p, r);
+                let b = Self::take_one_shot(&mut self.child, p, r);
+                a | b | Self::persistent_hit(&self.persistent, p, r) | self.recursive_hit(p, r)
+            }
+            event_type::NODE_CHILDREN_CHANGED => {
+                Self::take_one_shot(&mut self.child, p, r)
+                    | Self::persistent_hit(&self.persistent, p, r)
+            }
+            _ => false,
+        }
+    }
+
+    /// checkWatches: whether a watch of `kind` exists on `path`.
+    pub fn contains(&self, path: &str, kind: i32) -> bool {
+        use watcher_type::*;
+        match kind {
+            CHILDREN => self.child.contains_key(path) || self.persistent.contains_key(path),
+            DATA => {
+                self.data.contains_key(path)
+                    || self.persistent.contains_key(path)
+                    || self.recursive.contains_key(path)
+            }
+            ANY => self.contains(path, CHILDREN) || self.contains(path, DATA),
+            PERSISTENT => self.persistent.contains_key(path),
+            PERSISTENT_RECURSIVE => self.recursive.contains_key(path),
+            _ => false,
+        }
+    }
+
+    /// removeWatches: removes the watches of `kind` on `path`; false if there
+    /// was none (the caller answers NoWatcher).
+    pub fn remove(&mut self, path: &str, kind: i32) -> bool {
+        use watcher_type::*;
+        match kind {
+            CHILDREN => {
+                let a = self.child.remove(path).is_some();
+                let b = self.persistent.remove(path).is_some();
+                a | b
+            }
+            DATA => {
+                let a = self.data.remove(path).is_some();
+                let b = self.persistent.remove(path).is_some();
+                let c = self.recursive.remove(path).is_some();
+                a | b | c
+            }
+            ANY => {
+                let a = self.remove(path, CHILDREN);
+                let b = self.remove(path, DATA);
+                a | b
+            }
+            PERSISTENT => self.persistent.remove(path).is_some(),
+            PERSISTENT_RECURSIVE => self.recursive.remove(path).is_some(),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use janus_core::kv::KeyValue;
+
+    fn ev(kind: i32, path: &str, revision: i64) -> ZkEvent {
+        ZkEvent {
+            kind,
+            path: path.into(),
+            revision,
+        }
+    }
+
+    #[test]
+    fn visible_paths() {
+        assert_eq!(visible_path(b"/"), Some("/"));
+        assert_eq!(visible_path(b"/a/b"), Some("/a/b"));
+        for bad in [&b""[..], b"a", b"/a/", b"//a", b"/a/./b", b"/..", b"/a\0"] {
+            assert_eq!(visible_path(bad), None, "{bad:?}");
+        }
+        assert_eq!(parent("/a"), "/");
+        assert_eq!(parent("/a/b"), "/a");
+    }
+
+    #[test]
+    fn translate_put_and_delete() {
+        let kv = KeyValue {
+            key: b"/a".to_vec(),
+            create_revision: 5,
+            mod_revision: 5,
+            ..Default::default()
+        };
+        let e = Event {
+            kind: EventKind::Put,
+            kv: kv.clone(),
+            prev_kv: None,
+        };
+        assert_eq!(translate(&e).unwrap().kind, event_type::NODE_CREATED);
+        let mut kv2 = kv.clone();
+        kv2.mod_revision = 6;
+        let e = Event {
+            kind: EventKind::Put,
+            kv: kv2,
+            prev_kv: Some(kv),
+        };
+        assert_eq!(translate(&e).unwrap().kind, event_type::NODE_DATA_CHANGED);
+        let e = Event {
+            kind: EventKind::Put,
+            kv: KeyValue {
+                key: b"bad".to_vec(),
+                ..Default::default()
+            },
+            prev_kv: None,
+        };
+        assert!(translate(&e).is_none());
+    }
+
+    #[test]
+    fn one_shot_fires_once_and_respects_threshold() {
+        let mut t = WatchTable::default();
+        t.add_data("/a", 10);
+        assert!(!t.trigger(&ev(event_type::NODE_DATA_CHANGED, "/a", 10)));
+        assert!(t.trigger(&ev(event_type::NODE_DATA_CHANGED, "/a", 11)));
+        assert!(!t.trigger(&ev(event_type::NODE_DATA_CHANGED, "/a", 12)));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn delete_fires_data_and_child_once() {
+        let mut t = WatchTable::default();
+        t.add_data("/a", 1);
+        t.add_child("/a", 1);
+        assert!(t.trigger(&ev(event_type::NODE_DELETED, "/a", 2)));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn persistent_and_recursive() {
+        let mut t = WatchTable::default();
+        t.add_persistent("/a", false, 1);
+        t.add_persistent("/r", true, 1);
+        assert!(t.trigger(&ev(event_type::NODE_CHILDREN_CHANGED, "/a", 2)));
+        assert!(t.trigger(&ev(event_type::NODE_DELETED, "/a", 3)));
+        assert!(t.trigger(&ev(event_type::NODE_CREATED, "/r/x/y", 4)));
+        assert!(!t.trigger(&ev(event_type::NODE_CHILDREN_CHANGED, "/r/x", 5)));
+        assert!(!t.trigger(&ev(event_type::NODE_CREATED, "/rr", 5)));
+        assert_eq!(t.len(), 2);
+        assert!(t.contains("/r", watcher_type::PERSISTENT_RECURSIVE));
+        assert!(t.remove("/r", watcher_type::ANY));
+        assert!(!t.remove("/r", watcher_type::ANY));
+    }
+}
