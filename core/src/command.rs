@@ -22,21 +22,35 @@ pub enum Command {
     DeleteRange(DeleteRangeRequest),
     Txn(TxnRequest),
     /// Drop history below `revision`.
-    Compact { revision: i64 },
+    Compact {
+        revision: i64,
+    },
     /// Grant a lease (= open a ZooKeeper session). `id` is never 0 here: the
     /// proposer picks a positive id when the client asked for none.
-    LeaseGrant { id: i64, ttl_ms: i64 },
+    LeaseGrant {
+        id: i64,
+        ttl_ms: i64,
+    },
     /// Revoke a lease (= close or expire a session): deletes attached keys
     /// in one revision.
-    LeaseRevoke { id: i64 },
+    LeaseRevoke {
+        id: i64,
+    },
     /// ZooKeeper writes: one op, or a multi (all or nothing, one revision).
     /// `session` is the requesting session (0 for none); `auth` the
     /// identities the connection authenticated as (checked against ACLs at
     /// apply time).
-    Zk { session: i64, auth: Vec<Id>, ops: Vec<ZkOp>, multi: bool },
+    Zk {
+        session: i64,
+        auth: Vec<Id>,
+        ops: Vec<ZkOp>,
+        multi: bool,
+    },
     /// Leader housekeeping: delete `path` if it is (still) an empty container
     /// that once had children, or a TTL node idle for longer than its TTL.
-    ZkReap { path: String },
+    ZkReap {
+        path: String,
+    },
     /// No state change; used to probe the log (tests, barriers).
     Noop,
 }

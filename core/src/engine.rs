@@ -16,6 +16,7 @@
 
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
@@ -33,8 +34,23 @@ pub enum Space {
 }
 
 impl Space {
-    const ALL: [Space; 6] =
-        [Space::RaftLog, Space::Meta, Space::Revs, Space::Leases, Space::Znodes, Space::Tree];
+    const ALL: [Space; 6] = [
+        Space::RaftLog,
+        Space::Meta,
+        Space::Revs,
+        Space::Leases,
+        Space::Znodes,
+        Space::Tree,
+    ];
+
+    /// Keyspaces in a state export (everything but the raft log).
+    pub const EXPORTED: [Space; 5] = [
+        Space::Meta,
+        Space::Revs,
+        Space::Leases,
+        Space::Znodes,
+        Space::Tree,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -56,12 +72,12 @@ pub struct Engine {
 }
 
 /// A set of writes applied atomically by [`Engine::commit`].
-pub struct Batch<'a> {
-    engine: &'a Engine,
+pub struct Batch {
+    engine: Arc<Engine>,
     inner: fjall::OwnedWriteBatch,
 }
 
-impl Batch<'_> {
+impl Batch {
     pub fn put(&mut self, space: Space, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
         let ks = self.engine.space(space);
         self.inner.insert(ks, key.into(), value.into());
@@ -95,7 +111,11 @@ impl Engine {
                 .map_err(|e| CoreError::storage(dir.join(s.name()), e))?;
             spaces.push(ks);
         }
-        Ok(Engine { db, dir: dir.to_path_buf(), spaces })
+        Ok(Engine {
+            db,
+            dir: dir.to_path_buf(),
+            spaces,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -113,7 +133,10 @@ impl Engine {
     }
 
     pub fn get(&self, s: Space, key: &[u8]) -> Result<Option<Vec<u8>>, CoreError> {
-        self.space(s).get(key).map(|v| v.map(|v| v.to_vec())).map_err(|e| self.err(s, e))
+        self.space(s)
+            .get(key)
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| self.err(s, e))
     }
 
     /// Key/value pairs of `s` within `range`, in key order (or reversed).
@@ -124,10 +147,15 @@ impl Engine {
         reverse: bool,
     ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), CoreError>> + '_ {
         let it = self.space(s).range(range);
-        let it: Box<dyn Iterator<Item = fjall::Guard>> =
-            if reverse { Box::new(it.rev()) } else { Box::new(it) };
+        let it: Box<dyn Iterator<Item = fjall::Guard>> = if reverse {
+            Box::new(it.rev())
+        } else {
+            Box::new(it)
+        };
         it.map(move |g| {
-            g.into_inner().map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(|e| self.err(s, e))
+            g.into_inner()
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(|e| self.err(s, e))
         })
     }
 
@@ -136,27 +164,46 @@ impl Engine {
         &self,
         s: Space,
     ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), CoreError>> + '_ {
-        self.space(s)
-            .iter()
-            .map(move |g| g.into_inner().map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(|e| self.err(s, e)))
+        self.space(s).iter().map(move |g| {
+            g.into_inner()
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(|e| self.err(s, e))
+        })
     }
 
-    pub fn batch(&self) -> Batch<'_> {
-        Batch { engine: self, inner: self.db.batch() }
+    pub fn batch(self: &Arc<Engine>) -> Batch {
+        Batch {
+            engine: Arc::clone(self),
+            inner: self.db.batch(),
+        }
     }
 
     /// Applies a batch atomically (visible at once, durable after the next
     /// [`Engine::sync`]).
-    pub fn commit(&self, batch: Batch<'_>) -> Result<(), CoreError> {
+    pub fn commit(&self, batch: Batch) -> Result<(), CoreError> {
         if batch.inner.is_empty() {
             return Ok(());
         }
-        batch.inner.commit().map_err(|e| CoreError::storage(&self.dir, e))
+        batch
+            .inner
+            .commit()
+            .map_err(|e| CoreError::storage(&self.dir, e))
     }
 
     /// Makes every committed batch durable (fsync of the journal data).
     pub fn sync(&self) -> Result<(), CoreError> {
-        self.db.persist(PersistMode::SyncData).map_err(|e| CoreError::storage(&self.dir, e))
+        self.db
+            .persist(PersistMode::SyncData)
+            .map_err(|e| CoreError::storage(&self.dir, e))
+    }
+
+    /// Rewrites every keyspace's tables, dropping overwritten and deleted
+    /// data (etcd's defragment).
+    pub fn major_compact(&self) -> Result<(), CoreError> {
+        for (s, ks) in Space::ALL.iter().zip(&self.spaces) {
+            ks.major_compact().map_err(|e| self.err(*s, e))?;
+        }
+        Ok(())
     }
 
     /// Bytes the database occupies on disk.

@@ -47,6 +47,9 @@ pub enum KvError {
     /// `mvcc: required revision is a future revision`
     #[error("mvcc: required revision is a future revision")]
     FutureRevision,
+    /// `key not found` (put with ignore_value/ignore_lease on a missing key)
+    #[error("key not found")]
+    KeyNotFound,
     /// `requested lease not found`
     #[error("requested lease not found")]
     LeaseNotFound,
@@ -74,12 +77,24 @@ pub enum KvError {
     /// `mvcc: database space exceeded` / quota.
     #[error("mvcc: database space exceeded")]
     NoSpace,
+    /// The member could not serve the request (storage failure, stopped,
+    /// timeout); the text says why.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<CoreError> for KvError {
+    fn from(e: CoreError) -> Self {
+        KvError::Internal(e.to_string())
+    }
 }
 
 /// ZooKeeper outcomes decided by core (KeeperException codes by name).
 ///
 /// The ZooKeeper frontend owns the mapping to integer codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize,
+)]
 pub enum ZkError {
     #[error("NoNode")]
     NoNode,
@@ -109,6 +124,9 @@ pub enum ZkError {
 
 impl CoreError {
     pub(crate) fn storage(path: impl Into<PathBuf>, e: impl std::fmt::Display) -> Self {
-        CoreError::Storage { path: path.into(), message: e.to_string() }
+        CoreError::Storage {
+            path: path.into(),
+            message: e.to_string(),
+        }
     }
 }

@@ -1,13 +1,30 @@
 //! janus-core: the replicated, revisioned store behind both protocols.
+//!
+//! - [`node::Node`]: a member (raft loop, proposals, reads, leases, watches).
+//! - [`command`]: the commands of the raft log and their results (D7).
+//! - [`state`]: the deterministic state machine; [`mvcc`], [`lease`] and
+//!   [`znode`] hold its etcd, lease and ZooKeeper rules.
+//! - [`watch`]: the watch hub (D6).
+//! - [`engine`]: every fjall call (D10); [`raft_log`]: raft-rs storage on it.
 pub mod command;
 pub mod engine;
 mod error;
 pub mod kv;
+pub mod lease;
+pub mod mvcc;
+pub mod node;
+pub mod raft_log;
+pub mod state;
+pub mod watch;
 pub mod znode;
 
+pub use command::{Applied, Command, CommandResult, Proposal};
 pub use error::{CoreError, KvError, ZkError};
-pub mod node;
-pub mod watch;
+pub use node::{Header, Node, NodeConfig, Status};
+pub use watch::{Event, EventKind, WatchRequest, Watcher};
 
-pub use command::{Applied, Command, CommandResult};
-pub use node::{Header, Node, NodeConfig, Status, Watcher};
+/// A fresh positive id for a lease or session (D4: ids stay positive).
+pub fn new_lease_id() -> i64 {
+    use rand::Rng;
+    rand::thread_rng().gen_range(1..i64::MAX)
+}

@@ -45,7 +45,302 @@ pub struct WatchRequest {
     /// First revision to deliver; `<= 0` means "changes after now".
     pub start_revision: i64,
     /// Also deliver [`EventKind::ChildrenChanged`] events for ZooKeeper
-    /// parents whose child set changed (the parent path need not be in range;
-    /// the child must be).
+    /// parents in range whose child set changed.
     pub tree_events: bool,
+}
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use tokio::sync::mpsc;
+
+use crate::engine::Space;
+use crate::kv::in_range;
+use crate::mvcc::{Record, Rev};
+use crate::state::State;
+use crate::znode::path;
+use crate::KvError;
+
+/// Batches a subscriber may have queued before it is marked lagging.
+const CHANNEL_BATCHES: usize = 1024;
+/// Events read from history per catch-up step.
+const CATCH_UP_EVENTS: usize = 4096;
+
+struct Sub {
+    id: u64,
+    key: Vec<u8>,
+    range_end: Vec<u8>,
+    tree_events: bool,
+    tx: mpsc::Sender<Vec<Event>>,
+    /// Not fed live; catches up from history when polled.
+    lagging: AtomicBool,
+}
+
+impl Sub {
+    fn wants(&self, e: &Event) -> bool {
+        match e.kind {
+            EventKind::ChildrenChanged => {
+                self.tree_events && in_range(&e.kv.key, &self.key, &self.range_end)
+            }
+            _ => in_range(&e.kv.key, &self.key, &self.range_end),
+        }
+    }
+}
+
+/// The subscriber table, owned by the state machine.
+#[derive(Default)]
+pub struct Hub {
+    subs: Mutex<Vec<Arc<Sub>>>,
+    next_id: AtomicU64,
+}
+
+impl Hub {
+    /// Hands one revision's events to every live subscriber that wants
+    /// them, never waiting: a full channel marks the subscriber lagging.
+    pub fn publish(&self, events: &[Event]) {
+        let Ok(mut subs) = self.subs.lock() else {
+            return;
+        };
+        subs.retain(|s| {
+            if s.lagging.load(Ordering::Acquire) {
+                return !s.tx.is_closed();
+            }
+            let mine: Vec<Event> = events.iter().filter(|e| s.wants(e)).cloned().collect();
+            if mine.is_empty() {
+                return !s.tx.is_closed();
+            }
+            match s.tx.try_send(mine) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    s.lagging.store(true, Ordering::Release);
+                    true
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+    }
+
+    fn remove(&self, id: u64) {
+        if let Ok(mut subs) = self.subs.lock() {
+            subs.retain(|s| s.id != id);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.subs.lock().map_or(0, |s| s.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A watch subscription: events in revision order, from history and live.
+pub struct Watcher {
+    state: Arc<RwLock<State>>,
+    sub: Arc<Sub>,
+    rx: mpsc::Receiver<Vec<Event>>,
+    /// Next revision to hand out; earlier events are dropped.
+    next_rev: i64,
+    done: bool,
+}
+
+impl Watcher {
+    /// Subscribes (see [`WatchRequest`]); a start revision below the
+    /// compaction point is [`KvError::Compacted`].
+    pub fn subscribe(state: &Arc<RwLock<State>>, req: WatchRequest) -> Result<Watcher, KvError> {
+        let st = state
+            .read()
+            .map_err(|_| KvError::Internal("state lock poisoned".into()))?;
+        if req.start_revision > 0 && req.start_revision < st.compact_revision {
+            return Err(KvError::Compacted {
+                compact_revision: st.compact_revision,
+            });
+        }
+        let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+        let history = req.start_revision > 0 && req.start_revision <= st.revision;
+        let sub = Arc::new(Sub {
+            id: st.hub.next_id.fetch_add(1, Ordering::Relaxed),
+            key: req.key,
+            range_end: req.range_end,
+            tree_events: req.tree_events,
+            tx,
+            lagging: AtomicBool::new(history),
+        });
+        if let Ok(mut subs) = st.hub.subs.lock() {
+            subs.push(Arc::clone(&sub));
+        }
+        let next_rev = if req.start_revision > 0 {
+            req.start_revision
+        } else {
+            st.revision + 1
+        };
+        drop(st);
+        Ok(Watcher {
+            state: Arc::clone(state),
+            sub,
+            rx,
+            next_rev,
+            done: false,
+        })
+    }
+
+    /// Waits for the next events (one or more revisions, in order).
+    /// `Err(Compacted)` ends the watch: it fell behind the compaction point.
+    pub async fn next(&mut self) -> Result<Vec<Event>, KvError> {
+        loop {
+            if let Some(r) = self.try_next() {
+                return r;
+            }
+            match self.rx.recv().await {
+                Some(batch) => {
+                    if let Some(r) = self.accept(batch) {
+                        return Ok(r);
+                    }
+                }
+                None => return Err(KvError::Internal("watch hub closed".into())),
+            }
+        }
+    }
+
+    /// Events available now, without waiting (`None` if there are none).
+    pub fn try_next(&mut self) -> Option<Result<Vec<Event>, KvError>> {
+        if self.done {
+            return None;
+        }
+        while let Ok(batch) = self.rx.try_recv() {
+            if let Some(r) = self.accept(batch) {
+                return Some(Ok(r));
+            }
+        }
+        if self.sub.lagging.load(Ordering::Acquire) {
+            return match self.catch_up() {
+                Ok(ev) if ev.is_empty() => None,
+                Ok(ev) => Some(Ok(ev)),
+                Err(e) => {
+                    self.done = true;
+                    Some(Err(e))
+                }
+            };
+        }
+        None
+    }
+
+    /// If every event up to the store's current revision has been handed
+    /// out, that revision (for etcd progress notifications).
+    pub fn progress_revision(&self) -> Option<i64> {
+        let st = self.state.read().ok()?;
+        let idle = !self.sub.lagging.load(Ordering::Acquire) && self.rx.is_empty();
+        idle.then_some(st.revision.max(self.next_rev - 1))
+    }
+
+    fn accept(&mut self, mut batch: Vec<Event>) -> Option<Vec<Event>> {
+        batch.retain(|e| e.kv.mod_revision >= self.next_rev);
+        let last = batch.last()?.kv.mod_revision;
+        self.next_rev = last + 1;
+        Some(batch)
+    }
+
+    /// Reads missed events from history under the state read lock (no
+    /// revision can be applied meanwhile); when caught up, rejoins live
+    /// delivery.
+    fn catch_up(&mut self) -> Result<Vec<Event>, KvError> {
+        let st = self
+            .state
+            .read()
+            .map_err(|_| KvError::Internal("state lock poisoned".into()))?;
+        if self.next_rev < st.compact_revision {
+            return Err(KvError::Compacted {
+                compact_revision: st.compact_revision,
+            });
+        }
+        let mut out = Vec::new();
+        let mut last_main = self.next_rev - 1;
+        let start = Rev::new(self.next_rev.max(1), 0).to_bytes();
+        for item in st.engine.scan(Space::Revs, start.., false) {
+            let (k, v) = item?;
+            let Some(rev) = Rev::from_bytes(&k) else {
+                continue;
+            };
+            if out.len() >= CATCH_UP_EVENTS && rev.main != last_main {
+                break;
+            }
+            last_main = rev.main;
+            let rec = Record::decode(&v).map_err(|e| KvError::Internal(e.to_string()))?;
+            history_events(&st, &self.sub, rev, rec, &mut out)?;
+        }
+        if last_main >= st.revision {
+            self.next_rev = st.revision + 1;
+            // Caught up: rejoin live delivery before releasing the lock.
+            self.sub.lagging.store(false, Ordering::Release);
+        } else {
+            self.next_rev = last_main + 1;
+        }
+        Ok(out)
+    }
+}
+
+/// The events a history record stands for, as live delivery produced them.
+/// Tree events are derived for the direct parent of a created or deleted
+/// path (implicit ancestors appearing with it are not reconstructed).
+fn history_events(
+    st: &State,
+    sub: &Sub,
+    rev: Rev,
+    rec: Record,
+    out: &mut Vec<Event>,
+) -> Result<(), KvError> {
+    let prev_kv = match st.keys.get(&rec.key).and_then(|ki| ki.before(rev)) {
+        Some(p) => st.record(None, p).ok().map(|r| r.to_kv(p.main)),
+        None => None,
+    };
+    let created_or_deleted = rec.tombstone || rec.version == 1;
+    let key = rec.key.clone();
+    let ev = if rec.tombstone {
+        let kv = crate::kv::KeyValue {
+            key: rec.key,
+            mod_revision: rev.main,
+            ..Default::default()
+        };
+        Event {
+            kind: EventKind::Delete,
+            kv,
+            prev_kv,
+        }
+    } else {
+        Event {
+            kind: EventKind::Put,
+            kv: rec.to_kv(rev.main),
+            prev_kv,
+        }
+    };
+    if sub.wants(&ev) {
+        out.push(ev);
+    }
+    if sub.tree_events && created_or_deleted && path::is_valid(&key) {
+        if let Some(parent) = path::parent(&key) {
+            let kv = crate::kv::KeyValue {
+                key: parent.to_vec(),
+                mod_revision: rev.main,
+                ..Default::default()
+            };
+            let ev = Event {
+                kind: EventKind::ChildrenChanged,
+                kv,
+                prev_kv: None,
+            };
+            if sub.wants(&ev) {
+                out.push(ev);
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        if let Ok(st) = self.state.read() {
+            st.hub.remove(self.sub.id);
+        }
+    }
 }

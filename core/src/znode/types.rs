@@ -37,7 +37,10 @@ pub struct Id {
 
 impl Id {
     pub fn new(scheme: &str, id: &str) -> Id {
-        Id { scheme: scheme.to_string(), id: id.to_string() }
+        Id {
+            scheme: scheme.to_string(),
+            id: id.to_string(),
+        }
     }
 }
 
@@ -50,7 +53,10 @@ pub struct Acl {
 impl Acl {
     /// `world:anyone` with every permission (ZooDefs.Ids.OPEN_ACL_UNSAFE).
     pub fn open() -> Vec<Acl> {
-        vec![Acl { perms: perms::ALL, id: Id::new("world", "anyone") }]
+        vec![Acl {
+            perms: perms::ALL,
+            id: Id::new("world", "anyone"),
+        }]
     }
 }
 
@@ -89,10 +95,16 @@ impl CreateMode {
         )
     }
     pub fn is_ephemeral(self) -> bool {
-        matches!(self, CreateMode::Ephemeral | CreateMode::EphemeralSequential)
+        matches!(
+            self,
+            CreateMode::Ephemeral | CreateMode::EphemeralSequential
+        )
     }
     pub fn is_ttl(self) -> bool {
-        matches!(self, CreateMode::PersistentWithTtl | CreateMode::PersistentSequentialWithTtl)
+        matches!(
+            self,
+            CreateMode::PersistentWithTtl | CreateMode::PersistentSequentialWithTtl
+        )
     }
 }
 
@@ -100,21 +112,48 @@ impl CreateMode {
 /// versions (-1 = any).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ZkOp {
-    Create { path: String, data: Vec<u8>, acl: Vec<Acl>, mode: CreateMode, ttl_ms: i64 },
-    Delete { path: String, version: i32 },
-    SetData { path: String, data: Vec<u8>, version: i32 },
-    SetAcl { path: String, acl: Vec<Acl>, version: i32 },
-    Check { path: String, version: i32 },
+    Create {
+        path: String,
+        data: Vec<u8>,
+        acl: Vec<Acl>,
+        mode: CreateMode,
+        ttl_ms: i64,
+    },
+    Delete {
+        path: String,
+        version: i32,
+    },
+    SetData {
+        path: String,
+        data: Vec<u8>,
+        version: i32,
+    },
+    SetAcl {
+        path: String,
+        acl: Vec<Acl>,
+        version: i32,
+    },
+    Check {
+        path: String,
+        version: i32,
+    },
 }
 
 /// Result of one successful [`ZkOp`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ZkOpResult {
     /// The created path (with its sequential suffix) and the new node's stat.
-    Create { path: String, stat: Stat },
+    Create {
+        path: String,
+        stat: Stat,
+    },
     Delete,
-    SetData { stat: Stat },
-    SetAcl { stat: Stat },
+    SetData {
+        stat: Stat,
+    },
+    SetAcl {
+        stat: Stat,
+    },
     Check,
 }
 

@@ -1,0 +1,226 @@
+//! etcd writes applied by the state machine: Put, DeleteRange, Txn, Compact.
+//!
+//! Every check etcd makes before applying (empty key, ignore_value /
+//! ignore_lease rules, lease existence, read revisions inside a txn) is made
+//! on the state before the command's first write, so a failing command
+//! changes nothing.
+
+use crate::engine::Space;
+use crate::kv::{
+    Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, KeyValue,
+    PutRequest, PutResponse, RangeRequest, RequestOp, ResponseOp, TxnRequest, TxnResponse,
+};
+use crate::mvcc::range::{bounds, is_empty_range};
+use crate::state::{Fail, State, Wtx, META_COMPACT};
+use crate::KvError;
+
+impl State {
+    fn check_put(&self, req: &PutRequest) -> Result<(), Fail> {
+        if req.key.is_empty() {
+            return Err(KvError::EmptyKey.into());
+        }
+        if req.ignore_value && !req.value.is_empty() {
+            return Err(KvError::ValueProvided.into());
+        }
+        if req.ignore_lease && req.lease != 0 {
+            return Err(KvError::LeaseProvided.into());
+        }
+        if (req.ignore_value || req.ignore_lease)
+            && self.keys.get(&req.key).and_then(|k| k.live).is_none()
+        {
+            return Err(KvError::KeyNotFound.into());
+        }
+        if req.lease != 0 && !self.leases.contains_key(&req.lease) {
+            return Err(KvError::LeaseNotFound.into());
+        }
+        Ok(())
+    }
+
+    pub fn apply_put(&mut self, w: &mut Wtx, req: &PutRequest) -> Result<PutResponse, Fail> {
+        self.check_put(req)?;
+        self.do_put(w, req)
+    }
+
+    fn do_put(&mut self, w: &mut Wtx, req: &PutRequest) -> Result<PutResponse, Fail> {
+        let prev = self.current_kv(Some(w), &req.key)?;
+        let value = match (&prev, req.ignore_value) {
+            (Some(p), true) => p.value.clone(),
+            _ => req.value.clone(),
+        };
+        let lease = match (&prev, req.ignore_lease) {
+            (Some(p), true) => p.lease,
+            _ => req.lease,
+        };
+        let (_, prev) = self.put_key(w, &req.key, value, lease)?;
+        Ok(PutResponse {
+            prev_kv: if req.prev_kv { prev } else { None },
+        })
+    }
+
+    pub fn apply_delete_range(
+        &mut self,
+        w: &mut Wtx,
+        req: &DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse, Fail> {
+        if req.key.is_empty() {
+            return Err(KvError::EmptyKey.into());
+        }
+        self.do_delete_range(w, req)
+    }
+
+    fn do_delete_range(
+        &mut self,
+        w: &mut Wtx,
+        req: &DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse, Fail> {
+        let keys: Vec<Vec<u8>> = if is_empty_range(&req.key, &req.range_end) {
+            Vec::new()
+        } else {
+            self.keys
+                .range::<[u8], _>(bounds(&req.key, &req.range_end))
+                .filter(|(_, ki)| ki.live.is_some())
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        let mut resp = DeleteRangeResponse::default();
+        for k in keys {
+            if let Some(prev) = self.delete_key(w, &k)? {
+                resp.deleted += 1;
+                if req.prev_kv {
+                    resp.prev_kvs.push(prev);
+                }
+            }
+        }
+        Ok(resp)
+    }
+
+    /// etcd's applyCompare: a compare on a range must hold for every key; an
+    /// empty range compares as a zero KeyValue, except that a value compare
+    /// on missing keys is always false.
+    fn compare(&self, c: &Compare) -> Result<bool, Fail> {
+        let req = RangeRequest {
+            key: c.key.clone(),
+            range_end: c.range_end.clone(),
+            ..Default::default()
+        };
+        let resp = self.range(None, &req)?;
+        if resp.kvs.is_empty() {
+            if matches!(c.target, CompareTarget::Value(_)) {
+                return Ok(false);
+            }
+            return Ok(compare_kv(c, &KeyValue::default()));
+        }
+        Ok(resp.kvs.iter().all(|kv| compare_kv(c, kv)))
+    }
+
+    fn choose<'t>(&self, txn: &'t TxnRequest) -> Result<(bool, &'t [RequestOp]), Fail> {
+        for c in &txn.compare {
+            if !self.compare(c)? {
+                return Ok((false, &txn.failure));
+            }
+        }
+        Ok((true, &txn.success))
+    }
+
+    /// Validates the ops a txn will run, before any of them writes.
+    fn check_ops(&self, ops: &[RequestOp]) -> Result<(), Fail> {
+        for op in ops {
+            match op {
+                RequestOp::Range(r) => {
+                    self.read_revision(r.revision)?;
+                }
+                RequestOp::Put(p) => self.check_put(p)?,
+                RequestOp::DeleteRange(d) => {
+                    if d.key.is_empty() {
+                        return Err(KvError::EmptyKey.into());
+                    }
+                }
+                RequestOp::Txn(t) => {
+                    let (_, branch) = self.choose(t)?;
+                    self.check_ops(branch)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn apply_txn(&mut self, w: &mut Wtx, txn: &TxnRequest) -> Result<TxnResponse, Fail> {
+        let (succeeded, branch) = self.choose(txn)?;
+        self.check_ops(branch)?;
+        self.run_ops(w, succeeded, branch)
+    }
+
+    fn run_ops(
+        &mut self,
+        w: &mut Wtx,
+        succeeded: bool,
+        ops: &[RequestOp],
+    ) -> Result<TxnResponse, Fail> {
+        let mut responses = Vec::with_capacity(ops.len());
+        for op in ops {
+            responses.push(match op {
+                RequestOp::Range(r) => ResponseOp::Range(self.range(Some(w), r)?),
+                RequestOp::Put(p) => ResponseOp::Put(self.do_put(w, p)?),
+                RequestOp::DeleteRange(d) => ResponseOp::DeleteRange(self.do_delete_range(w, d)?),
+                RequestOp::Txn(t) => {
+                    let (ok, branch) = self.choose(t)?;
+                    ResponseOp::Txn(self.run_ops(w, ok, branch)?)
+                }
+            });
+        }
+        Ok(TxnResponse {
+            succeeded,
+            responses,
+        })
+    }
+
+    /// Drops history below `revision` (kept: the newest value of each key at
+    /// or below it). Takes no revision.
+    pub fn apply_compact(&mut self, w: &mut Wtx, revision: i64) -> Result<(), Fail> {
+        if revision <= self.compact_revision {
+            return Err(KvError::Compacted {
+                compact_revision: self.compact_revision,
+            }
+            .into());
+        }
+        if revision > self.revision {
+            return Err(KvError::FutureRevision.into());
+        }
+        let mut empty = Vec::new();
+        for (k, ki) in self.keys.iter_mut() {
+            for r in ki.compact(revision) {
+                w.batch.remove(Space::Revs, r.to_bytes());
+            }
+            if ki.is_empty() {
+                empty.push(k.clone());
+            }
+        }
+        for k in empty {
+            self.keys.remove(&k);
+        }
+        self.compact_revision = revision;
+        w.batch.put(
+            Space::Meta,
+            META_COMPACT.to_vec(),
+            (revision as u64).to_be_bytes().to_vec(),
+        );
+        Ok(())
+    }
+}
+
+fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
+    use std::cmp::Ordering;
+    let ord: Ordering = match &c.target {
+        CompareTarget::Version(v) => kv.version.cmp(v),
+        CompareTarget::Create(v) => kv.create_revision.cmp(v),
+        CompareTarget::Mod(v) => kv.mod_revision.cmp(v),
+        CompareTarget::Lease(v) => kv.lease.cmp(v),
+        CompareTarget::Value(v) => kv.value.as_slice().cmp(v.as_slice()),
+    };
+    match c.result {
+        CompareResult::Equal => ord == Ordering::Equal,
+        CompareResult::NotEqual => ord != Ordering::Equal,
+        CompareResult::Greater => ord == Ordering::Greater,
+        CompareResult::Less => ord == Ordering::Less,
+    }
+}

@@ -1,0 +1,458 @@
+//! The state machine: in-memory indexes over the fjall store, and the two
+//! write primitives ([`State::put_key`], [`State::delete_key`]) through which
+//! every change of every protocol goes, so the MVCC history, lease
+//! attachments, the ZooKeeper tree (D2) and watch events stay consistent
+//! whichever protocol wrote.
+//!
+//! Apply is deterministic: it depends only on the state and the command
+//! (time comes from the proposal). Each applied entry is one fjall batch
+//! holding its state changes and the applied index (D10).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Batch, Engine, Space};
+use crate::kv::KeyValue;
+use crate::mvcc::{KeyIndex, Live, Record, Rev};
+use crate::watch::{Event, EventKind, Hub};
+use crate::znode::{Tree, ZMeta};
+use crate::{CoreError, KvError};
+
+/// Meta keys (in [`Space::Meta`]) owned by the state machine.
+pub(crate) const META_APPLIED: &[u8] = b"applied_index";
+pub(crate) const META_REVISION: &[u8] = b"revision";
+pub(crate) const META_COMPACT: &[u8] = b"compact_revision";
+
+/// A lease as the state machine knows it (expiry deadlines are the leader's
+/// business, see node.rs).
+#[derive(Clone, Debug, Default)]
+pub struct Lease {
+    pub ttl_ms: i64,
+    pub keys: BTreeSet<Vec<u8>>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(crate) struct LeaseRecord {
+    pub ttl_ms: i64,
+}
+
+/// The writes of one command in progress: its revision, the batch, and the
+/// events to publish once the batch is committed.
+pub struct Wtx {
+    pub main: i64,
+    pub sub: u32,
+    pub now_ms: i64,
+    pub batch: Batch,
+    pub events: Vec<Event>,
+    /// Records written by this command, readable before the batch commits.
+    pub written: HashMap<Rev, Record>,
+    /// ZooKeeper metadata written by this command (None = removed).
+    pub zmeta: HashMap<Vec<u8>, Option<ZMeta>>,
+}
+
+impl Wtx {
+    /// Whether this command changed the key-value store.
+    pub fn wrote(&self) -> bool {
+        self.sub > 0
+    }
+    fn next_rev(&mut self) -> Rev {
+        let r = Rev::new(self.main, self.sub);
+        self.sub += 1;
+        r
+    }
+}
+
+/// A command failed: either the state machine's answer to the client, or a
+/// storage failure that must stop the member.
+#[derive(Debug)]
+pub enum Fail {
+    Kv(KvError),
+    Core(CoreError),
+}
+
+impl From<KvError> for Fail {
+    fn from(e: KvError) -> Self {
+        Fail::Kv(e)
+    }
+}
+
+impl From<CoreError> for Fail {
+    fn from(e: CoreError) -> Self {
+        Fail::Core(e)
+    }
+}
+
+impl From<Fail> for KvError {
+    fn from(f: Fail) -> Self {
+        match f {
+            Fail::Kv(e) => e,
+            Fail::Core(e) => e.into(),
+        }
+    }
+}
+
+pub struct State {
+    pub engine: Arc<Engine>,
+    pub revision: i64,
+    pub compact_revision: i64,
+    pub applied_index: u64,
+    pub keys: BTreeMap<Vec<u8>, KeyIndex>,
+    pub leases: BTreeMap<i64, Lease>,
+    pub tree: Tree,
+    /// Containers and TTL nodes, for the leader's reaper.
+    pub specials: BTreeSet<Vec<u8>>,
+    pub hub: Hub,
+}
+
+fn corrupt(engine: &Engine, space: &str, what: impl std::fmt::Display) -> CoreError {
+    CoreError::Corrupt {
+        path: engine.dir().join(space),
+        what: what.to_string(),
+    }
+}
+
+pub(crate) fn read_u64(engine: &Engine, key: &[u8]) -> Result<Option<u64>, CoreError> {
+    match engine.get(Space::Meta, key)? {
+        None => Ok(None),
+        Some(v) => {
+            let arr: [u8; 8] = v.as_slice().try_into().map_err(|_| {
+                corrupt(
+                    engine,
+                    "meta",
+                    format!(
+                        "{} has {} bytes, want 8",
+                        String::from_utf8_lossy(key),
+                        v.len()
+                    ),
+                )
+            })?;
+            Ok(Some(u64::from_be_bytes(arr)))
+        }
+    }
+}
+
+impl State {
+    /// Rebuilds the in-memory indexes from the store.
+    pub fn load(engine: Arc<Engine>) -> Result<State, CoreError> {
+        let applied_index = read_u64(&engine, META_APPLIED)?.unwrap_or(0);
+        let revision = read_u64(&engine, META_REVISION)?.unwrap_or(1) as i64;
+        let compact_revision = read_u64(&engine, META_COMPACT)?.unwrap_or(0) as i64;
+        let mut keys: BTreeMap<Vec<u8>, KeyIndex> = BTreeMap::new();
+        for item in engine.scan_all(Space::Revs) {
+            let (k, v) = item?;
+            let rev =
+                Rev::from_bytes(&k).ok_or_else(|| corrupt(&engine, "revs", "bad revision key"))?;
+            let rec = Record::decode(&v)
+                .map_err(|e| corrupt(&engine, "revs", format!("record at {rev:?}: {e}")))?;
+            let ki = keys.entry(rec.key.clone()).or_default();
+            ki.revs.push((rev, rec.tombstone));
+            ki.live = (!rec.tombstone).then_some(Live {
+                create_revision: rec.create_revision,
+                mod_rev: rev,
+                version: rec.version,
+                lease: rec.lease,
+            });
+        }
+        let mut leases = BTreeMap::new();
+        for item in engine.scan_all(Space::Leases) {
+            let (k, v) = item?;
+            let id = i64::from_be_bytes(
+                k.as_slice()
+                    .try_into()
+                    .map_err(|_| corrupt(&engine, "leases", "bad lease key"))?,
+            );
+            let rec: LeaseRecord = postcard::from_bytes(&v)
+                .map_err(|e| corrupt(&engine, "leases", format!("lease {id}: {e}")))?;
+            leases.insert(
+                id,
+                Lease {
+                    ttl_ms: rec.ttl_ms,
+                    keys: BTreeSet::new(),
+                },
+            );
+        }
+        for (k, ki) in &keys {
+            if let Some(live) = ki.live {
+                if live.lease != 0 {
+                    if let Some(l) = leases.get_mut(&live.lease) {
+                        l.keys.insert(k.clone());
+                    }
+                }
+            }
+        }
+        let mut specials = BTreeSet::new();
+        for item in engine.scan_all(Space::Znodes) {
+            let (k, v) = item?;
+            let meta = ZMeta::decode(&v).map_err(|e| {
+                corrupt(
+                    &engine,
+                    "znodes",
+                    format!("{}: {e}", String::from_utf8_lossy(&k)),
+                )
+            })?;
+            if meta.kind != crate::znode::NodeKind::Normal {
+                specials.insert(k);
+            }
+        }
+        let tree = Tree::load(
+            &engine,
+            keys.iter()
+                .filter(|(_, ki)| ki.live.is_some())
+                .map(|(k, _)| k),
+        )?;
+        Ok(State {
+            engine,
+            revision,
+            compact_revision,
+            applied_index,
+            keys,
+            leases,
+            tree,
+            specials,
+            hub: Hub::default(),
+        })
+    }
+
+    /// Starts the writes of a command.
+    pub fn begin(&self, now_ms: i64) -> Wtx {
+        Wtx {
+            main: self.revision + 1,
+            sub: 0,
+            now_ms,
+            batch: self.engine.batch(),
+            events: Vec::new(),
+            written: HashMap::new(),
+            zmeta: HashMap::new(),
+        }
+    }
+
+    /// Loads the record written at `rev` (from this command's writes first).
+    pub fn record(&self, w: Option<&Wtx>, rev: Rev) -> Result<Record, CoreError> {
+        if let Some(r) = w.and_then(|w| w.written.get(&rev)) {
+            return Ok(r.clone());
+        }
+        let bytes = self
+            .engine
+            .get(Space::Revs, &rev.to_bytes())?
+            .ok_or_else(|| corrupt(&self.engine, "revs", format!("missing record {rev:?}")))?;
+        Record::decode(&bytes)
+            .map_err(|e| corrupt(&self.engine, "revs", format!("record {rev:?}: {e}")))
+    }
+
+    /// The current value of a live key.
+    pub fn current_kv(&self, w: Option<&Wtx>, key: &[u8]) -> Result<Option<KeyValue>, CoreError> {
+        match self.keys.get(key).and_then(|k| k.live) {
+            None => Ok(None),
+            Some(live) => Ok(Some(self.record(w, live.mod_rev)?.to_kv(live.mod_rev.main))),
+        }
+    }
+
+    /// Writes `key` (create or update). Returns the new and previous values.
+    /// Lease attachment, the ZooKeeper tree and events follow.
+    pub fn put_key(
+        &mut self,
+        w: &mut Wtx,
+        key: &[u8],
+        value: Vec<u8>,
+        lease: i64,
+    ) -> Result<(KeyValue, Option<KeyValue>), CoreError> {
+        let prev_live = self.keys.get(key).and_then(|k| k.live);
+        let prev_rec = match prev_live {
+            Some(l) => Some(self.record(Some(w), l.mod_rev)?),
+            None => None,
+        };
+        let rev = w.next_rev();
+        let rec = Record {
+            key: key.to_vec(),
+            value,
+            create_revision: prev_live.map_or(rev.main, |l| l.create_revision),
+            version: prev_live.map_or(1, |l| l.version + 1),
+            lease,
+            ctime: prev_rec.as_ref().map_or(w.now_ms, |r| r.ctime),
+            mtime: w.now_ms,
+            tombstone: false,
+        };
+        w.batch.put(Space::Revs, rev.to_bytes(), rec.encode());
+        let ki = self.keys.entry(key.to_vec()).or_default();
+        ki.revs.push((rev, false));
+        ki.live = Some(Live {
+            create_revision: rec.create_revision,
+            mod_rev: rev,
+            version: rec.version,
+            lease,
+        });
+        let prev_lease = prev_live.map_or(0, |l| l.lease);
+        if prev_lease != lease {
+            if let Some(l) = self.leases.get_mut(&prev_lease) {
+                l.keys.remove(key);
+            }
+            if let Some(l) = self.leases.get_mut(&lease) {
+                l.keys.insert(key.to_vec());
+            }
+        }
+        let kv = rec.to_kv(rev.main);
+        let prev = prev_live
+            .zip(prev_rec)
+            .map(|(l, r)| r.to_kv(l.mod_rev.main));
+        w.written.insert(rev, rec);
+        if prev.is_none() {
+            let keys = &self.keys;
+            self.tree
+                .add(w, key, |k| keys.get(k).is_some_and(|ki| ki.live.is_some()));
+        }
+        w.events.push(Event {
+            kind: EventKind::Put,
+            kv: kv.clone(),
+            prev_kv: prev.clone(),
+        });
+        Ok((kv, prev))
+    }
+
+    /// Deletes a live key. Returns its last value, `None` if it was absent.
+    pub fn delete_key(&mut self, w: &mut Wtx, key: &[u8]) -> Result<Option<KeyValue>, CoreError> {
+        let Some(live) = self.keys.get(key).and_then(|k| k.live) else {
+            return Ok(None);
+        };
+        let prev = self.record(Some(w), live.mod_rev)?.to_kv(live.mod_rev.main);
+        let rev = w.next_rev();
+        let rec = Record {
+            key: key.to_vec(),
+            value: Vec::new(),
+            create_revision: 0,
+            version: 0,
+            lease: 0,
+            ctime: 0,
+            mtime: w.now_ms,
+            tombstone: true,
+        };
+        w.batch.put(Space::Revs, rev.to_bytes(), rec.encode());
+        w.written.insert(rev, rec);
+        if let Some(ki) = self.keys.get_mut(key) {
+            ki.revs.push((rev, true));
+            ki.live = None;
+        }
+        if let Some(l) = self.leases.get_mut(&live.lease) {
+            l.keys.remove(key);
+        }
+        // ZooKeeper metadata (ACL, node kind) belongs to this incarnation.
+        w.batch.remove(Space::Znodes, key.to_vec());
+        w.zmeta.insert(key.to_vec(), None);
+        self.specials.remove(key);
+        let keys = &self.keys;
+        self.tree
+            .remove(w, key, |k| keys.get(k).is_some_and(|ki| ki.live.is_some()));
+        let tomb = KeyValue {
+            key: key.to_vec(),
+            mod_revision: rev.main,
+            ..Default::default()
+        };
+        w.events.push(Event {
+            kind: EventKind::Delete,
+            kv: tomb,
+            prev_kv: Some(prev.clone()),
+        });
+        Ok(Some(prev))
+    }
+
+    /// Finishes a command: records the applied index and revision in its
+    /// batch, commits it atomically and publishes its events.
+    pub fn commit(&mut self, w: Wtx, index: u64) -> Result<(), CoreError> {
+        let Wtx {
+            main,
+            sub,
+            mut batch,
+            events,
+            ..
+        } = w;
+        if sub > 0 {
+            self.revision = main;
+        }
+        self.applied_index = index;
+        batch.put(
+            Space::Meta,
+            META_APPLIED.to_vec(),
+            index.to_be_bytes().to_vec(),
+        );
+        batch.put(
+            Space::Meta,
+            META_REVISION.to_vec(),
+            (self.revision as u64).to_be_bytes().to_vec(),
+        );
+        self.engine.commit(batch)?;
+        if !events.is_empty() {
+            self.hub.publish(&events);
+        }
+        Ok(())
+    }
+}
+
+impl State {
+    /// Applies one proposal at raft index `index`: computes its result and
+    /// commits its changes together with the applied index. An `Err` is a
+    /// storage failure: the member must stop.
+    pub fn apply(
+        &mut self,
+        p: &crate::command::Proposal,
+        index: u64,
+    ) -> Result<crate::command::Applied, CoreError> {
+        use crate::command::{Command, CommandResult};
+        let mut w = self.begin(p.now_ms);
+        fn kv<T>(r: Result<T, Fail>) -> Result<Result<T, KvError>, CoreError> {
+            match r {
+                Ok(v) => Ok(Ok(v)),
+                Err(Fail::Kv(e)) => Ok(Err(e)),
+                Err(Fail::Core(e)) => Err(e),
+            }
+        }
+        let result = match &p.command {
+            Command::Put(r) => CommandResult::Put(kv(self.apply_put(&mut w, r))?),
+            Command::DeleteRange(r) => {
+                CommandResult::DeleteRange(kv(self.apply_delete_range(&mut w, r))?)
+            }
+            Command::Txn(r) => CommandResult::Txn(kv(self.apply_txn(&mut w, r))?),
+            Command::Compact { revision } => {
+                CommandResult::Compact(kv(self.apply_compact(&mut w, *revision))?)
+            }
+            Command::LeaseGrant { id, ttl_ms } => {
+                CommandResult::LeaseGrant(kv(self.apply_lease_grant(&mut w, *id, *ttl_ms))?)
+            }
+            Command::LeaseRevoke { id } => {
+                CommandResult::LeaseRevoke(kv(self.apply_lease_revoke(&mut w, *id))?)
+            }
+            Command::Zk {
+                session, auth, ops, ..
+            } => CommandResult::Zk(self.apply_zk(&mut w, *session, auth, ops)?),
+            Command::ZkReap { path } => CommandResult::Reaped(self.apply_reap(&mut w, path)?),
+            Command::Noop => CommandResult::Noop,
+        };
+        let failed = matches!(
+            &result,
+            CommandResult::Put(Err(_))
+                | CommandResult::DeleteRange(Err(_))
+                | CommandResult::Txn(Err(_))
+                | CommandResult::Compact(Err(_))
+                | CommandResult::LeaseGrant(Err(_))
+                | CommandResult::LeaseRevoke(Err(_))
+                | CommandResult::Zk(crate::znode::ZkWriteResult::Failed { .. })
+        );
+        if failed {
+            // Checks run before the first write, so a failed command has
+            // written nothing; only the applied index moves.
+            w = self.begin(p.now_ms);
+        }
+        self.commit(w, index)?;
+        Ok(crate::command::Applied {
+            revision: self.revision,
+            result,
+        })
+    }
+
+    /// Records an applied raft entry that carries no command (leader no-ops,
+    /// conf changes).
+    pub fn apply_empty(&mut self, index: u64) -> Result<(), CoreError> {
+        let w = self.begin(0);
+        self.commit(w, index)
+    }
+}

@@ -1,0 +1,123 @@
+//! ZooKeeper reads over the state: stats (D3) and the read ops.
+
+use super::{acl, path, perms, Acl, Id, Stat};
+use crate::state::{State, Wtx};
+use crate::{CoreError, ZkError};
+
+impl State {
+    fn is_live(&self, key: &[u8]) -> bool {
+        self.keys.get(key).is_some_and(|k| k.live.is_some())
+    }
+
+    /// The stat of a znode, `None` if it is not in the tree. czxid/mzxid are
+    /// create/mod revisions, version = etcd version - 1 (-1 for an implicit
+    /// node), ephemeralOwner = lease or the container/TTL marker.
+    pub fn zk_stat(&self, w: Option<&Wtx>, key: &[u8]) -> Result<Option<Stat>, CoreError> {
+        if !self.tree.present(key, |k| self.is_live(k)) {
+            return Ok(None);
+        }
+        let node = self.tree.get(key);
+        let mut st = Stat {
+            cversion: node.map_or(0, |n| n.cversion),
+            num_children: node.map_or(0, |n| n.children.len() as i32),
+            version: -1,
+            ..Default::default()
+        };
+        if let Some(live) = self.keys.get(key).and_then(|k| k.live) {
+            let rec = self.record(w, live.mod_rev)?;
+            let meta = self.zmeta(w, key)?;
+            st.czxid = live.create_revision;
+            st.mzxid = live.mod_rev.main;
+            st.ctime = rec.ctime;
+            st.mtime = rec.mtime;
+            st.version = (live.version - 1) as i32;
+            st.aversion = meta.aversion;
+            st.ephemeral_owner = meta.ephemeral_owner(live.lease);
+            st.data_length = rec.value.len() as i32;
+        }
+        st.pzxid = match node.map_or(0, |n| n.pzxid) {
+            0 => st.czxid,
+            p => p,
+        };
+        Ok(Some(st))
+    }
+
+    fn readable(&self, p: &str, auth: &[Id]) -> Result<Stat, ZkError> {
+        path::validate(p)?;
+        let st = self
+            .zk_stat(None, p.as_bytes())
+            .map_err(|_| ZkError::NoNode)?;
+        let st = st.ok_or(ZkError::NoNode)?;
+        let meta = self
+            .zmeta(None, p.as_bytes())
+            .map_err(|_| ZkError::NoNode)?;
+        acl::check(&meta.acl, perms::READ, auth)?;
+        Ok(st)
+    }
+
+    pub fn zk_get_data(&self, p: &str, auth: &[Id]) -> Result<(Vec<u8>, Stat), ZkError> {
+        let st = self.readable(p, auth)?;
+        let data = match self.keys.get(p.as_bytes()).and_then(|k| k.live) {
+            Some(live) => {
+                self.record(None, live.mod_rev)
+                    .map_err(|_| ZkError::NoNode)?
+                    .value
+            }
+            None => Vec::new(),
+        };
+        Ok((data, st))
+    }
+
+    pub fn zk_exists(&self, p: &str) -> Option<Stat> {
+        path::validate(p).ok()?;
+        self.zk_stat(None, p.as_bytes()).ok().flatten()
+    }
+
+    pub fn zk_get_children(&self, p: &str, auth: &[Id]) -> Result<(Vec<String>, Stat), ZkError> {
+        let st = self.readable(p, auth)?;
+        let names = self.tree.get(p.as_bytes()).map_or_else(Vec::new, |n| {
+            n.children
+                .iter()
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect()
+        });
+        Ok((names, st))
+    }
+
+    pub fn zk_all_children_number(&self, p: &str, auth: &[Id]) -> Result<i32, ZkError> {
+        self.readable(p, auth)?;
+        let mut count = 0i32;
+        let mut stack = vec![p.as_bytes().to_vec()];
+        while let Some(cur) = stack.pop() {
+            if let Some(n) = self.tree.get(&cur) {
+                for c in &n.children {
+                    count = count.saturating_add(1);
+                    stack.push(path::join(&cur, c));
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    pub fn zk_get_acl(&self, p: &str) -> Result<(Vec<Acl>, Stat), ZkError> {
+        path::validate(p)?;
+        let st = self
+            .zk_stat(None, p.as_bytes())
+            .map_err(|_| ZkError::NoNode)?
+            .ok_or(ZkError::NoNode)?;
+        let meta = self
+            .zmeta(None, p.as_bytes())
+            .map_err(|_| ZkError::NoNode)?;
+        Ok((meta.acl, st))
+    }
+
+    pub fn zk_ephemerals(&self, session: i64, prefix: &str) -> Vec<String> {
+        self.leases.get(&session).map_or_else(Vec::new, |l| {
+            l.keys
+                .iter()
+                .filter(|k| k.starts_with(prefix.as_bytes()) && path::is_valid(k))
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .collect()
+        })
+    }
+}
