@@ -653,6 +653,8 @@ impl Runner {
         let _ = light.take_messages();
         self.apply(light.take_committed_entries())?;
         self.raw.advance_apply();
+        let applied = self.inner.state.read().map_or(0, |st| st.applied_index);
+        self.answer_reads(applied);
         Ok(())
     }
 
@@ -726,9 +728,6 @@ impl Runner {
                     _ => st.apply_empty(e.index)?,
                 }
             }
-            let applied = st.applied_index;
-            drop(st);
-            self.answer_reads(applied);
         }
         for (r, a) in replies {
             let _ = r.send(Ok(a));
