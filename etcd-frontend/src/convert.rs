@@ -65,7 +65,11 @@ pub fn put_req(r: &pb::PutRequest) -> core::PutRequest {
 }
 
 pub fn delete_req(r: &pb::DeleteRangeRequest) -> core::DeleteRangeRequest {
-    core::DeleteRangeRequest { key: r.key.clone(), range_end: r.range_end.clone(), prev_kv: r.prev_kv }
+    core::DeleteRangeRequest {
+        key: r.key.clone(),
+        range_end: r.range_end.clone(),
+        prev_kv: r.prev_kv,
+    }
 }
 
 pub fn compare(c: &pb::Compare) -> core::Compare {
@@ -99,7 +103,12 @@ pub fn compare(c: &pb::Compare) -> core::Compare {
             _ => None,
         })),
     };
-    core::Compare { result, target, key: c.key.clone(), range_end: c.range_end.clone() }
+    core::Compare {
+        result,
+        target,
+        key: c.key.clone(),
+        range_end: c.range_end.clone(),
+    }
 }
 
 /// A txn request; an op with no request set is etcd's `key not found`
@@ -126,19 +135,37 @@ fn request_op(op: &pb::RequestOp) -> Result<core::RequestOp, ApiError> {
 
 /// A response header carrying only a revision, as etcd puts inside txns.
 fn rev_header(revision: i64) -> Option<pb::ResponseHeader> {
-    Some(pb::ResponseHeader { revision, ..Default::default() })
+    Some(pb::ResponseHeader {
+        revision,
+        ..Default::default()
+    })
 }
 
 pub fn range_resp(r: core::RangeResponse, header: Option<pb::ResponseHeader>) -> pb::RangeResponse {
-    pb::RangeResponse { header, kvs: r.kvs.into_iter().map(kv_to_pb).collect(), more: r.more, count: r.count }
+    pb::RangeResponse {
+        header,
+        kvs: r.kvs.into_iter().map(kv_to_pb).collect(),
+        more: r.more,
+        count: r.count,
+    }
 }
 
 pub fn put_resp(r: core::PutResponse, header: Option<pb::ResponseHeader>) -> pb::PutResponse {
-    pb::PutResponse { header, prev_kv: r.prev_kv.map(kv_to_pb) }
+    pb::PutResponse {
+        header,
+        prev_kv: r.prev_kv.map(kv_to_pb),
+    }
 }
 
-pub fn delete_resp(r: core::DeleteRangeResponse, header: Option<pb::ResponseHeader>) -> pb::DeleteRangeResponse {
-    pb::DeleteRangeResponse { header, deleted: r.deleted, prev_kvs: r.prev_kvs.into_iter().map(kv_to_pb).collect() }
+pub fn delete_resp(
+    r: core::DeleteRangeResponse,
+    header: Option<pb::ResponseHeader>,
+) -> pb::DeleteRangeResponse {
+    pb::DeleteRangeResponse {
+        header,
+        deleted: r.deleted,
+        prev_kvs: r.prev_kvs.into_iter().map(kv_to_pb).collect(),
+    }
 }
 
 /// A txn response. `revision` is the store revision after the txn; etcd
@@ -146,7 +173,11 @@ pub fn delete_resp(r: core::DeleteRangeResponse, header: Option<pb::ResponseHead
 /// inside the txn: `begin` (the revision before the txn) for reads and
 /// no-op deletes until the txn has changed something, `begin + 1` after
 /// (mvcc's `storeTxnWrite.Range/Put/DeleteRange`).
-pub fn txn_resp(r: core::TxnResponse, revision: i64, header: Option<pb::ResponseHeader>) -> pb::TxnResponse {
+pub fn txn_resp(
+    r: core::TxnResponse,
+    revision: i64,
+    header: Option<pb::ResponseHeader>,
+) -> pb::TxnResponse {
     let changed_any = txn_changes(&r);
     let begin = if changed_any { revision - 1 } else { revision };
     let mut changed = false;
@@ -161,7 +192,9 @@ fn nested_txn_resp(r: core::TxnResponse, begin: i64, changed: &mut bool) -> pb::
     for op in r.responses {
         let rev_now = |changed: bool| if changed { begin + 1 } else { begin };
         let response = match op {
-            core::ResponseOp::Range(x) => R::ResponseRange(range_resp(x, rev_header(rev_now(*changed)))),
+            core::ResponseOp::Range(x) => {
+                R::ResponseRange(range_resp(x, rev_header(rev_now(*changed))))
+            }
             core::ResponseOp::Put(x) => {
                 *changed = true;
                 R::ResponsePut(put_resp(x, rev_header(begin + 1)))
@@ -180,9 +213,15 @@ fn nested_txn_resp(r: core::TxnResponse, begin: i64, changed: &mut bool) -> pb::
                 R::ResponseTxn(t)
             }
         };
-        responses.push(pb::ResponseOp { response: Some(response) });
+        responses.push(pb::ResponseOp {
+            response: Some(response),
+        });
     }
-    pb::TxnResponse { header: None, succeeded: r.succeeded, responses }
+    pb::TxnResponse {
+        header: None,
+        succeeded: r.succeeded,
+        responses,
+    }
 }
 
 /// Whether the executed branch of a txn wrote anything.
@@ -205,7 +244,11 @@ pub fn event_to_pb(e: Event, with_prev: bool) -> Option<mvccpb::Event> {
     Some(mvccpb::Event {
         r#type: kind as i32,
         kv: Some(kv_to_pb(e.kv)),
-        prev_kv: if with_prev { e.prev_kv.map(kv_to_pb) } else { None },
+        prev_kv: if with_prev {
+            e.prev_kv.map(kv_to_pb)
+        } else {
+            None
+        },
     })
 }
 
@@ -231,12 +274,20 @@ mod tests {
             target_union: Some(pb::compare::TargetUnion::Value(b"v".to_vec())),
             ..c
         };
-        assert_eq!(compare(&c).target, core::CompareTarget::Value(b"v".to_vec()));
+        assert_eq!(
+            compare(&c).target,
+            core::CompareTarget::Value(b"v".to_vec())
+        );
     }
 
     #[test]
     fn unknown_enum_numbers_read_as_zero_values() {
-        let r = pb::RangeRequest { key: b"a".to_vec(), sort_order: 9, sort_target: 42, ..Default::default() };
+        let r = pb::RangeRequest {
+            key: b"a".to_vec(),
+            sort_order: 9,
+            sort_target: 42,
+            ..Default::default()
+        };
         let c = range_req(&r);
         assert_eq!(c.sort_order, core::SortOrder::None);
         assert_eq!(c.sort_target, core::SortTarget::Key);
@@ -244,7 +295,10 @@ mod tests {
 
     #[test]
     fn empty_request_op_is_key_not_found() {
-        let t = pb::TxnRequest { success: vec![pb::RequestOp { request: None }], ..Default::default() };
+        let t = pb::TxnRequest {
+            success: vec![pb::RequestOp { request: None }],
+            ..Default::default()
+        };
         assert_eq!(txn_req(&t).err(), Some(ApiError::KeyNotFound));
     }
 
@@ -258,7 +312,10 @@ mod tests {
                 core::ResponseOp::DeleteRange(Default::default()),
                 core::ResponseOp::Put(Default::default()),
                 core::ResponseOp::Range(Default::default()),
-                core::ResponseOp::DeleteRange(core::DeleteRangeResponse { deleted: 1, prev_kvs: vec![] }),
+                core::ResponseOp::DeleteRange(core::DeleteRangeResponse {
+                    deleted: 1,
+                    prev_kvs: vec![],
+                }),
             ],
         };
         let t = txn_resp(r, 11, None);
@@ -274,10 +331,15 @@ mod tests {
             .collect();
         assert_eq!(revs, vec![10, 10, 11, 11, 11]);
         // Read-only txn: everything at the current revision.
-        let r = core::TxnResponse { succeeded: false, responses: vec![core::ResponseOp::Range(Default::default())] };
+        let r = core::TxnResponse {
+            succeeded: false,
+            responses: vec![core::ResponseOp::Range(Default::default())],
+        };
         let t = txn_resp(r, 5, None);
         match t.responses[0].response.as_ref().unwrap() {
-            pb::response_op::Response::ResponseRange(x) => assert_eq!(x.header.unwrap().revision, 5),
+            pb::response_op::Response::ResponseRange(x) => {
+                assert_eq!(x.header.unwrap().revision, 5)
+            }
             _ => panic!(),
         }
     }

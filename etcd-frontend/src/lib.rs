@@ -8,7 +8,20 @@
 //! itself checks in its API layer (request size, txn op count, duplicate
 //! keys, quota alarm) before proposing.
 
+mod auth;
+mod cluster;
+mod convert;
+mod gateway;
+mod kv;
+mod lease;
+mod maintenance;
 pub mod pb;
+mod state;
+pub mod status;
+mod validate;
+mod watch;
+
+pub use state::{CLUSTER_VERSION, ETCD_VERSION};
 
 use std::net::SocketAddr;
 
@@ -50,14 +63,83 @@ pub enum EtcdError {
 }
 
 /// Serves the etcd API on `listener` until `shutdown` resolves.
+///
+/// gRPC (HTTP/2 with `content-type: application/grpc*`) goes to the tonic
+/// services, everything else to the HTTP router, as etcd's cmux does.
+/// After `shutdown`, open streams are ended and connections get a few
+/// seconds to finish.
 pub async fn serve(
     node: janus_core::Node,
     cfg: EtcdConfig,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), EtcdError> {
-    let _ = (node, cfg);
-    let app = axum::Router::new();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    use pb::etcdserverpb::{
+        auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
+        lease_server::LeaseServer, maintenance_server::MaintenanceServer,
+        watch_server::WatchServer,
+    };
+    use tower::ServiceExt;
+
+    let s = state::Shared::new(node, cfg.clone());
+    // gRPC refuses messages past etcd's limit plus its gRPC overhead
+    // allowance; between max_request_bytes and that, the request reaches
+    // the API layer and gets etcd's `request is too large`.
+    let recv_limit = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let send_limit = usize::MAX;
+    macro_rules! svc {
+        ($server:ident, $svc:expr) => {
+            $server::new($svc)
+                .max_decoding_message_size(recv_limit)
+                .max_encoding_message_size(send_limit)
+        };
+    }
+    let grpc = tonic::service::Routes::new(svc!(KvServer, kv::KvService(s.clone())))
+        .add_service(svc!(WatchServer, watch::WatchService(s.clone())))
+        .add_service(svc!(LeaseServer, lease::LeaseService(s.clone())))
+        .add_service(svc!(ClusterServer, cluster::ClusterService(s.clone())))
+        .add_service(svc!(
+            MaintenanceServer,
+            maintenance::MaintenanceService(s.clone())
+        ))
+        .add_service(svc!(AuthServer, auth::AuthService(s.clone())))
+        .into_axum_router();
+    let http = gateway::router(s.clone());
+    let app = axum::Router::new().fallback_service(tower::service_fn(
+        move |req: axum::extract::Request| {
+            let is_grpc = req
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+            if is_grpc {
+                grpc.clone().oneshot(req)
+            } else {
+                http.clone().oneshot(req)
+            }
+        },
+    ));
+
+    let (fired_tx, mut fired_rx) = tokio::sync::watch::channel(false);
+    let stop = s.stop.clone();
+    let signal = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+        let _ = fired_tx.send(true);
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+    let grace = async move {
+        let _ = fired_rx.wait_for(|f| *f).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        r = server => r?,
+        _ = grace => tracing::warn!("etcd listener: connections still open after shutdown grace period"),
+    }
     Ok(())
 }
+
+/// etcd's `grpcOverheadBytes`, added to `--max-request-bytes` for gRPC's
+/// own receive limit.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+/// How long open connections may take to finish after shutdown.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);

@@ -78,25 +78,36 @@ impl ApiError {
         use Code::*;
         let (code, msg): (Code, &str) = match self {
             ApiError::Kv(e) => match e {
-                KvError::Compacted { .. } => {
-                    (OutOfRange, "etcdserver: mvcc: required revision has been compacted")
-                }
-                KvError::FutureRevision => {
-                    (OutOfRange, "etcdserver: mvcc: required revision is a future revision")
-                }
+                KvError::Compacted { .. } => (
+                    OutOfRange,
+                    "etcdserver: mvcc: required revision has been compacted",
+                ),
+                KvError::FutureRevision => (
+                    OutOfRange,
+                    "etcdserver: mvcc: required revision is a future revision",
+                ),
                 KvError::LeaseNotFound => (NotFound, "etcdserver: requested lease not found"),
                 KvError::LeaseExists => (FailedPrecondition, "etcdserver: lease already exists"),
                 KvError::LeaseTtlTooLarge => (OutOfRange, "etcdserver: too large lease TTL"),
                 KvError::EmptyKey => (InvalidArgument, "etcdserver: key is not provided"),
                 KvError::ValueProvided => (InvalidArgument, "etcdserver: value is provided"),
                 KvError::LeaseProvided => (InvalidArgument, "etcdserver: lease is provided"),
-                KvError::DuplicateKey => {
-                    (InvalidArgument, "etcdserver: duplicate key given in txn request")
-                }
-                KvError::TooManyOps => {
-                    (InvalidArgument, "etcdserver: too many operations in txn request")
-                }
-                KvError::NoSpace => (ResourceExhausted, "etcdserver: mvcc: database space exceeded"),
+                KvError::DuplicateKey => (
+                    InvalidArgument,
+                    "etcdserver: duplicate key given in txn request",
+                ),
+                KvError::TooManyOps => (
+                    InvalidArgument,
+                    "etcdserver: too many operations in txn request",
+                ),
+                KvError::NoSpace => (
+                    ResourceExhausted,
+                    "etcdserver: mvcc: database space exceeded",
+                ),
+                KvError::KeyNotFound => (InvalidArgument, "etcdserver: key not found"),
+                // etcd's togRPCError: errors it has no mapping for keep
+                // their text, code Unknown.
+                KvError::Internal(text) => return (Unknown, text.clone()),
             },
             ApiError::Core(text, kind) => match kind {
                 CoreKind::Stopped => (Unavailable, "etcdserver: server stopped"),
@@ -110,10 +121,13 @@ impl ApiError {
             ApiError::NoLeader => (Unavailable, "etcdserver: no leader"),
             ApiError::NotLeader => (FailedPrecondition, "etcdserver: not leader"),
             ApiError::MemberNotFound => (NotFound, "etcdserver: member not found"),
-            ApiError::MemberBadUrls => (InvalidArgument, "etcdserver: given member URLs are invalid"),
-            ApiError::MemberNotLearner => {
-                (FailedPrecondition, "etcdserver: can only promote a learner member")
+            ApiError::MemberBadUrls => {
+                (InvalidArgument, "etcdserver: given member URLs are invalid")
             }
+            ApiError::MemberNotLearner => (
+                FailedPrecondition,
+                "etcdserver: can only promote a learner member",
+            ),
             ApiError::MemberNotEnoughStarted => (
                 FailedPrecondition,
                 "etcdserver: re-configuration failed due to not enough started members",
@@ -121,15 +135,18 @@ impl ApiError {
             ApiError::BadLeaderTransferee => {
                 (FailedPrecondition, "etcdserver: bad leader transferee")
             }
-            ApiError::AuthNotEnabled => {
-                (FailedPrecondition, "etcdserver: authentication is not enabled")
-            }
+            ApiError::AuthNotEnabled => (
+                FailedPrecondition,
+                "etcdserver: authentication is not enabled",
+            ),
             ApiError::UserNotFound => (FailedPrecondition, "etcdserver: user name not found"),
             ApiError::RoleNotFound => (FailedPrecondition, "etcdserver: role name not found"),
             ApiError::RootUserNotExist => {
                 (FailedPrecondition, "etcdserver: root user does not exist")
             }
-            ApiError::Unimplemented(what) => return (Unimplemented, format!("janus: {what} is not implemented")),
+            ApiError::Unimplemented(what) => {
+                return (Unimplemented, format!("janus: {what} is not implemented"))
+            }
         };
         (code, msg.to_string())
     }
@@ -173,13 +190,43 @@ mod tests {
     #[test]
     fn kv_errors_carry_etcd_codes_and_texts() {
         let cases = [
-            (KvError::Compacted { compact_revision: 3 }, Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted"),
-            (KvError::FutureRevision, Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision"),
-            (KvError::LeaseNotFound, Code::NotFound, "etcdserver: requested lease not found"),
-            (KvError::EmptyKey, Code::InvalidArgument, "etcdserver: key is not provided"),
-            (KvError::DuplicateKey, Code::InvalidArgument, "etcdserver: duplicate key given in txn request"),
-            (KvError::TooManyOps, Code::InvalidArgument, "etcdserver: too many operations in txn request"),
-            (KvError::NoSpace, Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded"),
+            (
+                KvError::Compacted {
+                    compact_revision: 3,
+                },
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision has been compacted",
+            ),
+            (
+                KvError::FutureRevision,
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision is a future revision",
+            ),
+            (
+                KvError::LeaseNotFound,
+                Code::NotFound,
+                "etcdserver: requested lease not found",
+            ),
+            (
+                KvError::EmptyKey,
+                Code::InvalidArgument,
+                "etcdserver: key is not provided",
+            ),
+            (
+                KvError::DuplicateKey,
+                Code::InvalidArgument,
+                "etcdserver: duplicate key given in txn request",
+            ),
+            (
+                KvError::TooManyOps,
+                Code::InvalidArgument,
+                "etcdserver: too many operations in txn request",
+            ),
+            (
+                KvError::NoSpace,
+                Code::ResourceExhausted,
+                "etcdserver: mvcc: database space exceeded",
+            ),
         ];
         for (e, code, msg) in cases {
             let s = Status::from(ApiError::from(e));
@@ -191,9 +238,15 @@ mod tests {
     #[test]
     fn core_errors_map_like_etcd_server_errors() {
         let s = Status::from(ApiError::from(CoreError::Timeout));
-        assert_eq!((s.code(), s.message()), (Code::Unavailable, "etcdserver: request timed out"));
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::Unavailable, "etcdserver: request timed out")
+        );
         let s = Status::from(ApiError::from(CoreError::Stopped));
-        assert_eq!((s.code(), s.message()), (Code::Unavailable, "etcdserver: server stopped"));
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::Unavailable, "etcdserver: server stopped")
+        );
         let s = Status::from(ApiError::from(CoreError::Raft("x".into())));
         assert_eq!((s.code(), s.message()), (Code::Unknown, "raft: x"));
     }
@@ -201,7 +254,10 @@ mod tests {
     #[test]
     fn frontend_errors() {
         let s = Status::from(ApiError::RequestTooLarge);
-        assert_eq!((s.code(), s.message()), (Code::InvalidArgument, "etcdserver: request is too large"));
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::InvalidArgument, "etcdserver: request is too large")
+        );
         assert_eq!(http_status(Code::NotFound), http::StatusCode::NOT_FOUND);
     }
 }

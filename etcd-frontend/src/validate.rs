@@ -88,16 +88,15 @@ fn check_op(op: &pb::RequestOp, max_txn_ops: i64) -> Result<(), ApiError> {
 enum Interval {
     Point(Vec<u8>),
     Range { begin: Vec<u8>, end: Vec<u8> },
-    /// Everything from `\0` up: what etcd unions nested deletes through.
-    All,
 }
 
 impl Interval {
     fn contains(&self, k: &[u8]) -> bool {
         match self {
             Interval::Point(p) => p.as_slice() == k,
-            Interval::Range { begin, end } => begin.as_slice() <= k && (end.is_empty() || k < end.as_slice()),
-            Interval::All => true,
+            Interval::Range { begin, end } => {
+                begin.as_slice() <= k && (end.is_empty() || k < end.as_slice())
+            }
         }
     }
 }
@@ -114,7 +113,10 @@ fn check_intervals(reqs: &[pb::RequestOp]) -> Result<(HashSet<Vec<u8>>, Vec<Inte
             dels.push(if d.range_end.is_empty() {
                 Interval::Point(d.key.clone())
             } else {
-                Interval::Range { begin: d.key.clone(), end: d.range_end.clone() }
+                Interval::Range {
+                    begin: d.key.clone(),
+                    end: d.range_end.clone(),
+                }
             });
         }
     }
@@ -122,7 +124,9 @@ fn check_intervals(reqs: &[pb::RequestOp]) -> Result<(HashSet<Vec<u8>>, Vec<Inte
 
     let mut puts: HashSet<Vec<u8>> = HashSet::new();
     for req in reqs {
-        let Some(R::RequestTxn(t)) = &req.request else { continue };
+        let Some(R::RequestTxn(t)) = &req.request else {
+            continue;
+        };
         let (puts_then, dels_then) = check_intervals(&t.success)?;
         let (puts_else, dels_else) = check_intervals(&t.failure)?;
         for k in &puts_then {
@@ -142,11 +146,13 @@ fn check_intervals(reqs: &[pb::RequestOp]) -> Result<(HashSet<Vec<u8>>, Vec<Inte
         }
         // etcd: dels.Union(delsThen, ["\x00", +inf)) — every nested delete
         // interval that intersects [\0, +inf) joins this level's set.
-        dels.extend(dels_then.into_iter().filter(|iv| intersects_all(iv)));
-        dels.extend(dels_else.into_iter().filter(|iv| intersects_all(iv)));
+        dels.extend(dels_then.into_iter().filter(intersects_all));
+        dels.extend(dels_else.into_iter().filter(intersects_all));
     }
     for req in reqs {
-        let Some(R::RequestPut(p)) = &req.request else { continue };
+        let Some(R::RequestPut(p)) = &req.request else {
+            continue;
+        };
         if puts.contains(&p.key) || intersects(&dels, &p.key) {
             return Err(dup());
         }
@@ -161,7 +167,6 @@ fn intersects_all(iv: &Interval) -> bool {
         Interval::Point(p) => !p.is_empty(),
         // Interval overlap in adt: begin < other.end && other.begin < end.
         Interval::Range { begin: _, end } => end.is_empty() || [0u8].as_slice() < end.as_slice(),
-        Interval::All => true,
     }
 }
 
@@ -182,7 +187,12 @@ mod tests {
     use pb::request_op::Request as R;
 
     fn put_op(k: &str) -> pb::RequestOp {
-        pb::RequestOp { request: Some(R::RequestPut(pb::PutRequest { key: k.into(), ..Default::default() })) }
+        pb::RequestOp {
+            request: Some(R::RequestPut(pb::PutRequest {
+                key: k.into(),
+                ..Default::default()
+            })),
+        }
     }
     fn del_op(k: &str, end: &str) -> pb::RequestOp {
         pb::RequestOp {
@@ -194,46 +204,101 @@ mod tests {
         }
     }
     fn txn_op(success: Vec<pb::RequestOp>, failure: Vec<pb::RequestOp>) -> pb::RequestOp {
-        pb::RequestOp { request: Some(R::RequestTxn(pb::TxnRequest { compare: vec![], success, failure })) }
+        pb::RequestOp {
+            request: Some(R::RequestTxn(pb::TxnRequest {
+                compare: vec![],
+                success,
+                failure,
+            })),
+        }
     }
     fn txn_of(success: Vec<pb::RequestOp>) -> pb::TxnRequest {
-        pb::TxnRequest { compare: vec![], success, failure: vec![] }
+        pb::TxnRequest {
+            compare: vec![],
+            success,
+            failure: vec![],
+        }
     }
     const DUP: ApiError = ApiError::Kv(KvError::DuplicateKey);
 
     #[test]
     fn duplicate_puts_and_put_delete_overlaps() {
         assert_eq!(txn(&txn_of(vec![put_op("a"), put_op("a")]), 128), Err(DUP));
-        assert_eq!(txn(&txn_of(vec![put_op("b"), del_op("a", "c")]), 128), Err(DUP));
-        assert_eq!(txn(&txn_of(vec![put_op("c"), del_op("a", "c")]), 128), Ok(()));
-        assert_eq!(txn(&txn_of(vec![put_op("a"), del_op("a", "")]), 128), Err(DUP));
+        assert_eq!(
+            txn(&txn_of(vec![put_op("b"), del_op("a", "c")]), 128),
+            Err(DUP)
+        );
+        assert_eq!(
+            txn(&txn_of(vec![put_op("c"), del_op("a", "c")]), 128),
+            Ok(())
+        );
+        assert_eq!(
+            txn(&txn_of(vec![put_op("a"), del_op("a", "")]), 128),
+            Err(DUP)
+        );
         // Two deletes of the same key are fine.
-        assert_eq!(txn(&txn_of(vec![del_op("a", ""), del_op("a", "")]), 128), Ok(()));
+        assert_eq!(
+            txn(&txn_of(vec![del_op("a", ""), del_op("a", "")]), 128),
+            Ok(())
+        );
         // etcd quirk: a from-key delete (range_end "\0") overlaps nothing.
-        assert_eq!(txn(&txn_of(vec![put_op("b"), del_op("a", "\0")]), 128), Ok(()));
+        assert_eq!(
+            txn(&txn_of(vec![put_op("b"), del_op("a", "\0")]), 128),
+            Ok(())
+        );
     }
 
     #[test]
     fn nested_branches_exclude_each_other() {
         // Same key in then and else of one nested txn: allowed.
-        assert_eq!(txn(&txn_of(vec![txn_op(vec![put_op("a")], vec![put_op("a")])]), 128), Ok(()));
+        assert_eq!(
+            txn(
+                &txn_of(vec![txn_op(vec![put_op("a")], vec![put_op("a")])]),
+                128
+            ),
+            Ok(())
+        );
         // Outer put and nested put of the same key: duplicate.
-        assert_eq!(txn(&txn_of(vec![put_op("a"), txn_op(vec![put_op("a")], vec![])]), 128), Err(DUP));
+        assert_eq!(
+            txn(
+                &txn_of(vec![put_op("a"), txn_op(vec![put_op("a")], vec![])]),
+                128
+            ),
+            Err(DUP)
+        );
         // Nested delete against an outer put: duplicate.
-        assert_eq!(txn(&txn_of(vec![put_op("a"), txn_op(vec![del_op("a", "")], vec![])]), 128), Err(DUP));
+        assert_eq!(
+            txn(
+                &txn_of(vec![put_op("a"), txn_op(vec![del_op("a", "")], vec![])]),
+                128
+            ),
+            Err(DUP)
+        );
         // Outer delete against a nested put.
-        assert_eq!(txn(&txn_of(vec![del_op("a", "b"), txn_op(vec![], vec![put_op("a")])]), 128), Err(DUP));
+        assert_eq!(
+            txn(
+                &txn_of(vec![del_op("a", "b"), txn_op(vec![], vec![put_op("a")])]),
+                128
+            ),
+            Err(DUP)
+        );
     }
 
     #[test]
     fn op_limits_follow_check_txn_request() {
         let ops: Vec<_> = (0..3).map(|i| put_op(&format!("k{i}"))).collect();
         assert_eq!(txn(&txn_of(ops.clone()), 3), Ok(()));
-        assert_eq!(txn(&txn_of(ops.clone()), 2), Err(ApiError::Kv(KvError::TooManyOps)));
+        assert_eq!(
+            txn(&txn_of(ops.clone()), 2),
+            Err(ApiError::Kv(KvError::TooManyOps))
+        );
         // A nested txn gets max - outer count.
         let nested = txn_op(vec![put_op("x"), put_op("y")], vec![]);
         assert_eq!(txn(&txn_of(vec![nested.clone(), put_op("z")]), 4), Ok(()));
-        assert_eq!(txn(&txn_of(vec![nested, put_op("z")]), 3), Err(ApiError::Kv(KvError::TooManyOps)));
+        assert_eq!(
+            txn(&txn_of(vec![nested, put_op("z")]), 3),
+            Err(ApiError::Kv(KvError::TooManyOps))
+        );
     }
 
     #[test]
@@ -244,17 +309,37 @@ mod tests {
             failure: vec![],
         };
         assert_eq!(txn(&t, 128), Err(ApiError::Kv(KvError::EmptyKey)));
-        assert_eq!(txn(&txn_of(vec![put_op("")]), 128), Err(ApiError::Kv(KvError::EmptyKey)));
-        assert_eq!(txn(&txn_of(vec![pb::RequestOp { request: None }]), 128), Err(ApiError::KeyNotFound));
-        let p = pb::PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), ignore_value: true, ..Default::default() };
+        assert_eq!(
+            txn(&txn_of(vec![put_op("")]), 128),
+            Err(ApiError::Kv(KvError::EmptyKey))
+        );
+        assert_eq!(
+            txn(&txn_of(vec![pb::RequestOp { request: None }]), 128),
+            Err(ApiError::KeyNotFound)
+        );
+        let p = pb::PutRequest {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ignore_value: true,
+            ..Default::default()
+        };
         assert_eq!(put(&p), Err(ApiError::Kv(KvError::ValueProvided)));
-        let p = pb::PutRequest { key: b"k".to_vec(), lease: 5, ignore_lease: true, ..Default::default() };
+        let p = pb::PutRequest {
+            key: b"k".to_vec(),
+            lease: 5,
+            ignore_lease: true,
+            ..Default::default()
+        };
         assert_eq!(put(&p), Err(ApiError::Kv(KvError::LeaseProvided)));
     }
 
     #[test]
     fn size_limit() {
-        let p = pb::PutRequest { key: b"k".to_vec(), value: vec![0; 100], ..Default::default() };
+        let p = pb::PutRequest {
+            key: b"k".to_vec(),
+            value: vec![0; 100],
+            ..Default::default()
+        };
         assert_eq!(size(&p, 1000), Ok(()));
         assert_eq!(size(&p, 50), Err(ApiError::RequestTooLarge));
     }

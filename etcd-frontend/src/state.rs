@@ -1,0 +1,141 @@
+//! What every etcd service shares: the node, the configuration, and the
+//! member's alarm list.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use janus_core::Node;
+
+use crate::pb::etcdserverpb as pb;
+use crate::status::ApiError;
+use crate::EtcdConfig;
+
+/// The etcd version janus reports (Status, `/version`): the API generation
+/// it implements, which clients use to pick features.
+pub const ETCD_VERSION: &str = "3.4.23";
+/// The cluster version reported by `/version`.
+pub const CLUSTER_VERSION: &str = "3.4.0";
+
+/// etcd's minimum lease TTL with default timing: ceil(1.5 × election
+/// timeout of 1 s) seconds (`lessor.minLeaseTTL`).
+pub const MIN_LEASE_TTL: i64 = 2;
+/// etcd's `lease.MaxLeaseTTL` in seconds.
+pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
+
+/// Shared by all services of one listener; cheap to clone.
+#[derive(Clone)]
+pub struct Shared(Arc<Inner>);
+
+pub struct Inner {
+    pub node: Node,
+    pub cfg: EtcdConfig,
+    /// Active alarms. etcd replicates these through raft; janus keeps them
+    /// per member until core has an alarm command (see the crate report).
+    pub alarms: Mutex<Vec<pb::AlarmMember>>,
+    /// How often watchers created with `progress_notify` get an empty
+    /// progress response (etcd: 10 minutes; env
+    /// `JANUS_WATCH_PROGRESS_NOTIFY_INTERVAL_MS` shortens it for tests, as
+    /// etcd's `--experimental-watch-progress-notify-interval` does).
+    pub progress_interval: Duration,
+    /// Set once the server shuts down: long-lived streams (watch,
+    /// keepalive) end so graceful shutdown does not wait on them forever.
+    pub stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl std::ops::Deref for Shared {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl Shared {
+    pub fn new(node: Node, cfg: EtcdConfig) -> Shared {
+        let progress_interval = std::env::var("JANUS_WATCH_PROGRESS_NOTIFY_INTERVAL_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis)
+            .unwrap_or(Duration::from_secs(600));
+        let (stop, _) = tokio::sync::watch::channel(false);
+        Shared(Arc::new(Inner {
+            node,
+            cfg,
+            alarms: Mutex::new(Vec::new()),
+            progress_interval,
+            stop,
+        }))
+    }
+
+    /// Resolves once the server is shutting down.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.stop.subscribe();
+        async move {
+            let _ = rx.wait_for(|stopped| *stopped).await;
+        }
+    }
+
+    /// A full response header. `revision: None` takes the current store
+    /// revision, as etcd's `header.fill` does when a response carries none.
+    pub fn header(&self, revision: Option<i64>) -> Option<pb::ResponseHeader> {
+        let h = self.node.header();
+        Some(pb::ResponseHeader {
+            cluster_id: h.cluster_id,
+            member_id: h.member_id,
+            revision: revision.unwrap_or(h.revision),
+            raft_term: h.raft_term,
+        })
+    }
+
+    pub fn alarms(&self) -> Vec<pb::AlarmMember> {
+        self.alarms.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    pub fn nospace_active(&self) -> bool {
+        let nospace = pb::AlarmType::Nospace as i32;
+        self.alarms().iter().any(|a| a.alarm == nospace)
+    }
+
+    /// etcd's quota check before a write that may grow the database
+    /// (`quotaKVServer`, applierV3Capped): refused while NOSPACE is active;
+    /// raises NOSPACE when the database would pass the quota.
+    /// `cost` is etcd's quota cost of the request (0 for a txn that puts
+    /// nothing: those still run under the alarm).
+    pub fn check_quota(&self, cost: usize) -> Result<(), ApiError> {
+        if cost == 0 {
+            return Ok(());
+        }
+        if self.nospace_active() {
+            return Err(janus_core::KvError::NoSpace.into());
+        }
+        let quota = self.cfg.quota_backend_bytes;
+        if quota > 0 && self.node.status().db_size.saturating_add(cost as i64) >= quota {
+            self.activate_alarm(self.node.header().member_id, pb::AlarmType::Nospace as i32);
+            return Err(janus_core::KvError::NoSpace.into());
+        }
+        Ok(())
+    }
+
+    /// Adds an alarm; returns whether it was new.
+    pub fn activate_alarm(&self, member_id: u64, alarm: i32) -> bool {
+        let Ok(mut a) = self.alarms.lock() else {
+            return false;
+        };
+        if a.iter()
+            .any(|m| m.member_id == member_id && m.alarm == alarm)
+        {
+            return false;
+        }
+        a.push(pb::AlarmMember { member_id, alarm });
+        true
+    }
+
+    /// Removes an alarm; returns it if it was active.
+    pub fn deactivate_alarm(&self, member_id: u64, alarm: i32) -> Option<pb::AlarmMember> {
+        let mut a = self.alarms.lock().ok()?;
+        let i = a
+            .iter()
+            .position(|m| m.member_id == member_id && m.alarm == alarm)?;
+        Some(a.remove(i))
+    }
+}
