@@ -1,0 +1,183 @@
+//! Command-line flags and the settings derived from them.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use sha2::{Digest, Sha256};
+
+/// One member of a janus cluster: the etcd v3 API and the ZooKeeper protocol
+/// over one replicated, revisioned store.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "janus", version, about)]
+pub struct Args {
+    /// Human-readable name of this member.
+    #[arg(long, env = "JANUS_NAME", default_value = "default")]
+    pub name: String,
+    /// Path to the data directory [default: ./<name>.janus].
+    #[arg(long, env = "JANUS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Comma-separated URLs to serve the etcd API (gRPC and HTTP) on.
+    #[arg(long, env = "JANUS_LISTEN_CLIENT_URLS", default_value = "http://127.0.0.1:2379")]
+    pub listen_client_urls: String,
+    /// Comma-separated client URLs advertised to clients (MemberList).
+    #[arg(long, env = "JANUS_ADVERTISE_CLIENT_URLS", default_value = "http://127.0.0.1:2379")]
+    pub advertise_client_urls: String,
+    /// Comma-separated URLs to listen on for peer traffic.
+    #[arg(long, env = "JANUS_LISTEN_PEER_URLS", default_value = "http://127.0.0.1:2380")]
+    pub listen_peer_urls: String,
+    /// Comma-separated peer URLs advertised to the rest of the cluster.
+    #[arg(long, env = "JANUS_INITIAL_ADVERTISE_PEER_URLS", default_value = "http://127.0.0.1:2380")]
+    pub initial_advertise_peer_urls: String,
+    /// Initial cluster configuration for bootstrapping: name=peer-url,...
+    #[arg(long, env = "JANUS_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+    /// Initial cluster state: `new` or `existing`.
+    #[arg(long, env = "JANUS_INITIAL_CLUSTER_STATE", default_value = "new")]
+    pub initial_cluster_state: String,
+    /// Initial cluster token, mixed into member and cluster ids.
+    #[arg(long, env = "JANUS_INITIAL_CLUSTER_TOKEN", default_value = "janus-cluster")]
+    pub initial_cluster_token: String,
+    /// Raft heartbeat interval in milliseconds.
+    #[arg(long, env = "JANUS_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    pub heartbeat_interval: u64,
+    /// Raft election timeout in milliseconds.
+    #[arg(long, env = "JANUS_ELECTION_TIMEOUT", default_value_t = 1000)]
+    pub election_timeout: u64,
+    /// Largest client request, in bytes.
+    #[arg(long, env = "JANUS_MAX_REQUEST_BYTES", default_value_t = 1536 * 1024)]
+    pub max_request_bytes: usize,
+    /// Most operations in one txn.
+    #[arg(long, env = "JANUS_MAX_TXN_OPS", default_value_t = 128)]
+    pub max_txn_ops: usize,
+    /// Backend size above which the NOSPACE alarm is raised.
+    #[arg(long, env = "JANUS_QUOTA_BACKEND_BYTES", default_value_t = 2 * 1024 * 1024 * 1024)]
+    pub quota_backend_bytes: i64,
+    /// Address of the ZooKeeper client endpoint.
+    #[arg(long, env = "JANUS_LISTEN_ZK_ADDR", default_value = "127.0.0.1:2181")]
+    pub listen_zk_addr: String,
+    /// ZooKeeper tickTime in milliseconds.
+    #[arg(long, env = "JANUS_ZK_TICK_MS", default_value_t = 2000)]
+    pub zk_tick_ms: u32,
+    /// Smallest negotiated ZooKeeper session timeout [default: 2 x tick].
+    #[arg(long, env = "JANUS_ZK_MIN_SESSION_TIMEOUT_MS")]
+    pub zk_min_session_timeout_ms: Option<u32>,
+    /// Largest negotiated ZooKeeper session timeout [default: 20 x tick].
+    #[arg(long, env = "JANUS_ZK_MAX_SESSION_TIMEOUT_MS")]
+    pub zk_max_session_timeout_ms: Option<u32>,
+    /// Largest ZooKeeper frame (jute.maxbuffer).
+    #[arg(long, env = "JANUS_ZK_MAX_FRAME_BYTES", default_value_t = 1024 * 1024)]
+    pub zk_max_frame_bytes: usize,
+    /// Answer four-letter words (ruok, srvr, mntr, ...) on the ZooKeeper port.
+    #[arg(long, env = "JANUS_ZK_FOUR_LETTER_WORDS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub zk_four_letter_words: bool,
+    /// Accept TTL nodes (ZooKeeper's extendedTypesEnabled).
+    #[arg(long, env = "JANUS_ZK_TTL_NODES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub zk_ttl_nodes: bool,
+    /// Most ZooKeeper connections served at once.
+    #[arg(long, env = "JANUS_ZK_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub zk_max_connections: usize,
+    /// How often the leader removes empty containers and expired TTL nodes (ms).
+    #[arg(long, env = "JANUS_ZK_REAP_INTERVAL_MS", default_value_t = 1000)]
+    pub zk_reap_interval_ms: u64,
+}
+
+fn split(urls: &str) -> Vec<String> {
+    urls.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
+/// `http://host:port` → a socket address.
+fn url_addr(url: &str) -> anyhow::Result<SocketAddr> {
+    let hostport = url.split_once("://").map_or(url, |(_, rest)| rest).trim_end_matches('/');
+    hostport
+        .to_socket_addrs()
+        .with_context(|| format!("bad URL {url}"))?
+        .next()
+        .with_context(|| format!("URL {url} resolves to no address"))
+}
+
+/// First 8 bytes of SHA-256 over the parts, never 0 (ids are raft ids).
+fn id_of(parts: &[&str]) -> u64 {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    let d = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    u64::from_be_bytes(b).max(1)
+}
+
+impl Args {
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.janus", self.name)))
+    }
+
+    pub fn node_config(&self) -> anyhow::Result<janus_core::NodeConfig> {
+        if self.initial_cluster_state != "new" && self.initial_cluster_state != "existing" {
+            bail!("--initial-cluster-state must be new or existing");
+        }
+        if let Some(ic) = &self.initial_cluster {
+            let members: Vec<&str> = ic.split(',').filter(|s| !s.trim().is_empty()).collect();
+            if members.len() > 1 {
+                bail!("multi-member clusters are not supported yet: --initial-cluster names {} members", members.len());
+            }
+        }
+        let mut peers = split(&self.initial_advertise_peer_urls);
+        peers.sort();
+        let peer_str = peers.join(",");
+        let member_id = id_of(&[&peer_str, &self.initial_cluster_token]);
+        let cluster_id = id_of(&[&format!("{member_id:x}"), &self.initial_cluster_token]);
+        if self.heartbeat_interval == 0 || self.election_timeout < 5 * self.heartbeat_interval {
+            bail!("--election-timeout must be at least 5 x --heartbeat-interval");
+        }
+        Ok(janus_core::NodeConfig {
+            data_dir: self.data_dir(),
+            name: self.name.clone(),
+            member_id,
+            cluster_id,
+            cluster_secret: format!("janus:{}:{cluster_id:x}", self.initial_cluster_token).into_bytes(),
+            tick: Duration::from_millis(self.heartbeat_interval),
+            election_ticks: (self.election_timeout / self.heartbeat_interval) as usize,
+            request_timeout: Duration::from_secs(7),
+            reap_interval: Duration::from_millis(self.zk_reap_interval_ms.max(10)),
+        })
+    }
+
+    pub fn client_listen_addrs(&self) -> anyhow::Result<Vec<SocketAddr>> {
+        split(&self.listen_client_urls).iter().map(|u| url_addr(u)).collect()
+    }
+
+    pub fn etcd_config(&self, listen: SocketAddr) -> janus_etcd::EtcdConfig {
+        janus_etcd::EtcdConfig {
+            listen,
+            max_request_bytes: self.max_request_bytes,
+            max_txn_ops: self.max_txn_ops,
+            quota_backend_bytes: self.quota_backend_bytes,
+            client_urls: split(&self.advertise_client_urls),
+            peer_urls: split(&self.initial_advertise_peer_urls),
+        }
+    }
+
+    pub fn zk_config(&self) -> anyhow::Result<janus_zk::ZkConfig> {
+        let listen = self
+            .listen_zk_addr
+            .to_socket_addrs()
+            .with_context(|| format!("bad --listen-zk-addr {}", self.listen_zk_addr))?
+            .next()
+            .context("--listen-zk-addr resolves to no address")?;
+        Ok(janus_zk::ZkConfig {
+            listen,
+            tick_ms: self.zk_tick_ms,
+            min_session_timeout_ms: self.zk_min_session_timeout_ms.unwrap_or(2 * self.zk_tick_ms),
+            max_session_timeout_ms: self.zk_max_session_timeout_ms.unwrap_or(20 * self.zk_tick_ms),
+            max_frame_bytes: self.zk_max_frame_bytes,
+            four_letter_words: self.zk_four_letter_words,
+            ttl_nodes: self.zk_ttl_nodes,
+            max_connections: self.zk_max_connections,
+        })
+    }
+}
