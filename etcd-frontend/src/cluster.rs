@@ -30,8 +30,7 @@ impl ClusterService {
     pub fn members(&self) -> Vec<pb::Member> {
         vec![pb::Member {
             id: self.self_id(),
-            // Core does not expose the member name yet; etcd's default.
-            name: "default".into(),
+            name: self.0.node.config().name.clone(),
             peer_ur_ls: self.0.cfg.peer_urls.clone(),
             client_ur_ls: self.0.cfg.client_urls.clone(),
             is_learner: false,

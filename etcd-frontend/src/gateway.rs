@@ -195,7 +195,7 @@ fn parse_body<T: Named>(body: &Bytes) -> Result<T, BadJson> {
 fn error_response(code: tonic::Code, message: &str) -> Response {
     json_response(
         http_status(code),
-        serde_json::json!({"error": message, "code": code as i32, "message": message}),
+        serde_json::json!({"error": message, "message": message, "code": code as i32}),
     )
 }
 
