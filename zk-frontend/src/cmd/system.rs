@@ -22,11 +22,20 @@ pub fn is_reserved(path: &str) -> bool {
     path == ZOOKEEPER || path.starts_with("/zookeeper/")
 }
 
+/// Stats as a fresh ZooKeeper 3.8 reports them, quirks included:
+/// `/zookeeper` has cversion -2 and `/zookeeper/config` aversion -1 (both
+/// observed on Debian's 3.8.0 by the differential test).
 pub fn stat(path: &str) -> Stat {
-    Stat {
+    let mut s = Stat {
         num_children: children(path).len() as i32,
         ..Stat::default()
+    };
+    match path {
+        ZOOKEEPER => s.cversion = -2,
+        CONFIG => s.aversion = -1,
+        _ => {}
     }
+    s
 }
 
 pub fn children(path: &str) -> Vec<String> {
@@ -48,11 +57,17 @@ pub fn acl(path: &str) -> Vec<Acl> {
     }
 }
 
-/// Adjusts a stat read from core for what janus adds: the root's
-/// `zookeeper` child.
+/// Adjusts a stat from core to what a ZooKeeper client sees: the root
+/// counts its `zookeeper` child, and the overloaded ephemeralOwner of
+/// containers (`Long.MIN_VALUE`) and TTL nodes (`0xFF..`) reads as 0, as
+/// ZooKeeper's `DataNode.copyStat` reports it (session ids are positive, so
+/// a negative owner is never a session).
 pub fn fix_stat(path: &str, mut s: Stat) -> Stat {
     if path == "/" {
         s.num_children += 1;
+    }
+    if s.ephemeral_owner < 0 {
+        s.ephemeral_owner = 0;
     }
     s
 }

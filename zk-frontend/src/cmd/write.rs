@@ -109,7 +109,7 @@ pub async fn create(ctx: &mut Ctx<'_>, opcode: i32, req: CreateReq) -> Result<Re
             let mut w = Writer::new();
             w.ustring(&path);
             if opcode != op::CREATE {
-                w.stat(&stat);
+                w.stat(&system::fix_stat(&path, stat));
             }
             Reply::ok(rev, w.into_bytes())
         }
@@ -217,14 +217,17 @@ pub fn render_multi(opcodes: &[i32], paths: &[String], result: &ZkWriteResult) -
                         path: created,
                         stat,
                     } => {
-                        if opcode == op::CREATE {
+                        // Inside a multi, ZooKeeper 3.8 turns create2 into a
+                        // plain create txn, so both answer a path only;
+                        // container and TTL creates answer path and stat.
+                        if opcode == op::CREATE || opcode == op::CREATE2 {
                             w.int(op::CREATE).boolean(false).int(0).ustring(created);
                         } else {
                             w.int(op::CREATE2)
                                 .boolean(false)
                                 .int(0)
                                 .ustring(created)
-                                .stat(stat);
+                                .stat(&system::fix_stat(created, *stat));
                         }
                     }
                     ZkOpResult::Delete => {

@@ -633,4 +633,46 @@ mod tests {
         let f = frame(1, 999, |_| {});
         assert_eq!(decode_request(&f).unwrap().1, Request::Unsupported(999));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        /// Arbitrary bytes never panic the decoders (and, since every length
+        /// is checked against the remaining input, never allocate more than
+        /// the input's size; a huge allocation would abort the test).
+        #[test]
+        fn arbitrary_bytes_never_panic(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = decode_request(&b);
+            let _ = ConnectRequest::decode(&b);
+        }
+
+        /// A valid header with any known opcode followed by arbitrary bytes.
+        #[test]
+        fn known_opcodes_with_garbage_never_panic(
+            op in proptest::sample::select(vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 18,
+                19, 20, 21, 22, 100, 101, 103, 104, 105, 106, 107, -11]),
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+        ) {
+            let mut w = Writer::new();
+            w.int(1).int(op);
+            w.buf.extend_from_slice(&body);
+            let _ = decode_request(&w.buf);
+        }
+
+        /// Vectors claiming huge counts with tiny elements are refused.
+        #[test]
+        fn multi_with_many_tiny_headers(n in 0usize..2000) {
+            let mut w = Writer::new();
+            w.int(1).int(op::MULTI);
+            for _ in 0..n {
+                w.int(op::CHECK).boolean(false).int(-1).ustring("/a").int(-1);
+            }
+            w.int(-1).boolean(true).int(-1);
+            let (_, r) = decode_request(&w.buf).unwrap();
+            match r {
+                Request::Multi(ops) => proptest::prop_assert_eq!(ops.len(), n),
+                _ => proptest::prop_assert!(false),
+            }
+        }
+    }
 }

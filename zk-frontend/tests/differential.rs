@@ -1,0 +1,349 @@
+//! Differential check: one scripted session, byte-level, against a fresh
+//! real ZooKeeper 3.8 (Debian `zookeeper`) and against janus. Results,
+//! error codes, stats and notifications must match after normalizing
+//! absolute zxids (mapped to their order of first appearance), times and
+//! session ids.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use common::{mh, Raw, RealZk};
+use janus_conformance::harness::Janus;
+use janus_core::znode::{Acl, Id, Stat};
+use janus_zk::proto::op;
+
+/// Maps absolute zxids to ordinals so two servers' transcripts compare.
+#[derive(Default)]
+struct Norm {
+    zxids: HashMap<i64, usize>,
+    sessions: HashMap<i64, String>,
+}
+
+impl Norm {
+    fn z(&mut self, z: i64) -> String {
+        if z == 0 {
+            return "0".into();
+        }
+        let n = self.zxids.len() + 1;
+        format!("z{}", self.zxids.entry(z).or_insert(n))
+    }
+    fn owner(&mut self, o: i64) -> String {
+        if o == 0 || o < 0 || (o as u64) >> 56 == 0xFF {
+            return format!("{o:#x}");
+        }
+        let n = self.sessions.len() + 1;
+        self.sessions
+            .entry(o)
+            .or_insert_with(|| format!("session{n}"))
+            .clone()
+    }
+    fn stat(&mut self, s: &Option<Stat>) -> String {
+        let Some(s) = s else { return "-".into() };
+        format!(
+            "czxid={} mzxid={} pzxid={} v={} cv={} av={} owner={} len={} nc={} ctime{}mtime",
+            self.z(s.czxid),
+            self.z(s.mzxid),
+            self.z(s.pzxid),
+            s.version,
+            s.cversion,
+            s.aversion,
+            self.owner(s.ephemeral_owner),
+            s.data_length,
+            s.num_children,
+            if s.ctime == s.mtime { "=" } else { "<" },
+        )
+    }
+}
+
+fn digest_acl(user_pass: &str) -> Vec<Acl> {
+    vec![Acl {
+        perms: 31,
+        id: Id::new(
+            "digest",
+            &janus_zk::session::digest_id(user_pass.as_bytes()),
+        ),
+    }]
+}
+
+/// The script. Every step appends one normalized line.
+fn script(addr: SocketAddr) -> Vec<String> {
+    let mut t = Vec::new();
+    let mut n = Norm::default();
+    let mut a = Raw::connect(addr, 30000);
+    let mut b = Raw::connect(addr, 30000);
+    // Register both sessions in order so their names are stable.
+    n.owner(a.session);
+    n.owner(b.session);
+    macro_rules! line { ($($x:tt)*) => { t.push(format!($($x)*)) } }
+
+    let (e, p, s) = a.create("/d", b"x", 0);
+    line!("create /d: {e} {p} {}", n.stat(&s));
+    let (e, _, _) = a.create("/d", b"x", 0);
+    line!("create /d again: {e}");
+    let (e, _, _) = a.create("/nope/x", b"", 0);
+    line!("create /nope/x: {e}");
+    for bad in ["a/b", "/a/", "/a//b", "/a/./b", "/", ""] {
+        let (e, _, _) = a.create(bad, b"", 0);
+        line!("create {bad:?}: {e}");
+    }
+    let (e, _, _) = a.create("/bad-flags", b"", 99);
+    line!("create bad flags: {e}");
+    for i in 0..3 {
+        let (e, p, s) = a.create("/d/s-", b"", 2);
+        line!("seq {i}: {e} {p} {}", n.stat(&s));
+    }
+    line!("delete seq 1: {}", a.delete("/d/s-0000000001", -1));
+    let (_, st) = a.exists("/d", false);
+    line!("after delete: {}", n.stat(&st));
+    let (e, p, _) = a.create("/d/s-", b"", 2);
+    line!("seq after delete: {e} {p}");
+    let (_, st) = a.exists("/d", false);
+    line!("after re-create: {}", n.stat(&st));
+    let (e, p, s) = a.create("/e", b"eph", 1);
+    line!("ephemeral: {e} {p} {}", n.stat(&s));
+    let (e, _, _) = a.create("/e/c", b"", 0);
+    line!("child of ephemeral: {e}");
+    let (e, s) = a.set_data("/d", b"y", 5);
+    line!("setData bad version: {e} {}", n.stat(&s));
+    let (e, s) = a.set_data("/d", b"yy", 0);
+    line!("setData: {e} {}", n.stat(&s));
+    line!("delete non-empty: {}", a.delete("/d", -1));
+    line!("delete missing: {}", a.delete("/missing", -1));
+    line!("delete bad version: {}", a.delete("/d/s-0000000000", 3));
+    let (e, d, s) = a.get_data("/d", false);
+    line!(
+        "getData /d: {e} {:?} {}",
+        String::from_utf8_lossy(&d),
+        n.stat(&s)
+    );
+    let (e, c, s) = a.children2("/d", false);
+    line!("children /d: {e} {c:?} {}", n.stat(&s));
+    let (e, c, s) = a.children2("/", false);
+    line!("children /: {e} {c:?} {}", n.stat(&s));
+    let (e, s) = a.exists("/missing", false);
+    line!("exists missing: {e} {}", n.stat(&s));
+
+    // Watches: data, exist, child; notification precedes the next reply.
+    a.get_data("/d", true);
+    a.exists("/w", true);
+    a.children2("/d", true);
+    b.set_data("/d", b"z", -1);
+    b.create("/w", b"", 0);
+    b.create("/d/c", b"", 0);
+    a.sync("/");
+    line!("events after b's writes: {:?}", a.take_events());
+    b.delete("/w", -1);
+    b.set_data("/d", b"zz", -1);
+    a.sync("/");
+    line!("no events for fired one-shots: {:?}", a.take_events());
+    a.get_data("/w", true);
+    a.children2("/w", true);
+    line!(
+        "no watch left by reads of a missing node: {:?}",
+        a.take_events()
+    );
+
+    // Multi: failure codes, then success.
+    let (e, r) = a.multi(|w| {
+        mh(w, op::CREATE)
+            .ustring("/m")
+            .buffer(b"")
+            .acl_vec(&Acl::open())
+            .int(0);
+        mh(w, op::SET_DATA).ustring("/missing").buffer(b"").int(-1);
+        mh(w, op::DELETE).ustring("/d").int(-1);
+    });
+    line!("multi failing: {e} {r:?}");
+    let (e, _, _) = a.create("/m", b"", 0);
+    line!("failed multi changed nothing: {e}");
+    a.delete("/m", -1);
+    let (e, r) = a.multi(|w| {
+        mh(w, op::CREATE)
+            .ustring("/m1")
+            .buffer(b"")
+            .acl_vec(&Acl::open())
+            .int(0);
+        mh(w, op::CREATE2)
+            .ustring("/m1/a")
+            .buffer(b"")
+            .acl_vec(&Acl::open())
+            .int(0);
+        mh(w, op::SET_DATA).ustring("/m1").buffer(b"q").int(0);
+        mh(w, op::CHECK).ustring("/m1").int(1);
+        mh(w, op::DELETE).ustring("/m1/a").int(0);
+    });
+    line!("multi ok: {e} {r:?}");
+    let (e, r) = a.multi(|w| {
+        mh(w, op::CHECK).ustring("/m1").int(7);
+    });
+    line!("multi check bad version: {e} {r:?}");
+
+    // ACLs and auth.
+    let (e, acl, s) = a.get_acl("/d");
+    line!("getACL /d: {e} {acl:?} {}", n.stat(&s));
+    let (e, s) = a.set_acl("/d", &digest_acl("alice:secret"), 3);
+    line!("setACL bad version: {e} {}", n.stat(&s));
+    let (e, s) = a.set_acl("/d", &digest_acl("alice:secret"), 0);
+    line!("setACL: {e} {}", n.stat(&s));
+    let (e, _, _) = b.get_data("/d", false);
+    line!("getData without auth: {e}");
+    let (e, _) = b.set_data("/d", b"", -1);
+    line!("setData without auth: {e}");
+    line!("auth digest: {}", b.add_auth("digest", b"alice:secret"));
+    let (e, d, _) = b.get_data("/d", false);
+    line!("getData with auth: {e} {:?}", String::from_utf8_lossy(&d));
+    let (e, acl, _) = b.get_acl("/d");
+    line!("getACL with auth: {e} {acl:?}");
+    let (e, _, _) = a.create_acl(
+        "/bad-acl",
+        b"",
+        0,
+        &[Acl {
+            perms: 31,
+            id: Id::new("auth", ""),
+        }],
+    );
+    line!("auth ACL without credentials: {e}");
+    let (e, _, _) = a.create_acl(
+        "/bad-acl",
+        b"",
+        0,
+        &[Acl {
+            perms: 31,
+            id: Id::new("nosuch", "x"),
+        }],
+    );
+    line!("unknown ACL scheme: {e}");
+    let (e, _, s) = b.create_acl(
+        "/auth-acl",
+        b"",
+        0,
+        &[Acl {
+            perms: 31,
+            id: Id::new("auth", ""),
+        }],
+    );
+    line!("auth ACL with credentials: {e} {}", n.stat(&s));
+    let (e, acl, _) = b.get_acl("/auth-acl");
+    line!("auth ACL expanded: {e} {acl:?}");
+
+    // TTL and container creation, system nodes.
+    let (e, p, s) = a.create_ttl("/ttl", 5, 60000);
+    line!("createTTL: {e} {p} {}", n.stat(&s));
+    let (_, s) = a.exists("/ttl", false);
+    line!("TTL node stat: {}", n.stat(&s));
+    let (e, _, _) = a.create_ttl("/ttl0", 5, 0);
+    line!("createTTL ttl 0: {e}");
+    let (e, _, _) = a.create("/ttl1", b"", 5);
+    line!("TTL mode through create2: {e}");
+    let r = a
+        .call(op::CREATE_CONTAINER, |w| {
+            w.ustring("/ctr").buffer(b"").acl_vec(&Acl::open()).int(4);
+        })
+        .expect("reply");
+    line!("createContainer: {}", r.err);
+    let (_, s) = a.exists("/ctr", false);
+    line!("container stat: {}", n.stat(&s));
+    let (e, c, s) = a.children2("/zookeeper", false);
+    line!("children /zookeeper: {e} {c:?} {}", n.stat(&s));
+    let (e, d, s) = a.get_data("/zookeeper/config", false);
+    line!("getData /zookeeper/config: {e} {d:?} {}", n.stat(&s));
+    let (e, acl, _) = a.get_acl("/zookeeper/config");
+    line!("getACL /zookeeper/config: {e} {acl:?}");
+    let (e, _, _) = a.create("/zookeeper", b"", 0);
+    line!("create /zookeeper: {e}");
+    let (e, s) = a.exists("/zookeeper/quota", false);
+    line!("exists /zookeeper/quota: {e} {}", n.stat(&s));
+
+    // Reads that need no tree rules.
+    let r = a.call(op::GET_ALL_CHILDREN_NUMBER, |w| {
+        w.ustring("/d");
+    });
+    line!("getAllChildrenNumber /d: {:?}", r.map(|r| (r.err, r.body)));
+    let r = b.call(op::GET_EPHEMERALS, |w| {
+        w.ustring("/");
+    });
+    line!("getEphemerals (b): {:?}", r.map(|r| (r.err, r.body)));
+    let r = a.call(op::CHECK_WATCHES, |w| {
+        w.ustring("/nothing").int(3);
+    });
+    line!("checkWatches none: {:?}", r.map(|r| r.err));
+    let r = a.call(op::REMOVE_WATCHES, |w| {
+        w.ustring("/nothing").int(1);
+    });
+    line!("removeWatches none: {:?}", r.map(|r| r.err));
+
+    // Persistent recursive watch.
+    let r = a.call(op::ADD_WATCH, |w| {
+        w.ustring("/r").int(1);
+    });
+    line!("addWatch: {:?}", r.map(|r| (r.err, r.body)));
+    b.create("/r", b"", 0);
+    b.create("/r/x", b"", 0);
+    b.set_data("/r/x", b"1", -1);
+    b.delete("/r/x", -1);
+    a.sync("/");
+    line!("recursive events: {:?}", a.take_events());
+
+    // Closing b's session deletes its ephemerals and fires a's watches.
+    b.create("/eb", b"", 1);
+    a.exists("/eb", true);
+    let r = b.call(op::CLOSE_SESSION, |_| {});
+    line!("closeSession: {:?}", r.map(|r| r.err));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    a.sync("/");
+    line!(
+        "after close: {:?} {:?}",
+        a.take_events(),
+        a.exists("/eb", false).0
+    );
+
+    // Unknown opcode: error reply, then the connection closes.
+    let r = a.call(999, |_| {});
+    line!("unknown opcode: {:?}", r.map(|r| r.err));
+    t
+}
+
+#[test]
+fn same_transcript_as_zookeeper_3_8() {
+    let zk = RealZk::start();
+    let expected = script(zk.addr);
+    drop(zk);
+    let janus = Janus::start();
+    let got = script(janus.zk_addr());
+    let mut diffs = Vec::new();
+    for (i, (e, g)) in expected.iter().zip(got.iter()).enumerate() {
+        if e != g {
+            diffs.push(format!("step {i}:\n  zookeeper: {e}\n  janus:     {g}"));
+        }
+    }
+    if expected.len() != got.len() {
+        diffs.push(format!(
+            "lengths differ: {} vs {}",
+            expected.len(),
+            got.len()
+        ));
+    }
+    assert!(
+        diffs.is_empty(),
+        "{} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+}
+
+/// The script against ZooKeeper alone (no janus needed): prints the
+/// reference transcript, and checks the few facts DESIGN relies on.
+#[test]
+fn zookeeper_reference_transcript() {
+    let zk = RealZk::start();
+    let t = script(zk.addr);
+    for l in &t {
+        println!("{l}");
+    }
+    assert!(t
+        .iter()
+        .any(|l| l == "multi failing: 0 [(-1, 0), (-1, -101), (-1, -2)]"));
+}
