@@ -21,13 +21,29 @@ struct Step {
 }
 
 const fn s(args: &'static [&'static str]) -> Step {
-    Step { args, stdin: None, run_for: None }
+    Step {
+        args,
+        stdin: None,
+        run_for: None,
+    }
 }
 const fn txn(stdin: &'static str, json: bool) -> Step {
-    Step { args: if json { &["txn", "-w", "json"] } else { &["txn"] }, stdin: Some(stdin), run_for: None }
+    Step {
+        args: if json {
+            &["txn", "-w", "json"]
+        } else {
+            &["txn"]
+        },
+        stdin: Some(stdin),
+        run_for: None,
+    }
 }
 const fn watch(args: &'static [&'static str]) -> Step {
-    Step { args, stdin: None, run_for: Some(Duration::from_millis(1500)) }
+    Step {
+        args,
+        stdin: None,
+        run_for: Some(Duration::from_millis(1500)),
+    }
 }
 
 const SESSION: &[Step] = &[
@@ -45,9 +61,24 @@ const SESSION: &[Step] = &[
     s(&["get", "f", "--prefix", "--keys-only"]),
     s(&["get", "f", "--prefix", "--count-only", "-w", "json"]),
     s(&["get", "a", "--from-key", "--limit", "2", "-w", "json"]),
-    s(&["get", "", "--from-key", "--sort-by=MODIFY", "--order=DESCEND"]),
+    s(&[
+        "get",
+        "",
+        "--from-key",
+        "--sort-by=MODIFY",
+        "--order=DESCEND",
+    ]),
     s(&["get", "", "--prefix", "--sort-by=VALUE", "--order=ASCEND"]),
-    s(&["get", "", "--prefix", "--sort-by=CREATE", "--order=DESCEND", "--limit=2", "-w", "json"]),
+    s(&[
+        "get",
+        "",
+        "--prefix",
+        "--sort-by=CREATE",
+        "--order=DESCEND",
+        "--limit=2",
+        "-w",
+        "json",
+    ]),
     s(&["get", "", "--prefix", "--sort-by=VERSION"]),
     s(&["get", "", "--prefix", "--order=DESCEND"]),
     s(&["get", "bar", "zoo", "-w", "json"]),
@@ -65,9 +96,18 @@ const SESSION: &[Step] = &[
     s(&["put", "fb", "2"]),
     s(&["del", "fa", "fc", "--prev-kv", "-w", "json"]),
     s(&["del", "f", "--prefix", "--prev-kv"]),
-    txn("value(\"bar\") = \"1\"\n\nput t1 a\nget bar\n\nput t2 b\n\n", true),
-    txn("version(\"bar\") > \"5\"\n\nput t1 a\n\nget t1\ndel t1\n\n", false),
-    txn("mod(\"zoo\") < \"100\"\ncreate(\"nope\") = \"0\"\n\nget zoo\n\n\n", true),
+    txn(
+        "value(\"bar\") = \"1\"\n\nput t1 a\nget bar\n\nput t2 b\n\n",
+        true,
+    ),
+    txn(
+        "version(\"bar\") > \"5\"\n\nput t1 a\n\nget t1\ndel t1\n\n",
+        false,
+    ),
+    txn(
+        "mod(\"zoo\") < \"100\"\ncreate(\"nope\") = \"0\"\n\nget zoo\n\n\n",
+        true,
+    ),
     txn("value(\"zzz\") != \"1\"\n\nput t3 c\n\n\n", true),
     txn("\nput t4 a\nput t4 b\n\n\n", false),
     s(&["lease", "grant", "100"]),
@@ -135,8 +175,16 @@ fn run_session(endpoint: &str) -> Vec<(String, Seen)> {
                 }
             }
         }
-        let code = if step.run_for.is_some() { None } else { o.status.code() };
-        let seen = Seen { code, stdout: normalize(&stdout, &leases), errors: normalize(&error_lines(&o.stderr), &leases) };
+        let code = if step.run_for.is_some() {
+            None
+        } else {
+            o.status.code()
+        };
+        let seen = Seen {
+            code,
+            stdout: normalize(&stdout, &leases),
+            errors: normalize(&error_lines(&o.stderr), &leases),
+        };
         out.push((format!("{argv:?} {:?}", step.stdin.unwrap_or("")), seen));
     }
     out
@@ -147,7 +195,11 @@ fn run_session(endpoint: &str) -> Vec<(String, Seen)> {
 /// RUNNING (G-5 <= N < G): how long the steps took is not compared, but
 /// etcd's rounding down of the remaining time is.
 fn normalize(text: &str, leases: &[i64]) -> String {
-    let ids: HashMap<i64, usize> = leases.iter().enumerate().map(|(i, l)| (*l, i + 1)).collect();
+    let ids: HashMap<i64, usize> = leases
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (*l, i + 1))
+        .collect();
     let mut lines = Vec::new();
     for line in text.lines() {
         let line = match serde_json::from_str::<Value>(line) {
@@ -159,7 +211,9 @@ fn normalize(text: &str, leases: &[i64]) -> String {
         };
         let mut line = line;
         for (l, n) in &ids {
-            line = line.replace(&format!("{l:016x}"), &format!("<L{n}>")).replace(&format!("{l:x}"), &format!("<L{n}>"));
+            line = line
+                .replace(&format!("{l:016x}"), &format!("<L{n}>"))
+                .replace(&format!("{l:x}"), &format!("<L{n}>"));
         }
         lines.push(remaining_bucket(&line));
     }
@@ -182,7 +236,9 @@ fn remaining_bucket(line: &str) -> String {
     } else {
         return line.to_string();
     };
-    let start = line.find("remaining(").map_or(0, |i| i + "remaining(".len());
+    let start = line
+        .find("remaining(")
+        .map_or(0, |i| i + "remaining(".len());
     format!("{}{}{}", &line[..start], bucket, &line[end..])
 }
 
@@ -218,5 +274,11 @@ fn etcdctl_session_matches_real_etcd() {
             diffs.push(format!("step {step}\n  etcd:  {w:?}\n  janus: {g:?}"));
         }
     }
-    assert!(diffs.is_empty(), "{} of {} steps differ:\n{}", diffs.len(), want.len(), diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{} of {} steps differ:\n{}",
+        diffs.len(),
+        want.len(),
+        diffs.join("\n")
+    );
 }

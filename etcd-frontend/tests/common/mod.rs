@@ -33,7 +33,11 @@ impl RealEtcd {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("real etcd is needed for differential tests: apt-get install etcd-server");
-        let e = RealEtcd { child, _dir: dir, client };
+        let e = RealEtcd {
+            child,
+            _dir: dir,
+            client,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect_timeout(&client, Duration::from_millis(200)).is_err() {
             assert!(Instant::now() < deadline, "etcd did not start");
@@ -45,7 +49,11 @@ impl RealEtcd {
             if out.status.success() {
                 break;
             }
-            assert!(Instant::now() < deadline, "etcd not healthy: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                Instant::now() < deadline,
+                "etcd not healthy: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         e
@@ -70,10 +78,16 @@ pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
         .arg(format!("--endpoints={endpoint}"))
         .arg("--command-timeout=10s")
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("etcdctl is needed: apt-get install etcd-client");
+    let mut child = cmd
+        .spawn()
+        .expect("etcdctl is needed: apt-get install etcd-client");
     if let Some(input) = stdin {
         use std::io::Write;
         if let Some(mut s) = child.stdin.take() {
@@ -98,7 +112,11 @@ pub fn etcdctl_ok(endpoint: &str, args: &[&str]) -> String {
 /// The `Error: ...` lines of etcdctl's stderr (its retry warnings carry
 /// timestamps and are dropped).
 pub fn error_lines(stderr: &[u8]) -> String {
-    String::from_utf8_lossy(stderr).lines().filter(|l| l.starts_with("Error:")).collect::<Vec<_>>().join("\n")
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter(|l| l.starts_with("Error:"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Runs a long-lived etcdctl command (watch, lock, elect) for `dur`, then
@@ -117,7 +135,10 @@ pub fn etcdctl_for(endpoint: &str, args: &[&str], dur: Duration) -> Output {
     let killer = std::thread::spawn(move || {
         std::thread::sleep(dur);
         // SIGTERM the etcdctl we started (by its own pid).
-        let _ = Command::new("kill").arg(pid.to_string()).stderr(Stdio::null()).status();
+        let _ = Command::new("kill")
+            .arg(pid.to_string())
+            .stderr(Stdio::null())
+            .status();
     });
     let out = child.wait_with_output().expect("etcdctl output");
     let _ = killer.join();
