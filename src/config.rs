@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use janus_core::members::member_id_for;
 use sha2::{Digest, Sha256};
 
 /// One member of a janus cluster: the etcd v3 API and the ZooKeeper protocol
@@ -20,16 +21,32 @@ pub struct Args {
     #[arg(long, env = "JANUS_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Comma-separated URLs to serve the etcd API (gRPC and HTTP) on.
-    #[arg(long, env = "JANUS_LISTEN_CLIENT_URLS", default_value = "http://127.0.0.1:2379")]
+    #[arg(
+        long,
+        env = "JANUS_LISTEN_CLIENT_URLS",
+        default_value = "http://127.0.0.1:2379"
+    )]
     pub listen_client_urls: String,
     /// Comma-separated client URLs advertised to clients (MemberList).
-    #[arg(long, env = "JANUS_ADVERTISE_CLIENT_URLS", default_value = "http://127.0.0.1:2379")]
+    #[arg(
+        long,
+        env = "JANUS_ADVERTISE_CLIENT_URLS",
+        default_value = "http://127.0.0.1:2379"
+    )]
     pub advertise_client_urls: String,
     /// Comma-separated URLs to listen on for peer traffic.
-    #[arg(long, env = "JANUS_LISTEN_PEER_URLS", default_value = "http://127.0.0.1:2380")]
+    #[arg(
+        long,
+        env = "JANUS_LISTEN_PEER_URLS",
+        default_value = "http://127.0.0.1:2380"
+    )]
     pub listen_peer_urls: String,
     /// Comma-separated peer URLs advertised to the rest of the cluster.
-    #[arg(long, env = "JANUS_INITIAL_ADVERTISE_PEER_URLS", default_value = "http://127.0.0.1:2380")]
+    #[arg(
+        long,
+        env = "JANUS_INITIAL_ADVERTISE_PEER_URLS",
+        default_value = "http://127.0.0.1:2380"
+    )]
     pub initial_advertise_peer_urls: String,
     /// Initial cluster configuration for bootstrapping: name=peer-url,...
     #[arg(long, env = "JANUS_INITIAL_CLUSTER")]
@@ -38,7 +55,11 @@ pub struct Args {
     #[arg(long, env = "JANUS_INITIAL_CLUSTER_STATE", default_value = "new")]
     pub initial_cluster_state: String,
     /// Initial cluster token, mixed into member and cluster ids.
-    #[arg(long, env = "JANUS_INITIAL_CLUSTER_TOKEN", default_value = "janus-cluster")]
+    #[arg(
+        long,
+        env = "JANUS_INITIAL_CLUSTER_TOKEN",
+        default_value = "janus-cluster"
+    )]
     pub initial_cluster_token: String,
     /// Raft heartbeat interval in milliseconds.
     #[arg(long, env = "JANUS_HEARTBEAT_INTERVAL", default_value_t = 100)]
@@ -85,12 +106,19 @@ pub struct Args {
 }
 
 fn split(urls: &str) -> Vec<String> {
-    urls.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+    urls.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// `http://host:port` → a socket address.
 fn url_addr(url: &str) -> anyhow::Result<SocketAddr> {
-    let hostport = url.split_once("://").map_or(url, |(_, rest)| rest).trim_end_matches('/');
+    let hostport = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .trim_end_matches('/');
     hostport
         .to_socket_addrs()
         .with_context(|| format!("bad URL {url}"))?
@@ -113,42 +141,90 @@ fn id_of(parts: &[&str]) -> u64 {
 
 impl Args {
     pub fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.janus", self.name)))
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.janus", self.name)))
     }
 
     pub fn node_config(&self) -> anyhow::Result<janus_core::NodeConfig> {
-        if self.initial_cluster_state != "new" && self.initial_cluster_state != "existing" {
-            bail!("--initial-cluster-state must be new or existing");
-        }
+        let join_existing = match self.initial_cluster_state.as_str() {
+            "new" => false,
+            "existing" => true,
+            _ => bail!("--initial-cluster-state must be new or existing"),
+        };
+        let token = &self.initial_cluster_token;
+        let peer_urls = split(&self.initial_advertise_peer_urls);
+        let client_urls = split(&self.advertise_client_urls);
+        let member_id = member_id_for(&peer_urls, token);
+        // --initial-cluster: name=peer-url,... (a name may repeat for several URLs).
+        let mut initial: Vec<janus_core::Member> = Vec::new();
         if let Some(ic) = &self.initial_cluster {
-            let members: Vec<&str> = ic.split(',').filter(|s| !s.trim().is_empty()).collect();
-            if members.len() > 1 {
-                bail!("multi-member clusters are not supported yet: --initial-cluster names {} members", members.len());
+            let mut by_name: Vec<(String, Vec<String>)> = Vec::new();
+            for part in ic.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let (name, url) = part
+                    .split_once('=')
+                    .with_context(|| format!("bad --initial-cluster entry {part:?}"))?;
+                match by_name.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, urls)) => urls.push(url.to_string()),
+                    None => by_name.push((name.to_string(), vec![url.to_string()])),
+                }
+            }
+            for (name, urls) in by_name {
+                let id = member_id_for(&urls, token);
+                let client = if name == self.name {
+                    client_urls.clone()
+                } else {
+                    Vec::new()
+                };
+                initial.push(janus_core::Member {
+                    id,
+                    name,
+                    peer_urls: urls,
+                    client_urls: client,
+                    is_learner: false,
+                });
+            }
+            if !initial.iter().any(|m| m.id == member_id) {
+                bail!(
+                    "--initial-cluster has no entry for this member (--name {} with peer URLs {})",
+                    self.name,
+                    peer_urls.join(",")
+                );
             }
         }
-        let mut peers = split(&self.initial_advertise_peer_urls);
-        peers.sort();
-        let peer_str = peers.join(",");
-        let member_id = id_of(&[&peer_str, &self.initial_cluster_token]);
-        let cluster_id = id_of(&[&format!("{member_id:x}"), &self.initial_cluster_token]);
+        let cluster_id = id_of(&[token]);
         if self.heartbeat_interval == 0 || self.election_timeout < 5 * self.heartbeat_interval {
             bail!("--election-timeout must be at least 5 x --heartbeat-interval");
         }
+        let peer_listen = match split(&self.listen_peer_urls).first() {
+            Some(u) => Some(url_addr(u)?),
+            None => None,
+        };
         Ok(janus_core::NodeConfig {
             data_dir: self.data_dir(),
             name: self.name.clone(),
             member_id,
             cluster_id,
-            cluster_secret: format!("janus:{}:{cluster_id:x}", self.initial_cluster_token).into_bytes(),
+            cluster_token: token.clone(),
+            log_keep: 10_000,
+            cluster_secret: format!("janus:{token}:{cluster_id:x}").into_bytes(),
             tick: Duration::from_millis(self.heartbeat_interval),
             election_ticks: (self.election_timeout / self.heartbeat_interval) as usize,
             request_timeout: Duration::from_secs(7),
             reap_interval: Duration::from_millis(self.zk_reap_interval_ms.max(10)),
+            peer_urls,
+            client_urls,
+            peer_listen,
+            initial_members: initial,
+            join_existing,
         })
     }
 
     pub fn client_listen_addrs(&self) -> anyhow::Result<Vec<SocketAddr>> {
-        split(&self.listen_client_urls).iter().map(|u| url_addr(u)).collect()
+        split(&self.listen_client_urls)
+            .iter()
+            .map(|u| url_addr(u))
+            .collect()
     }
 
     pub fn etcd_config(&self, listen: SocketAddr) -> janus_etcd::EtcdConfig {
@@ -172,8 +248,12 @@ impl Args {
         Ok(janus_zk::ZkConfig {
             listen,
             tick_ms: self.zk_tick_ms,
-            min_session_timeout_ms: self.zk_min_session_timeout_ms.unwrap_or(2 * self.zk_tick_ms),
-            max_session_timeout_ms: self.zk_max_session_timeout_ms.unwrap_or(20 * self.zk_tick_ms),
+            min_session_timeout_ms: self
+                .zk_min_session_timeout_ms
+                .unwrap_or(2 * self.zk_tick_ms),
+            max_session_timeout_ms: self
+                .zk_max_session_timeout_ms
+                .unwrap_or(20 * self.zk_tick_ms),
             max_frame_bytes: self.zk_max_frame_bytes,
             four_letter_words: self.zk_four_letter_words,
             ttl_nodes: self.zk_ttl_nodes,

@@ -23,7 +23,9 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(run(args))
 }
 
@@ -50,7 +52,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let node = node.clone();
         let stop = stopped(stop_rx.clone());
         tasks.spawn(async move {
-            janus_etcd::serve(node, cfg, listener, stop).await.map_err(anyhow::Error::from)
+            janus_etcd::serve(node, cfg, listener, stop)
+                .await
+                .map_err(anyhow::Error::from)
         });
     }
     let zk_cfg = args.zk_config()?;
@@ -58,7 +62,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     {
         let node = node.clone();
         let stop = stopped(stop_rx.clone());
-        tasks.spawn(async move { janus_zk::serve(node, zk_cfg, listener, stop).await.map_err(anyhow::Error::from) });
+        tasks.spawn(async move {
+            janus_zk::serve(node, zk_cfg, listener, stop)
+                .await
+                .map_err(anyhow::Error::from)
+        });
     }
 
     let outcome = tokio::select! {
@@ -82,7 +90,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
 }
 
 /// SIGINT or SIGTERM.

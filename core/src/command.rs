@@ -51,6 +51,14 @@ pub enum Command {
     ZkReap {
         path: String,
     },
+    /// Changes a member's published attributes (client URLs, name) or its
+    /// peer URLs (etcd MemberUpdate); `None` fields are kept.
+    MemberUpdate {
+        id: u64,
+        name: Option<String>,
+        client_urls: Option<Vec<String>>,
+        peer_urls: Option<Vec<String>>,
+    },
     /// No state change; used to probe the log (tests, barriers).
     Noop,
 }
@@ -67,6 +75,8 @@ pub enum CommandResult {
     Zk(ZkWriteResult),
     /// ZkReap: whether the node was removed.
     Reaped(bool),
+    /// MemberUpdate: whether the member exists.
+    MemberUpdate(bool),
     Noop,
 }
 

@@ -23,7 +23,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use crate::CoreError;
 
 /// A keyspace of the member's database.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Space {
     RaftLog,
     Meta,
@@ -197,6 +197,15 @@ impl Engine {
             .map_err(|e| CoreError::storage(&self.dir, e))
     }
 
+    /// A consistent point-in-time view of every keyspace (fjall snapshot),
+    /// readable while writes go on.
+    pub fn view(self: &Arc<Engine>) -> View {
+        View {
+            engine: Arc::clone(self),
+            snap: self.db.snapshot(),
+        }
+    }
+
     /// Rewrites every keyspace's tables, dropping overwritten and deleted
     /// data (etcd's defragment).
     pub fn major_compact(&self) -> Result<(), CoreError> {
@@ -209,5 +218,35 @@ impl Engine {
     /// Bytes the database occupies on disk.
     pub fn disk_size(&self) -> u64 {
         self.db.disk_space().unwrap_or(0)
+    }
+}
+
+/// A consistent read-only view of the database.
+pub struct View {
+    engine: Arc<Engine>,
+    snap: fjall::Snapshot,
+}
+
+impl View {
+    /// Every pair of `s` as of the view, in key order.
+    pub fn scan_all(
+        &self,
+        s: Space,
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), CoreError>> + Send + 'static {
+        use fjall::Readable;
+        let engine = Arc::clone(&self.engine);
+        self.snap.iter(self.engine.space(s)).map(move |g| {
+            g.into_inner()
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(|e| engine.err(s, e))
+        })
+    }
+
+    pub fn get(&self, s: Space, key: &[u8]) -> Result<Option<Vec<u8>>, CoreError> {
+        use fjall::Readable;
+        self.snap
+            .get(self.engine.space(s), key)
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| self.engine.err(s, e))
     }
 }

@@ -30,9 +30,26 @@ pub enum CoreError {
     /// This member is not the leader and cannot serve the request itself.
     #[error("not leader")]
     NotLeader,
+    /// This member was removed from the cluster.
+    #[error("the member has been permanently removed from the cluster")]
+    Removed,
+    /// A membership request was refused.
+    #[error("{0}")]
+    Membership(MembershipError),
     /// A command could not be encoded (a bug, never caused by input).
     #[error("encoding: {0}")]
     Encoding(String),
+}
+
+/// Why a membership change was refused (etcd's membership errors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MembershipError {
+    #[error("Peer URLs already exists")]
+    PeerUrlExists,
+    #[error("member not found")]
+    NotFound,
+    #[error("can only promote a learner member")]
+    NotLearner,
 }
 
 /// Apply-time and read-time errors of the etcd-shaped KV, lease and watch API.

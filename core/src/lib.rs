@@ -11,15 +11,19 @@ pub mod engine;
 mod error;
 pub mod kv;
 pub mod lease;
+pub mod members;
 pub mod mvcc;
 pub mod node;
+pub mod peer;
 pub mod raft_log;
+pub mod snapshot;
 pub mod state;
 pub mod watch;
 pub mod znode;
 
 pub use command::{Applied, Command, CommandResult, Proposal};
-pub use error::{CoreError, KvError, ZkError};
+pub use error::{CoreError, KvError, MembershipError, ZkError};
+pub use members::Member;
 pub use node::{Header, Node, NodeConfig, Status};
 pub use watch::{Event, EventKind, WatchRequest, Watcher};
 

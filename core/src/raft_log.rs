@@ -5,6 +5,7 @@
 //! last entry dropped by compaction) in `meta`. Writes go into fjall batches
 //! and become durable at the raft loop's next [`Engine::sync`].
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use protobuf::Message as _;
@@ -32,6 +33,8 @@ struct LogState {
 pub struct RaftLog {
     engine: Arc<Engine>,
     st: RwLock<LogState>,
+    /// Applied index already made durable (what a snapshot can describe).
+    durable_applied: AtomicU64,
 }
 
 fn idx_key(i: u64) -> Vec<u8> {
@@ -44,7 +47,7 @@ fn other(e: impl std::fmt::Display) -> raft::Error {
 
 impl RaftLog {
     /// Loads the log; a fresh log gets `voters` as its initial configuration.
-    pub fn open(engine: Arc<Engine>, voters: &[u64]) -> Result<RaftLog, CoreError> {
+    pub fn open(engine: Arc<Engine>, voters: &[u64], applied: u64) -> Result<RaftLog, CoreError> {
         let corrupt = |what: String| CoreError::Corrupt {
             path: engine.dir().join("meta"),
             what,
@@ -82,6 +85,7 @@ impl RaftLog {
         let log = RaftLog {
             engine,
             st: RwLock::new(st),
+            durable_applied: AtomicU64::new(applied),
         };
         let cs = log.read().conf.clone();
         let mut b = log.engine.batch();
@@ -105,6 +109,11 @@ impl RaftLog {
 
     pub fn hard_state(&self) -> HardState {
         self.read().hard.clone()
+    }
+
+    /// Index of the first stored entry.
+    pub fn first(&self) -> u64 {
+        self.read().start_index + 1
     }
 
     pub fn last(&self) -> u64 {
@@ -268,6 +277,48 @@ impl Storage for RaftLog {
 }
 
 impl RaftLog {
+    pub fn set_durable_applied(&self, applied: u64) {
+        self.durable_applied.store(applied, Ordering::Release);
+    }
+
+    /// Adds a snapshot's raft metadata to the batch that installs it: the
+    /// log restarts after the snapshot index.
+    pub fn snapshot_into(
+        &self,
+        batch: &mut crate::engine::Batch,
+        meta: &raft::prelude::SnapshotMetadata,
+    ) -> Result<(), CoreError> {
+        let enc = |e: &dyn protobuf::Message| {
+            e.write_to_bytes()
+                .map_err(|e| CoreError::Encoding(e.to_string()))
+        };
+        let mut hs = self.hard_state();
+        hs.term = hs.term.max(meta.term);
+        hs.commit = meta.index;
+        batch.put(Space::Meta, HARD_STATE.to_vec(), enc(&hs)?);
+        batch.put(
+            Space::Meta,
+            CONF_STATE.to_vec(),
+            enc(meta.get_conf_state())?,
+        );
+        let mut start = meta.index.to_be_bytes().to_vec();
+        start.extend_from_slice(&meta.term.to_be_bytes());
+        batch.put(Space::Meta, LOG_START.to_vec(), start);
+        Ok(())
+    }
+
+    /// Updates the in-memory log view after a snapshot batch committed.
+    pub fn snapshot_installed(&self, meta: &raft::prelude::SnapshotMetadata) {
+        let mut st = self.write();
+        st.hard.term = st.hard.term.max(meta.term);
+        st.hard.commit = meta.index;
+        st.conf = meta.get_conf_state().clone();
+        st.start_index = meta.index;
+        st.start_term = meta.term;
+        st.last = meta.index;
+        self.durable_applied.store(meta.index, Ordering::Release);
+    }
+
     /// Makes everything written so far durable (the group commit).
     pub fn sync_engine(&self) -> Result<(), CoreError> {
         self.engine.sync()

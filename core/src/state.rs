@@ -103,6 +103,7 @@ pub struct State {
     pub tree: Tree,
     /// Containers and TTL nodes, for the leader's reaper.
     pub specials: BTreeSet<Vec<u8>>,
+    pub members: BTreeMap<u64, crate::members::Member>,
     pub hub: Hub,
 }
 
@@ -202,7 +203,7 @@ impl State {
                 .filter(|(_, ki)| ki.live.is_some())
                 .map(|(k, _)| k),
         )?;
-        Ok(State {
+        let mut st = State {
             engine,
             revision,
             compact_revision,
@@ -211,8 +212,11 @@ impl State {
             leases,
             tree,
             specials,
+            members: BTreeMap::new(),
             hub: Hub::default(),
-        })
+        };
+        st.load_members()?;
+        Ok(st)
     }
 
     /// Starts the writes of a command.
@@ -425,6 +429,18 @@ impl State {
                 session, auth, ops, ..
             } => CommandResult::Zk(self.apply_zk(&mut w, *session, auth, ops)?),
             Command::ZkReap { path } => CommandResult::Reaped(self.apply_reap(&mut w, path)?),
+            Command::MemberUpdate {
+                id,
+                name,
+                client_urls,
+                peer_urls,
+            } => CommandResult::MemberUpdate(self.apply_member_update(
+                &mut w,
+                *id,
+                name.clone(),
+                client_urls.clone(),
+                peer_urls.clone(),
+            )),
             Command::Noop => CommandResult::Noop,
         };
         let failed = matches!(

@@ -5,6 +5,8 @@
 //! from the local state machine, after [`Node::read_barrier`] when they must
 //! be linearizable (D8).
 
+mod runner;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,20 +15,21 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
-use protobuf::Message as _;
-use raft::prelude::{ConfChangeV2, Entry, EntryType};
-use raft::{RawNode, StateRole};
+use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
+use raft::RawNode;
 use sha2::Sha256;
 use tokio::sync::oneshot;
 
-use crate::command::{Applied, Command, CommandResult, Proposal};
+use crate::command::{Applied, Command, Proposal};
 use crate::engine::Engine;
 use crate::kv::{LeaseInfo, RangeRequest, RangeResponse};
+use crate::members::Member;
+use crate::peer::{PeerEvent, Peers};
 use crate::raft_log::RaftLog;
 use crate::state::State;
 use crate::watch::{WatchRequest, Watcher};
 use crate::znode::{Acl, Id, Stat};
-use crate::{CoreError, KvError, ZkError};
+use crate::{CoreError, KvError, MembershipError, ZkError};
 
 /// How to run a member.
 #[derive(Clone, Debug)]
@@ -39,6 +42,11 @@ pub struct NodeConfig {
     pub member_id: u64,
     /// Cluster id reported in response headers.
     pub cluster_id: u64,
+    /// Raft entries kept below the durable applied index when the log is
+    /// truncated (a briefly lagging follower catches up without a snapshot).
+    pub log_keep: u64,
+    /// `--initial-cluster-token`: salts member ids.
+    pub cluster_token: String,
     /// Secret for ZooKeeper session passwords (same on every member).
     pub cluster_secret: Vec<u8>,
     /// Raft tick.
@@ -49,6 +57,18 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
     /// How often the leader looks for empty containers and expired TTL nodes.
     pub reap_interval: Duration,
+    /// This member's advertised peer URLs.
+    pub peer_urls: Vec<String>,
+    /// This member's advertised client URLs (published to the cluster).
+    pub client_urls: Vec<String>,
+    /// Where to accept peer connections (`None`: no peer listener).
+    pub peer_listen: Option<std::net::SocketAddr>,
+    /// Members of a new cluster (`--initial-cluster`), this one included.
+    /// Empty: a one-member cluster of this member.
+    pub initial_members: Vec<Member>,
+    /// Join an existing cluster (`--initial-cluster-state existing`): start
+    /// with no configuration and wait for the leader's snapshot.
+    pub join_existing: bool,
 }
 
 impl NodeConfig {
@@ -59,11 +79,33 @@ impl NodeConfig {
             name: "default".into(),
             member_id: 1,
             cluster_id: 1,
+            cluster_token: "janus-cluster".into(),
+            log_keep: 10_000,
             cluster_secret: b"janus".to_vec(),
             tick: Duration::from_millis(100),
             election_ticks: 10,
             request_timeout: Duration::from_secs(7),
             reap_interval: Duration::from_secs(1),
+            peer_urls: vec!["http://127.0.0.1:2380".into()],
+            client_urls: vec!["http://127.0.0.1:2379".into()],
+            peer_listen: None,
+            initial_members: Vec::new(),
+            join_existing: false,
+        }
+    }
+
+    /// The members of a new cluster.
+    fn bootstrap_members(&self) -> Vec<Member> {
+        if self.initial_members.is_empty() {
+            vec![Member {
+                id: self.member_id,
+                name: self.name.clone(),
+                peer_urls: self.peer_urls.clone(),
+                client_urls: self.client_urls.clone(),
+                is_learner: false,
+            }]
+        } else {
+            self.initial_members.clone()
         }
     }
 }
@@ -106,7 +148,10 @@ struct Inner {
     /// Lease deadlines, kept by every member, acted on by the leader (D9).
     deadlines: Mutex<HashMap<i64, Instant>>,
     stopped: AtomicBool,
+    /// This member was removed from the cluster: it serves nothing more.
+    removed: AtomicBool,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    peers: Arc<Peers>,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, CoreError>>;
@@ -120,7 +165,23 @@ enum Msg {
     Read {
         reply: Reply<()>,
     },
+    ConfChange {
+        id: u64,
+        cc: ConfChangeV2,
+        reply: Reply<Vec<Member>>,
+    },
+    TransferLeader(u64),
+    Peer(PeerEvent),
     Stop,
+}
+
+/// Carried in a conf change's context: who waits for it, and the member it
+/// adds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ConfContext {
+    proposer: u64,
+    request_id: u64,
+    member: Option<Member>,
 }
 
 fn now_ms() -> i64 {
@@ -152,10 +213,23 @@ impl Node {
     /// Opens the data dir, replays the log from the applied index and starts
     /// the raft loop.
     pub fn start(cfg: NodeConfig) -> Result<Node, CoreError> {
+        let rt = tokio::runtime::Handle::try_current()
+            .map_err(|_| CoreError::Raft("Node::start must run inside a tokio runtime".into()))?;
         let engine = Arc::new(Engine::open(&cfg.data_dir)?);
-        let state = State::load(Arc::clone(&engine))?;
+        let mut state = State::load(Arc::clone(&engine))?;
+        let voters: Vec<u64> = if cfg.join_existing {
+            Vec::new()
+        } else {
+            let members = cfg.bootstrap_members();
+            state.bootstrap_members(&members)?;
+            members
+                .iter()
+                .filter(|m| !m.is_learner)
+                .map(|m| m.id)
+                .collect()
+        };
         let applied = state.applied_index;
-        let log = RaftLog::open(Arc::clone(&engine), &[cfg.member_id])?;
+        let log = RaftLog::open(Arc::clone(&engine), &voters, applied)?;
         let raft_cfg = raft::Config {
             id: cfg.member_id,
             election_tick: cfg.election_ticks,
@@ -198,10 +272,32 @@ impl Node {
             applied,
             revision = state.revision,
             keys = state.keys.len(),
-            "member {} opened",
+            members = state.members.len(),
+            "member {:x} opened",
             cfg.member_id
         );
         let (tx, rx) = std_mpsc::channel();
+        let peer_tx = Mutex::new(tx.clone());
+        let peers = Peers::new(
+            cfg.member_id,
+            rt.clone(),
+            Arc::new(move |ev| {
+                if let Ok(tx) = peer_tx.lock() {
+                    let _ = tx.send(Msg::Peer(ev));
+                }
+            }),
+        );
+        peers.set_members(&runner::peer_list(&state));
+        if let Some(addr) = cfg.peer_listen {
+            let l = std::net::TcpListener::bind(addr)
+                .map_err(|e| CoreError::Raft(format!("cannot listen for peers on {addr}: {e}")))?;
+            l.set_nonblocking(true)
+                .map_err(|e| CoreError::Raft(e.to_string()))?;
+            let _guard = rt.enter();
+            let l =
+                tokio::net::TcpListener::from_std(l).map_err(|e| CoreError::Raft(e.to_string()))?;
+            rt.spawn(Arc::clone(&peers).serve(l));
+        }
         let inner = Arc::new(Inner {
             cfg,
             state: Arc::new(RwLock::new(state)),
@@ -212,20 +308,11 @@ impl Node {
             next_request: AtomicU64::new(1),
             deadlines: Mutex::new(deadlines),
             stopped: AtomicBool::new(false),
+            removed: AtomicBool::new(false),
             thread: Mutex::new(None),
+            peers,
         });
-        let mut runner = Runner {
-            raw,
-            inner: Arc::clone(&inner),
-            rx,
-            pending: HashMap::new(),
-            reads_waiting: Vec::new(),
-            reads_inflight: HashMap::new(),
-            reads_ready: Vec::new(),
-            next_read: 1,
-            revoking: HashMap::new(),
-            last_reap: Instant::now(),
-        };
+        let mut runner = runner::Runner::new(raw, Arc::clone(&inner), rx);
         let handle = std::thread::Builder::new()
             .name("raft".into())
             .spawn(move || runner.run())
@@ -237,6 +324,9 @@ impl Node {
     }
 
     fn send(&self, m: Msg) -> Result<(), CoreError> {
+        if self.inner.removed.load(Ordering::Acquire) {
+            return Err(CoreError::Removed);
+        }
         if self.inner.stopped.load(Ordering::Acquire) {
             return Err(CoreError::Stopped);
         }
@@ -358,6 +448,11 @@ impl Node {
         if let Ok(mut d) = self.inner.deadlines.lock() {
             d.insert(id, Instant::now() + Duration::from_millis(ttl_ms as u64));
         }
+        // Only the leader's clock expires leases (D9): tell it.
+        let leader = self.inner.leader.load(Ordering::Acquire);
+        if leader != 0 && leader != self.inner.cfg.member_id {
+            self.inner.peers.send_keepalive(leader, id);
+        }
         Ok(crate::lease::ttl_secs(ttl_ms))
     }
 
@@ -448,6 +543,147 @@ impl Node {
         out
     }
 
+    /// The members of the cluster, by id.
+    pub fn members(&self) -> Vec<Member> {
+        self.state().members.values().cloned().collect()
+    }
+
+    /// The current leader's id (0 if none is known).
+    pub fn leader(&self) -> u64 {
+        self.inner.leader.load(Ordering::Acquire)
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader() == self.inner.cfg.member_id
+    }
+
+    async fn conf_change(
+        &self,
+        change: ConfChangeType,
+        id: u64,
+        member: Option<Member>,
+    ) -> Result<Vec<Member>, CoreError> {
+        let request_id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
+        let ctx = ConfContext {
+            proposer: self.inner.cfg.member_id,
+            request_id,
+            member,
+        };
+        let mut single = ConfChangeSingle::default();
+        single.set_change_type(change);
+        single.node_id = id;
+        let mut cc = ConfChangeV2::default();
+        cc.set_changes(vec![single].into());
+        cc.context = postcard::to_stdvec(&ctx)
+            .map_err(|e| CoreError::Encoding(e.to_string()))?
+            .into();
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::ConfChange {
+            id: request_id,
+            cc,
+            reply,
+        })?;
+        match tokio::time::timeout(self.inner.cfg.request_timeout, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(CoreError::Stopped),
+            Err(_) => Err(CoreError::Timeout),
+        }
+    }
+
+    /// etcd MemberAdd: adds a member (as a learner or a voter) with a fresh
+    /// id. Returns the new member and the member list after the change.
+    pub async fn member_add(
+        &self,
+        peer_urls: Vec<String>,
+        is_learner: bool,
+    ) -> Result<(Member, Vec<Member>), CoreError> {
+        if self
+            .members()
+            .iter()
+            .any(|m| m.peer_urls.iter().any(|u| peer_urls.contains(u)))
+        {
+            return Err(CoreError::Membership(MembershipError::PeerUrlExists));
+        }
+        let id = crate::members::member_id_for(&peer_urls, &self.inner.cfg.cluster_token);
+        let m = Member {
+            id,
+            name: String::new(),
+            peer_urls,
+            client_urls: Vec::new(),
+            is_learner,
+        };
+        let kind = if is_learner {
+            ConfChangeType::AddLearnerNode
+        } else {
+            ConfChangeType::AddNode
+        };
+        let list = self.conf_change(kind, id, Some(m.clone())).await?;
+        Ok((m, list))
+    }
+
+    /// etcd MemberRemove.
+    pub async fn member_remove(&self, id: u64) -> Result<Vec<Member>, CoreError> {
+        if !self.members().iter().any(|m| m.id == id) {
+            return Err(CoreError::Membership(MembershipError::NotFound));
+        }
+        self.conf_change(ConfChangeType::RemoveNode, id, None).await
+    }
+
+    /// etcd MemberPromote: a learner becomes a voter once it has caught up.
+    pub async fn member_promote(&self, id: u64) -> Result<Vec<Member>, CoreError> {
+        let m = self.members().into_iter().find(|m| m.id == id);
+        match m {
+            None => return Err(CoreError::Membership(MembershipError::NotFound)),
+            Some(m) if !m.is_learner => {
+                return Err(CoreError::Membership(MembershipError::NotLearner))
+            }
+            Some(_) => {}
+        }
+        self.conf_change(ConfChangeType::AddNode, id, None).await
+    }
+
+    /// etcd MemberUpdate: new peer URLs for a member.
+    pub async fn member_update(
+        &self,
+        id: u64,
+        peer_urls: Vec<String>,
+    ) -> Result<Vec<Member>, CoreError> {
+        if !self.members().iter().any(|m| m.id == id) {
+            return Err(CoreError::Membership(MembershipError::NotFound));
+        }
+        self.propose(Command::MemberUpdate {
+            id,
+            name: None,
+            client_urls: None,
+            peer_urls: Some(peer_urls),
+        })
+        .await?;
+        Ok(self.members())
+    }
+
+    /// etcd MoveLeader: hands leadership to `target` and waits for it.
+    pub async fn move_leader(&self, target: u64) -> Result<(), CoreError> {
+        if !self
+            .members()
+            .iter()
+            .any(|m| m.id == target && !m.is_learner)
+        {
+            return Err(CoreError::Membership(MembershipError::NotFound));
+        }
+        if !self.is_leader() {
+            return Err(CoreError::NotLeader);
+        }
+        self.send(Msg::TransferLeader(target))?;
+        let deadline = Instant::now() + self.inner.cfg.request_timeout;
+        while Instant::now() < deadline {
+            if self.leader() == target {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(CoreError::Timeout)
+    }
+
     /// getData: data and stat, READ permission checked against `auth`.
     pub fn zk_get_data(&self, path: &str, auth: &[Id]) -> Result<(Vec<u8>, Stat), ZkError> {
         self.state().zk_get_data(path, auth)
@@ -476,338 +712,5 @@ impl Node {
     /// getEphemerals: paths owned by `session` starting with `prefix`.
     pub fn zk_ephemerals(&self, session: i64, prefix: &str) -> Vec<String> {
         self.state().zk_ephemerals(session, prefix)
-    }
-}
-
-/// The raft loop: owns the RawNode, applies committed entries, answers
-/// proposers and readers, and does the leader's housekeeping.
-struct Runner {
-    raw: RawNode<RaftLog>,
-    inner: Arc<Inner>,
-    rx: std_mpsc::Receiver<Msg>,
-    pending: HashMap<u64, Reply<Applied>>,
-    reads_waiting: Vec<Reply<()>>,
-    reads_inflight: HashMap<u64, (Vec<Reply<()>>, Instant)>,
-    reads_ready: Vec<(u64, Vec<Reply<()>>)>,
-    next_read: u64,
-    /// Leases whose revoke the leader proposed, and when.
-    revoking: HashMap<i64, Instant>,
-    last_reap: Instant,
-}
-
-impl Runner {
-    fn run(&mut self) {
-        let tick = self.inner.cfg.tick;
-        let mut last_tick = Instant::now();
-        loop {
-            let wait = tick.saturating_sub(last_tick.elapsed());
-            let mut stop = false;
-            match self.rx.recv_timeout(wait) {
-                Ok(m) => stop |= self.handle(m),
-                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std_mpsc::RecvTimeoutError::Disconnected) => stop = true,
-            }
-            // Group everything already queued into this Ready.
-            for _ in 0..4096 {
-                match self.rx.try_recv() {
-                    Ok(m) => stop |= self.handle(m),
-                    Err(_) => break,
-                }
-            }
-            if last_tick.elapsed() >= tick {
-                last_tick = Instant::now();
-                self.raw.tick();
-                self.housekeeping();
-            }
-            self.issue_reads();
-            if let Err(e) = self.on_ready() {
-                tracing::error!("raft loop stopped: {e}");
-                self.inner.stopped.store(true, Ordering::Release);
-                break;
-            }
-            if stop {
-                break;
-            }
-        }
-        if let Err(e) = self.raw.store().sync_engine() {
-            tracing::error!("final sync failed: {e}");
-        }
-        for (_, r) in self.pending.drain() {
-            let _ = r.send(Err(CoreError::Stopped));
-        }
-    }
-
-    /// Returns true on Stop.
-    fn handle(&mut self, m: Msg) -> bool {
-        match m {
-            Msg::Propose { id, data, reply } => {
-                if self.raw.raft.state != StateRole::Leader {
-                    if let Some(r) = reply {
-                        let _ = r.send(Err(CoreError::NotLeader));
-                    }
-                } else if let Err(e) = self.raw.propose(vec![], data) {
-                    if let Some(r) = reply {
-                        let _ = r.send(Err(CoreError::Raft(e.to_string())));
-                    }
-                } else if let Some(r) = reply {
-                    self.pending.insert(id, r);
-                }
-                false
-            }
-            Msg::Read { reply } => {
-                self.reads_waiting.push(reply);
-                false
-            }
-            Msg::Stop => true,
-        }
-    }
-
-    /// One ReadIndex request serves every read waiting now; a request with
-    /// no answer after an election timeout is retried (a new leader drops
-    /// them until it commits in its term).
-    fn issue_reads(&mut self) {
-        let timeout = self.inner.cfg.tick * self.inner.cfg.election_ticks as u32;
-        let stale: Vec<u64> = self
-            .reads_inflight
-            .iter()
-            .filter(|(_, (_, t))| t.elapsed() > timeout)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in stale {
-            if let Some((mut rs, _)) = self.reads_inflight.remove(&k) {
-                self.reads_waiting.append(&mut rs);
-            }
-        }
-        if self.reads_waiting.is_empty() {
-            return;
-        }
-        let ctx = self.next_read;
-        self.next_read += 1;
-        self.raw.read_index(ctx.to_be_bytes().to_vec());
-        self.reads_inflight.insert(
-            ctx,
-            (std::mem::take(&mut self.reads_waiting), Instant::now()),
-        );
-    }
-
-    fn answer_reads(&mut self, applied: u64) {
-        let (done, wait): (Vec<_>, Vec<_>) =
-            self.reads_ready.drain(..).partition(|(i, _)| *i <= applied);
-        self.reads_ready = wait;
-        for (_, rs) in done {
-            for r in rs {
-                let _ = r.send(Ok(()));
-            }
-        }
-    }
-
-    /// The seven steps of a raft-rs Ready (see the raft crate's docs), with
-    /// the log append moved before the apply so that the commit index is
-    /// recorded with or before the entries it covers are applied.
-    fn on_ready(&mut self) -> Result<(), CoreError> {
-        if !self.raw.has_ready() {
-            return Ok(());
-        }
-        let mut ready = self.raw.ready();
-        // 1. Messages to peers (none in a one-member group).
-        let _ = ready.take_messages();
-        // 2. A snapshot from the leader (multi-member only).
-        if !ready.snapshot().is_empty() {
-            return Err(CoreError::Raft(
-                "snapshot install needs replication (issue 5)".into(),
-            ));
-        }
-        if let Some(ss) = ready.ss() {
-            self.role_changed(ss.leader_id, ss.raft_state);
-        }
-        for rs in ready.take_read_states() {
-            let ctx = rs
-                .request_ctx
-                .as_slice()
-                .try_into()
-                .map(u64::from_be_bytes)
-                .unwrap_or(0);
-            if let Some((replies, _)) = self.reads_inflight.remove(&ctx) {
-                self.reads_ready.push((rs.index, replies));
-            }
-        }
-        // 4 + 5. New entries and hard state, one batch.
-        self.raw.mut_store().append(ready.entries(), ready.hs())?;
-        if let Some(hs) = ready.hs() {
-            self.inner.term.store(hs.term, Ordering::Release);
-        }
-        self.inner
-            .last_index
-            .store(self.raw.store().last(), Ordering::Release);
-        // 3. Committed entries.
-        self.apply(ready.take_committed_entries())?;
-        // Group commit: appends above and every apply so far become durable.
-        self.raw.store().sync_engine()?;
-        // 6. Messages that must follow the sync.
-        let _ = ready.take_persisted_messages();
-        // 7. Advance, then the LightReady.
-        let mut light = self.raw.advance(ready);
-        if let Some(commit) = light.commit_index() {
-            self.raw.mut_store().set_commit(commit)?;
-        }
-        let _ = light.take_messages();
-        self.apply(light.take_committed_entries())?;
-        self.raw.advance_apply();
-        let applied = self.inner.state.read().map_or(0, |st| st.applied_index);
-        self.answer_reads(applied);
-        Ok(())
-    }
-
-    fn role_changed(&mut self, leader: u64, role: StateRole) {
-        self.inner.leader.store(leader, Ordering::Release);
-        if role == StateRole::Leader {
-            // D9: a new leader restarts every lease's clock, plus an
-            // election timeout, so a failover expires no healthy session.
-            let extra = self.inner.cfg.tick * self.inner.cfg.election_ticks as u32;
-            let now = Instant::now();
-            let st = self.inner.state.read().unwrap_or_else(|p| p.into_inner());
-            if let Ok(mut d) = self.inner.deadlines.lock() {
-                for (id, l) in &st.leases {
-                    d.insert(*id, now + Duration::from_millis(l.ttl_ms as u64) + extra);
-                }
-            }
-        } else {
-            for (_, r) in self.pending.drain() {
-                let _ = r.send(Err(CoreError::NotLeader));
-            }
-        }
-    }
-
-    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), CoreError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let mut replies = Vec::new();
-        {
-            let state = Arc::clone(&self.inner.state);
-            let mut st = state.write().unwrap_or_else(|p| p.into_inner());
-            for e in entries {
-                if e.index <= st.applied_index {
-                    continue;
-                }
-                match e.get_entry_type() {
-                    EntryType::EntryNormal if !e.data.is_empty() => {
-                        let p: Proposal =
-                            postcard::from_bytes(&e.data).map_err(|err| CoreError::Corrupt {
-                                path: st.engine.dir().join("raft_log"),
-                                what: format!("entry {}: {err}", e.index),
-                            })?;
-                        let applied = st.apply(&p, e.index)?;
-                        self.track_leases(&p.command, &applied.result, &st);
-                        if p.proposer == self.inner.cfg.member_id {
-                            if let Some(r) = self.pending.remove(&p.request_id) {
-                                replies.push((r, applied));
-                            }
-                        }
-                    }
-                    EntryType::EntryConfChange | EntryType::EntryConfChangeV2
-                        if !e.data.is_empty() =>
-                    {
-                        let cc = if e.get_entry_type() == EntryType::EntryConfChangeV2 {
-                            ConfChangeV2::parse_from_bytes(&e.data)
-                                .map_err(|err| CoreError::Raft(err.to_string()))?
-                        } else {
-                            use raft::prelude::ConfChange;
-                            use raft_proto::ConfChangeI;
-                            ConfChange::parse_from_bytes(&e.data)
-                                .map_err(|err| CoreError::Raft(err.to_string()))?
-                                .into_v2()
-                        };
-                        let cs = self
-                            .raw
-                            .apply_conf_change(&cc)
-                            .map_err(|err| CoreError::Raft(err.to_string()))?;
-                        self.raw.mut_store().set_conf_state(cs)?;
-                        st.apply_empty(e.index)?;
-                    }
-                    _ => st.apply_empty(e.index)?,
-                }
-            }
-        }
-        for (r, a) in replies {
-            let _ = r.send(Ok(a));
-        }
-        Ok(())
-    }
-
-    fn track_leases(&mut self, cmd: &Command, result: &CommandResult, st: &State) {
-        let Ok(mut d) = self.inner.deadlines.lock() else {
-            return;
-        };
-        match (cmd, result) {
-            (Command::LeaseGrant { id, ttl_ms }, CommandResult::LeaseGrant(Ok(_))) => {
-                d.insert(*id, Instant::now() + Duration::from_millis(*ttl_ms as u64));
-            }
-            (Command::LeaseRevoke { id }, _) if !st.leases.contains_key(id) => {
-                d.remove(id);
-                self.revoking.remove(id);
-            }
-            _ => {}
-        }
-    }
-
-    fn propose_internal(&mut self, command: Command) {
-        let id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
-        let p = Proposal {
-            proposer: self.inner.cfg.member_id,
-            request_id: id,
-            now_ms: now_ms(),
-            command,
-        };
-        if let Ok(data) = postcard::to_stdvec(&p) {
-            self.handle(Msg::Propose {
-                id,
-                data,
-                reply: None,
-            });
-        }
-    }
-
-    /// Leader only: revoke expired leases (D9) and reap empty containers and
-    /// idle TTL nodes, by proposing commands like any client would.
-    fn housekeeping(&mut self) {
-        if self.raw.raft.state != StateRole::Leader {
-            return;
-        }
-        let now = Instant::now();
-        let expired: Vec<i64> = match self.inner.deadlines.lock() {
-            Ok(d) => d
-                .iter()
-                .filter(|(_, t)| **t <= now)
-                .map(|(id, _)| *id)
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        for id in expired {
-            let again = self
-                .revoking
-                .get(&id)
-                .is_none_or(|t| t.elapsed() > Duration::from_secs(3));
-            if again {
-                tracing::debug!(lease = id, "lease expired, revoking");
-                self.revoking.insert(id, now);
-                self.propose_internal(Command::LeaseRevoke { id });
-            }
-        }
-        if self.last_reap.elapsed() >= self.inner.cfg.reap_interval {
-            self.last_reap = now;
-            let t = now_ms();
-            let reap: Vec<String> = {
-                let st = self.inner.state.read().unwrap_or_else(|p| p.into_inner());
-                st.specials
-                    .iter()
-                    .filter(|k| st.reapable(None, k, t).unwrap_or(false))
-                    .map(|k| String::from_utf8_lossy(k).into_owned())
-                    .collect()
-            };
-            for path in reap {
-                self.propose_internal(Command::ZkReap { path });
-            }
-        }
     }
 }

@@ -1,0 +1,140 @@
+//! Cluster membership as the state machine knows it: who the members are,
+//! their names and URLs (etcd's Cluster API), kept in the `meta` keyspace
+//! under `member/<id>` and changed only by applied log entries (conf changes
+//! carry the member in their context) — or, for a brand-new cluster, written
+//! identically by every member at bootstrap from `--initial-cluster`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Space;
+use crate::state::{State, Wtx};
+use crate::CoreError;
+
+const PREFIX: &[u8] = b"member/";
+
+/// One member of the cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub id: u64,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+    pub is_learner: bool,
+}
+
+impl Member {
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Member, postcard::Error> {
+        postcard::from_bytes(b)
+    }
+}
+
+/// A member's id: derived from its sorted peer URLs and the cluster token,
+/// so that a member started with `--initial-cluster-state existing` knows the
+/// id `member add` gave it. Never 0.
+pub fn member_id_for(peer_urls: &[String], token: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut urls = peer_urls.to_vec();
+    urls.sort();
+    let mut h = Sha256::new();
+    h.update(urls.join(",").as_bytes());
+    h.update([0]);
+    h.update(token.as_bytes());
+    let d = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    // Positive as an i64 too (etcd prints ids as hex of a uint64; some
+    // clients parse them as int64).
+    (u64::from_be_bytes(b) >> 1).max(1)
+}
+
+fn key(id: u64) -> Vec<u8> {
+    let mut k = PREFIX.to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// What a conf change does to the member table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberChange {
+    Add(Member),
+    Promote(u64),
+    Remove(u64),
+}
+
+impl State {
+    pub(crate) fn load_members(&mut self) -> Result<(), CoreError> {
+        let mut end = PREFIX.to_vec();
+        end.push(0xff);
+        for item in self.engine.scan(Space::Meta, PREFIX.to_vec()..end, false) {
+            let (k, v) = item?;
+            let m = Member::decode(&v).map_err(|e| CoreError::Corrupt {
+                path: self.engine.dir().join("meta"),
+                what: format!("member {}: {e}", String::from_utf8_lossy(&k)),
+            })?;
+            self.members.insert(m.id, m);
+        }
+        Ok(())
+    }
+
+    fn write_member(&mut self, w: &mut Wtx, m: Member) {
+        w.batch.put(Space::Meta, key(m.id), m.encode());
+        self.members.insert(m.id, m);
+    }
+
+    /// Bootstrap of a new cluster: the same initial members on every member.
+    pub fn bootstrap_members(&mut self, members: &[Member]) -> Result<(), CoreError> {
+        if !self.members.is_empty() {
+            return Ok(());
+        }
+        let mut w = self.begin(0);
+        for m in members {
+            self.write_member(&mut w, m.clone());
+        }
+        self.engine.commit(w.batch)
+    }
+
+    pub fn apply_member_change(&mut self, w: &mut Wtx, change: MemberChange) {
+        match change {
+            MemberChange::Add(m) => self.write_member(w, m),
+            MemberChange::Promote(id) => {
+                if let Some(mut m) = self.members.get(&id).cloned() {
+                    m.is_learner = false;
+                    self.write_member(w, m);
+                }
+            }
+            MemberChange::Remove(id) => {
+                self.members.remove(&id);
+                w.batch.remove(Space::Meta, key(id));
+            }
+        }
+    }
+
+    /// A member's published attributes (name, client URLs) or new peer URLs.
+    pub fn apply_member_update(
+        &mut self,
+        w: &mut Wtx,
+        id: u64,
+        name: Option<String>,
+        client_urls: Option<Vec<String>>,
+        peer_urls: Option<Vec<String>>,
+    ) -> bool {
+        let Some(mut m) = self.members.get(&id).cloned() else {
+            return false;
+        };
+        if let Some(n) = name {
+            m.name = n;
+        }
+        if let Some(c) = client_urls {
+            m.client_urls = c;
+        }
+        if let Some(p) = peer_urls {
+            m.peer_urls = p;
+        }
+        self.write_member(w, m);
+        true
+    }
+}

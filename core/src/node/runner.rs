@@ -1,0 +1,563 @@
+//! The raft loop: owns the RawNode, sends and receives peer messages,
+//! applies committed entries, installs snapshots, answers proposers and
+//! readers, and does the leader's housekeeping (lease expiry, reaping).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use protobuf::Message as _;
+use raft::prelude::{
+    ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, Message, MessageType,
+};
+use raft::{RawNode, SnapshotStatus, StateRole};
+use raft_proto::ConfChangeI;
+
+use super::{now_ms, ConfContext, Inner, Msg, Reply};
+use crate::command::{Applied, Command, CommandResult, Proposal};
+use crate::members::{Member, MemberChange};
+use crate::peer::PeerEvent;
+use crate::raft_log::RaftLog;
+use crate::snapshot::Export;
+use crate::state::State;
+use crate::CoreError;
+
+/// (id, first peer URL) of every member but none, for the transport.
+pub(super) fn peer_list(st: &State) -> Vec<(u64, String)> {
+    st.members
+        .values()
+        .filter_map(|m| m.peer_urls.first().map(|u| (m.id, u.clone())))
+        .collect()
+}
+
+pub(super) struct Runner {
+    raw: RawNode<RaftLog>,
+    inner: Arc<Inner>,
+    rx: std_mpsc::Receiver<Msg>,
+    pending: HashMap<u64, (Reply<Applied>, Instant)>,
+    pending_conf: HashMap<u64, Reply<Vec<Member>>>,
+    reads_waiting: Vec<Reply<()>>,
+    reads_inflight: HashMap<u64, (Vec<Reply<()>>, Instant)>,
+    reads_ready: Vec<(u64, Vec<Reply<()>>)>,
+    next_read: u64,
+    /// Leases whose revoke the leader proposed, and when.
+    revoking: HashMap<i64, Instant>,
+    last_reap: Instant,
+    /// Whether this member's client URLs are published in the member table.
+    published: bool,
+}
+
+impl Runner {
+    pub(super) fn new(
+        raw: RawNode<RaftLog>,
+        inner: Arc<Inner>,
+        rx: std_mpsc::Receiver<Msg>,
+    ) -> Runner {
+        Runner {
+            raw,
+            inner,
+            rx,
+            pending: HashMap::new(),
+            pending_conf: HashMap::new(),
+            reads_waiting: Vec::new(),
+            reads_inflight: HashMap::new(),
+            reads_ready: Vec::new(),
+            next_read: 1,
+            revoking: HashMap::new(),
+            last_reap: Instant::now(),
+            published: false,
+        }
+    }
+
+    pub(super) fn run(&mut self) {
+        let tick = self.inner.cfg.tick;
+        let mut last_tick = Instant::now();
+        loop {
+            let wait = tick.saturating_sub(last_tick.elapsed());
+            let mut stop = false;
+            match self.rx.recv_timeout(wait) {
+                Ok(m) => stop |= self.handle(m),
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => stop = true,
+            }
+            // Group everything already queued into this Ready.
+            for _ in 0..4096 {
+                match self.rx.try_recv() {
+                    Ok(m) => stop |= self.handle(m),
+                    Err(_) => break,
+                }
+            }
+            if last_tick.elapsed() >= tick {
+                last_tick = Instant::now();
+                self.raw.tick();
+                self.housekeeping();
+            }
+            self.issue_reads();
+            if let Err(e) = self.on_ready() {
+                tracing::error!("raft loop stopped: {e}");
+                self.inner.stopped.store(true, Ordering::Release);
+                break;
+            }
+            if stop {
+                break;
+            }
+        }
+        if let Err(e) = self.raw.store().sync_engine() {
+            tracing::error!("final sync failed: {e}");
+        }
+        for (_, (r, _)) in self.pending.drain() {
+            let _ = r.send(Err(CoreError::Stopped));
+        }
+    }
+
+    /// Returns true on Stop.
+    fn handle(&mut self, m: Msg) -> bool {
+        match m {
+            Msg::Propose { id, data, reply } => {
+                // Followers forward proposals to the leader (raft-rs does).
+                match self.raw.propose(vec![], data) {
+                    Err(e) => {
+                        if let Some(r) = reply {
+                            let err = match e {
+                                raft::Error::ProposalDropped => CoreError::NotLeader,
+                                e => CoreError::Raft(e.to_string()),
+                            };
+                            let _ = r.send(Err(err));
+                        }
+                    }
+                    Ok(()) => {
+                        if let Some(r) = reply {
+                            self.pending.insert(id, (r, Instant::now()));
+                        }
+                    }
+                }
+            }
+            Msg::Read { reply } => self.reads_waiting.push(reply),
+            Msg::ConfChange { id, cc, reply } => {
+                if self.raw.raft.state != StateRole::Leader {
+                    let _ = reply.send(Err(CoreError::NotLeader));
+                } else if let Err(e) = self.raw.propose_conf_change(vec![], cc) {
+                    let _ = reply.send(Err(CoreError::Raft(e.to_string())));
+                } else {
+                    self.pending_conf.insert(id, reply);
+                }
+            }
+            Msg::TransferLeader(to) => self.raw.transfer_leader(to),
+            Msg::Peer(ev) => match ev {
+                PeerEvent::Raft(m) => {
+                    if let Err(e) = self.raw.step(m) {
+                        tracing::trace!("raft step: {e}");
+                    }
+                }
+                PeerEvent::KeepAlive(id) => {
+                    let ttl = self.state().leases.get(&id).map(|l| l.ttl_ms);
+                    if let (Some(ttl), Ok(mut d)) = (ttl, self.inner.deadlines.lock()) {
+                        d.insert(id, Instant::now() + Duration::from_millis(ttl as u64));
+                    }
+                }
+                PeerEvent::SnapshotSent { to, ok } => {
+                    let status = if ok {
+                        SnapshotStatus::Finish
+                    } else {
+                        SnapshotStatus::Failure
+                    };
+                    self.raw.report_snapshot(to, status);
+                }
+                PeerEvent::Unreachable(to) => self.raw.report_unreachable(to),
+            },
+            Msg::Stop => return true,
+        }
+        false
+    }
+
+    fn state(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.inner.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One ReadIndex request serves every read waiting now; a request with
+    /// no answer after an election timeout is retried (a new leader drops
+    /// them until it commits in its term).
+    fn issue_reads(&mut self) {
+        let timeout = self.inner.cfg.tick * self.inner.cfg.election_ticks as u32;
+        let stale: Vec<u64> = self
+            .reads_inflight
+            .iter()
+            .filter(|(_, (_, t))| t.elapsed() > timeout)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in stale {
+            if let Some((mut rs, _)) = self.reads_inflight.remove(&k) {
+                self.reads_waiting.append(&mut rs);
+            }
+        }
+        if self.reads_waiting.is_empty() {
+            return;
+        }
+        let ctx = self.next_read;
+        self.next_read += 1;
+        self.raw.read_index(ctx.to_be_bytes().to_vec());
+        self.reads_inflight.insert(
+            ctx,
+            (std::mem::take(&mut self.reads_waiting), Instant::now()),
+        );
+    }
+
+    fn answer_reads(&mut self) {
+        let applied = self.state().applied_index;
+        let (done, wait): (Vec<_>, Vec<_>) =
+            self.reads_ready.drain(..).partition(|(i, _)| *i <= applied);
+        self.reads_ready = wait;
+        for (_, rs) in done {
+            for r in rs {
+                let _ = r.send(Ok(()));
+            }
+        }
+    }
+
+    fn send_messages(&mut self, msgs: Vec<Message>) {
+        for mut m in msgs {
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                self.send_snapshot(m);
+                continue;
+            }
+            m.from = self.inner.cfg.member_id;
+            self.inner.peers.send_raft(&m);
+        }
+    }
+
+    /// Sends a snapshot of the state as it is now: the metadata is rewritten
+    /// to the exported applied index so that data and index agree.
+    fn send_snapshot(&mut self, mut m: Message) {
+        let export = {
+            let st = self.state();
+            Export::take(&st.engine, st.applied_index)
+        };
+        let Ok(term) = raft::Storage::term(self.raw.store(), export.applied_index) else {
+            self.raw.report_snapshot(m.to, SnapshotStatus::Failure);
+            return;
+        };
+        let meta = m.mut_snapshot().mut_metadata();
+        meta.index = export.applied_index;
+        meta.term = term;
+        meta.set_conf_state(self.raw.raft.prs().conf().to_conf_state());
+        tracing::info!(to = m.to, index = export.applied_index, "sending snapshot");
+        let chunks = export.chunks();
+        self.inner.peers.send_snapshot(m, chunks);
+    }
+
+    /// The seven steps of a raft-rs Ready (see the raft crate's docs), with
+    /// the log append moved before the apply so that the commit index is
+    /// recorded with or before the entries it covers are applied.
+    fn on_ready(&mut self) -> Result<(), CoreError> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.raw.ready();
+        // 1. Messages that may go out before the sync (leader appends).
+        self.send_messages(ready.take_messages());
+        // 2. A snapshot from the leader.
+        if !ready.snapshot().is_empty() {
+            self.install_snapshot(ready.snapshot().clone())?;
+        }
+        if let Some(ss) = ready.ss() {
+            self.role_changed(ss.leader_id, ss.raft_state);
+        }
+        for rs in ready.take_read_states() {
+            let ctx = rs
+                .request_ctx
+                .as_slice()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            if let Some((replies, _)) = self.reads_inflight.remove(&ctx) {
+                self.reads_ready.push((rs.index, replies));
+            }
+        }
+        // 4 + 5. New entries and hard state, one batch.
+        self.raw.mut_store().append(ready.entries(), ready.hs())?;
+        if let Some(hs) = ready.hs() {
+            self.inner.term.store(hs.term, Ordering::Release);
+        }
+        self.inner
+            .last_index
+            .store(self.raw.store().last(), Ordering::Release);
+        // 3. Committed entries.
+        self.apply(ready.take_committed_entries())?;
+        // Group commit: appends above and every apply so far become durable.
+        let applied = self.state().applied_index;
+        self.raw.store().sync_engine()?;
+        self.raw.store().set_durable_applied(applied);
+        self.truncate_log(applied)?;
+        // 6. Messages that must follow the sync (votes, append responses).
+        self.send_messages(ready.take_persisted_messages());
+        // 7. Advance, then the LightReady.
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().set_commit(commit)?;
+        }
+        self.send_messages(light.take_messages());
+        self.apply(light.take_committed_entries())?;
+        self.raw.advance_apply();
+        self.answer_reads();
+        Ok(())
+    }
+
+    /// Replaces this member's state with a snapshot streamed by the leader,
+    /// in one atomic batch with the raft metadata (a crash leaves either the
+    /// old state or the new one).
+    fn install_snapshot(&mut self, snap: raft::prelude::Snapshot) -> Result<(), CoreError> {
+        let meta = snap.get_metadata().clone();
+        let data = self
+            .inner
+            .peers
+            .take_staged(meta.index, meta.term)
+            .ok_or_else(|| {
+                CoreError::Raft(format!(
+                    "snapshot {} at term {} has no data",
+                    meta.index, meta.term
+                ))
+            })?;
+        let records = crate::snapshot::parse(&data)
+            .map_err(|e| CoreError::Raft(format!("bad snapshot from leader: {e}")))?;
+        let engine = Arc::clone(&self.state().engine);
+        let mut batch = engine.batch();
+        crate::snapshot::install_into(&engine, &mut batch, records)?;
+        self.raw.store().snapshot_into(&mut batch, &meta)?;
+        engine.commit(batch)?;
+        engine.sync()?;
+        self.raw.store().snapshot_installed(&meta);
+        let fresh = State::load(Arc::clone(&engine))?;
+        {
+            let mut st = self.inner.state.write().unwrap_or_else(|p| p.into_inner());
+            let hub = std::mem::take(&mut st.hub);
+            *st = fresh;
+            st.hub = hub;
+            self.inner.peers.set_members(&peer_list(&st));
+        }
+        tracing::info!(index = meta.index, "installed snapshot from leader");
+        Ok(())
+    }
+
+    /// Drops old log entries, keeping `log_keep` below `durable_applied`
+    /// (an applied index already fsynced: restart replays from there, so
+    /// nothing below it is needed again on this member).
+    fn truncate_log(&mut self, durable_applied: u64) -> Result<(), CoreError> {
+        let first = self.raw.store().first();
+        let keep = self.inner.cfg.log_keep.max(1);
+        if durable_applied > first + 2 * keep {
+            self.raw.mut_store().compact(durable_applied - keep)?;
+        }
+        Ok(())
+    }
+
+    fn role_changed(&mut self, leader: u64, role: StateRole) {
+        let before = self.inner.leader.swap(leader, Ordering::AcqRel);
+        if before != leader {
+            tracing::info!(leader = format!("{leader:x}"), "leader changed");
+        }
+        if role == StateRole::Leader {
+            // D9: a new leader restarts every lease's clock, plus an
+            // election timeout, so a failover expires no healthy session.
+            let extra = self.inner.cfg.tick * self.inner.cfg.election_ticks as u32;
+            let now = Instant::now();
+            let st = self.inner.state.read().unwrap_or_else(|p| p.into_inner());
+            if let Ok(mut d) = self.inner.deadlines.lock() {
+                for (id, l) in &st.leases {
+                    d.insert(*id, now + Duration::from_millis(l.ttl_ms as u64) + extra);
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) -> Result<(), CoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut replies = Vec::new();
+        let mut conf_replies = Vec::new();
+        {
+            let state = Arc::clone(&self.inner.state);
+            let mut st = state.write().unwrap_or_else(|p| p.into_inner());
+            for e in entries {
+                if e.index <= st.applied_index {
+                    continue;
+                }
+                match e.get_entry_type() {
+                    EntryType::EntryNormal if !e.data.is_empty() => {
+                        let p: Proposal =
+                            postcard::from_bytes(&e.data).map_err(|err| CoreError::Corrupt {
+                                path: st.engine.dir().join("raft_log"),
+                                what: format!("entry {}: {err}", e.index),
+                            })?;
+                        let applied = st.apply(&p, e.index)?;
+                        self.track_leases(&p.command, &applied.result, &st);
+                        if p.proposer == self.inner.cfg.member_id {
+                            if let Some((r, _)) = self.pending.remove(&p.request_id) {
+                                replies.push((r, applied));
+                            }
+                        }
+                    }
+                    EntryType::EntryConfChange | EntryType::EntryConfChangeV2
+                        if !e.data.is_empty() =>
+                    {
+                        let cc = if e.get_entry_type() == EntryType::EntryConfChangeV2 {
+                            ConfChangeV2::parse_from_bytes(&e.data)
+                                .map_err(|err| CoreError::Raft(err.to_string()))?
+                        } else {
+                            ConfChange::parse_from_bytes(&e.data)
+                                .map_err(|err| CoreError::Raft(err.to_string()))?
+                                .into_v2()
+                        };
+                        let ctx: Option<ConfContext> = postcard::from_bytes(&cc.context).ok();
+                        let mut w = st.begin(0);
+                        for c in cc.get_changes() {
+                            let change = match c.get_change_type() {
+                                ConfChangeType::AddNode if st.members.contains_key(&c.node_id) => {
+                                    MemberChange::Promote(c.node_id)
+                                }
+                                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                                    let mut m = ctx
+                                        .as_ref()
+                                        .and_then(|x| x.member.clone())
+                                        .unwrap_or_default();
+                                    m.id = c.node_id;
+                                    m.is_learner =
+                                        c.get_change_type() == ConfChangeType::AddLearnerNode;
+                                    MemberChange::Add(m)
+                                }
+                                ConfChangeType::RemoveNode => MemberChange::Remove(c.node_id),
+                            };
+                            if change == MemberChange::Remove(self.inner.cfg.member_id) {
+                                tracing::warn!("this member was removed from the cluster");
+                                self.inner.removed.store(true, Ordering::Release);
+                            }
+                            st.apply_member_change(&mut w, change);
+                        }
+                        let cs = self
+                            .raw
+                            .apply_conf_change(&cc)
+                            .map_err(|err| CoreError::Raft(err.to_string()))?;
+                        self.raw.mut_store().set_conf_state(cs)?;
+                        st.commit(w, e.index)?;
+                        self.inner.peers.set_members(&peer_list(&st));
+                        if let Some(ctx) = ctx.filter(|c| c.proposer == self.inner.cfg.member_id) {
+                            if let Some(r) = self.pending_conf.remove(&ctx.request_id) {
+                                conf_replies
+                                    .push((r, st.members.values().cloned().collect::<Vec<_>>()));
+                            }
+                        }
+                    }
+                    _ => st.apply_empty(e.index)?,
+                }
+            }
+        }
+        for (r, a) in replies {
+            let _ = r.send(Ok(a));
+        }
+        for (r, list) in conf_replies {
+            let _ = r.send(Ok(list));
+        }
+        Ok(())
+    }
+
+    fn track_leases(&mut self, cmd: &Command, result: &CommandResult, st: &State) {
+        let Ok(mut d) = self.inner.deadlines.lock() else {
+            return;
+        };
+        match (cmd, result) {
+            (Command::LeaseGrant { id, ttl_ms }, CommandResult::LeaseGrant(Ok(_))) => {
+                d.insert(*id, Instant::now() + Duration::from_millis(*ttl_ms as u64));
+            }
+            (Command::LeaseRevoke { id }, _) if !st.leases.contains_key(id) => {
+                d.remove(id);
+                self.revoking.remove(id);
+            }
+            _ => {}
+        }
+    }
+
+    fn propose_internal(&mut self, command: Command) {
+        let id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
+        let p = Proposal {
+            proposer: self.inner.cfg.member_id,
+            request_id: id,
+            now_ms: now_ms(),
+            command,
+        };
+        if let Ok(data) = postcard::to_stdvec(&p) {
+            self.handle(Msg::Propose {
+                id,
+                data,
+                reply: None,
+            });
+        }
+    }
+
+    /// Every member: publish its client URLs once, and forget proposals
+    /// nobody can answer any more. Leader only: revoke expired leases (D9)
+    /// and reap empty containers and idle TTL nodes, by proposing commands
+    /// like any client would.
+    fn housekeeping(&mut self) {
+        let horizon = self.inner.cfg.request_timeout + Duration::from_secs(1);
+        self.pending.retain(|_, (_, t)| t.elapsed() < horizon);
+        let me = self.inner.cfg.member_id;
+        if !self.published && self.raw.raft.leader_id != 0 {
+            let current = self.state().members.get(&me).cloned();
+            match current {
+                Some(m)
+                    if m.client_urls == self.inner.cfg.client_urls
+                        && m.name == self.inner.cfg.name =>
+                {
+                    self.published = true;
+                }
+                Some(_) => self.propose_internal(Command::MemberUpdate {
+                    id: me,
+                    name: Some(self.inner.cfg.name.clone()),
+                    client_urls: Some(self.inner.cfg.client_urls.clone()),
+                    peer_urls: None,
+                }),
+                None => {}
+            }
+        }
+        if self.raw.raft.state != StateRole::Leader {
+            return;
+        }
+        let now = Instant::now();
+        let expired: Vec<i64> = match self.inner.deadlines.lock() {
+            Ok(d) => d
+                .iter()
+                .filter(|(_, t)| **t <= now)
+                .map(|(id, _)| *id)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        for id in expired {
+            let again = self
+                .revoking
+                .get(&id)
+                .is_none_or(|t| t.elapsed() > Duration::from_secs(3));
+            if again {
+                tracing::debug!(lease = id, "lease expired, revoking");
+                self.revoking.insert(id, now);
+                self.propose_internal(Command::LeaseRevoke { id });
+            }
+        }
+        if self.last_reap.elapsed() >= self.inner.cfg.reap_interval {
+            self.last_reap = now;
+            let t = now_ms();
+            let reap: Vec<String> = {
+                let st = self.state();
+                st.specials
+                    .iter()
+                    .filter(|k| st.reapable(None, k, t).unwrap_or(false))
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+                    .collect()
+            };
+            for path in reap {
+                self.propose_internal(Command::ZkReap { path });
+            }
+        }
+    }
+}

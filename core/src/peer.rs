@@ -1,0 +1,319 @@
+//! Peer transport: raft messages and the few member-to-member requests
+//! (forwarded lease keepalives, snapshot streams) over TCP with
+//! length-delimited frames.
+//!
+//! Every peer has one outbound link: a task that connects (with backoff),
+//! writes queued frames and reconnects on error. Sending never blocks the
+//! raft loop: a full queue drops the frame (raft retransmits), and a dead
+//! peer only fills its own queue. Snapshots go over a connection of their
+//! own so that a large stream does not delay heartbeats.
+//!
+//! Frame: `[len: u32 BE][type: u8][payload]`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::{SinkExt, StreamExt};
+use protobuf::Message as _;
+use raft::prelude::Message;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+use crate::CoreError;
+
+const RAFT: u8 = 1;
+const KEEPALIVE: u8 = 2;
+const SNAP_HEADER: u8 = 3;
+const SNAP_CHUNK: u8 = 4;
+const SNAP_END: u8 = 5;
+
+/// Largest frame (a raft message is bounded by max_size_per_msg).
+const MAX_FRAME: usize = 16 * 1024 * 1024;
+/// Frames queued per peer before new ones are dropped.
+const QUEUE: usize = 4096;
+/// Largest snapshot accepted from a peer.
+const MAX_SNAPSHOT: usize = 8 * 1024 * 1024 * 1024;
+
+/// What the transport hands to the raft loop.
+#[derive(Debug)]
+pub enum PeerEvent {
+    Raft(Message),
+    /// A follower forwarded a client's lease keepalive (D9).
+    KeepAlive(i64),
+    /// A snapshot stream to `to` finished (`ok`) or failed.
+    SnapshotSent {
+        to: u64,
+        ok: bool,
+    },
+    /// A peer could not be reached.
+    Unreachable(u64),
+}
+
+type Deliver = Arc<dyn Fn(PeerEvent) + Send + Sync>;
+
+struct Link {
+    url: String,
+    tx: mpsc::Sender<Bytes>,
+}
+
+/// The member's view of its peers.
+pub struct Peers {
+    self_id: u64,
+    rt: tokio::runtime::Handle,
+    links: Mutex<HashMap<u64, Link>>,
+    deliver: Deliver,
+    /// Snapshot data received, by (index, term), until raft installs it.
+    staged: Mutex<HashMap<(u64, u64), Vec<u8>>>,
+}
+
+fn frame(kind: u8, payload: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(payload.len() + 1);
+    b.put_u8(kind);
+    b.put_slice(payload);
+    b.freeze()
+}
+
+fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(MAX_FRAME)
+        .new_codec()
+}
+
+/// `http://host:port` → `host:port`.
+pub fn url_hostport(url: &str) -> String {
+    url.split_once("://")
+        .map_or(url, |(_, r)| r)
+        .trim_end_matches('/')
+        .to_string()
+}
+
+impl Peers {
+    pub fn new(self_id: u64, rt: tokio::runtime::Handle, deliver: Deliver) -> Arc<Peers> {
+        Arc::new(Peers {
+            self_id,
+            rt,
+            links: Mutex::new(HashMap::new()),
+            deliver,
+            staged: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Makes the links match the member list (id, first peer URL).
+    pub fn set_members(self: &Arc<Self>, members: &[(u64, String)]) {
+        let Ok(mut links) = self.links.lock() else {
+            return;
+        };
+        links.retain(|id, l| members.iter().any(|(m, u)| m == id && *u == l.url));
+        for (id, url) in members {
+            if *id == self.self_id || links.contains_key(id) {
+                continue;
+            }
+            let (tx, rx) = mpsc::channel(QUEUE);
+            self.rt.spawn(link_task(
+                *id,
+                url_hostport(url),
+                rx,
+                Arc::clone(&self.deliver),
+            ));
+            links.insert(
+                *id,
+                Link {
+                    url: url.clone(),
+                    tx,
+                },
+            );
+        }
+    }
+
+    fn send_frame(&self, to: u64, f: Bytes) {
+        if let Ok(links) = self.links.lock() {
+            if let Some(l) = links.get(&to) {
+                let _ = l.tx.try_send(f);
+            }
+        }
+    }
+
+    pub fn send_raft(&self, m: &Message) {
+        if let Ok(bytes) = m.write_to_bytes() {
+            self.send_frame(m.to, frame(RAFT, &bytes));
+        }
+    }
+
+    pub fn send_keepalive(&self, to: u64, lease: i64) {
+        self.send_frame(to, frame(KEEPALIVE, &lease.to_be_bytes()));
+    }
+
+    /// Streams a snapshot message and its data to its recipient on a
+    /// connection of its own, then reports the outcome.
+    pub fn send_snapshot(
+        self: &Arc<Self>,
+        msg: Message,
+        chunks: impl Iterator<Item = Result<Vec<u8>, CoreError>> + Send + 'static,
+    ) {
+        let to = msg.to;
+        let url = self
+            .links
+            .lock()
+            .ok()
+            .and_then(|l| l.get(&to).map(|l| url_hostport(&l.url)));
+        let deliver = Arc::clone(&self.deliver);
+        let Some(addr) = url else {
+            deliver(PeerEvent::SnapshotSent { to, ok: false });
+            return;
+        };
+        self.rt.spawn(async move {
+            let res = async {
+                let header = msg.write_to_bytes().map_err(|e| e.to_string())?;
+                let stream = TcpStream::connect(&addr).await.map_err(|e| e.to_string())?;
+                let mut framed = Framed::new(stream, codec());
+                framed
+                    .send(frame(SNAP_HEADER, &header))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // Chunks are read from a fjall view: blocking work, but small
+                // steps; done inline for simplicity.
+                for c in chunks {
+                    let c = c.map_err(|e| e.to_string())?;
+                    framed
+                        .send(frame(SNAP_CHUNK, &c))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                framed
+                    .send(frame(SNAP_END, &[]))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                SinkExt::<Bytes>::flush(&mut framed)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // Wait for the receiver to acknowledge by closing.
+                let _ = tokio::time::timeout(Duration::from_secs(30), framed.next()).await;
+                Ok::<(), String>(())
+            }
+            .await;
+            if let Err(e) = &res {
+                tracing::warn!(to, "snapshot send failed: {e}");
+            }
+            deliver(PeerEvent::SnapshotSent {
+                to,
+                ok: res.is_ok(),
+            });
+        });
+    }
+
+    /// Takes the data of a received snapshot.
+    pub fn take_staged(&self, index: u64, term: u64) -> Option<Vec<u8>> {
+        self.staged.lock().ok()?.remove(&(index, term))
+    }
+
+    /// Accepts peer connections until the listener fails.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, addr)) => {
+                    let me = Arc::clone(&self);
+                    tokio::spawn(async move {
+                        if let Err(e) = me.inbound(stream).await {
+                            tracing::debug!(%addr, "peer connection closed: {e}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!("peer accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    async fn inbound(&self, stream: TcpStream) -> Result<(), String> {
+        let _ = stream.set_nodelay(true);
+        let mut framed = Framed::new(stream, codec());
+        let mut snap: Option<(Message, Vec<u8>)> = None;
+        while let Some(f) = framed.next().await {
+            let f = f.map_err(|e| e.to_string())?;
+            let (&kind, payload) = f.split_first().ok_or("empty frame")?;
+            match kind {
+                RAFT => {
+                    let m = Message::parse_from_bytes(payload).map_err(|e| e.to_string())?;
+                    (self.deliver)(PeerEvent::Raft(m));
+                }
+                KEEPALIVE => {
+                    let b: [u8; 8] = payload.try_into().map_err(|_| "bad keepalive frame")?;
+                    (self.deliver)(PeerEvent::KeepAlive(i64::from_be_bytes(b)));
+                }
+                SNAP_HEADER => {
+                    let m = Message::parse_from_bytes(payload).map_err(|e| e.to_string())?;
+                    snap = Some((m, Vec::new()));
+                }
+                SNAP_CHUNK => {
+                    let (_, data) = snap.as_mut().ok_or("snapshot chunk without header")?;
+                    if data.len() + payload.len() > MAX_SNAPSHOT {
+                        return Err("snapshot too large".into());
+                    }
+                    data.extend_from_slice(payload);
+                }
+                SNAP_END => {
+                    let (m, data) = snap.take().ok_or("snapshot end without header")?;
+                    let meta = m.get_snapshot().get_metadata();
+                    if let Ok(mut st) = self.staged.lock() {
+                        st.insert((meta.index, meta.term), data);
+                    }
+                    (self.deliver)(PeerEvent::Raft(m));
+                    return Ok(());
+                }
+                other => return Err(format!("unknown peer frame type {other}")),
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn link_task(to: u64, addr: String, mut rx: mpsc::Receiver<Bytes>, deliver: Deliver) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let stream = match TcpStream::connect(&addr).await {
+            Ok(s) => s,
+            Err(_) => {
+                if rx.is_closed() {
+                    return;
+                }
+                deliver(PeerEvent::Unreachable(to));
+                // Drop what queued up while the peer was away: raft resends.
+                while rx.try_recv().is_ok() {}
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        let _ = stream.set_nodelay(true);
+        let mut framed = Framed::new(stream, codec());
+        loop {
+            let Some(f) = rx.recv().await else { return };
+            if framed.feed(f).await.is_err() {
+                break;
+            }
+            // Batch whatever else is queued into one flush.
+            while let Ok(f) = rx.try_recv() {
+                if framed.feed(f).await.is_err() {
+                    break;
+                }
+            }
+            if SinkExt::<Bytes>::flush(&mut framed).await.is_err() {
+                deliver(PeerEvent::Unreachable(to));
+                break;
+            }
+        }
+    }
+}
+
+/// Resolves `host:port`.
+pub fn resolve(hostport: &str) -> Option<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    hostport.to_socket_addrs().ok()?.next()
+}
