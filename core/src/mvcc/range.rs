@@ -64,7 +64,10 @@ impl State {
     /// command being applied visible (ranges inside a txn).
     pub fn range(&self, w: Option<&Wtx>, req: &RangeRequest) -> Result<RangeResponse, Fail> {
         let rev = self.read_revision(req.revision)?;
-        let current = rev == self.revision;
+        // Inside a txn that already wrote, the live index holds the txn's
+        // writes (revision `w.main`): only a read at revision 0 sees them; an
+        // explicit revision reads history.
+        let current = rev == self.revision && (req.revision <= 0 || !w.is_some_and(|w| w.wrote()));
         let mut found: Vec<Found<'_>> = Vec::new();
         let mut count = 0i64;
         if !is_empty_range(&req.key, &req.range_end) {

@@ -113,49 +113,69 @@ impl State {
         Ok(resp.kvs.iter().all(|kv| compare_kv(c, kv)))
     }
 
-    fn choose<'t>(&self, txn: &'t TxnRequest) -> Result<(bool, &'t [RequestOp]), Fail> {
+    /// etcd's compareToPath: every branch of the txn, nested txns included,
+    /// is chosen against the state before the txn writes anything (a nested
+    /// compare does not see the outer txn's earlier writes).
+    fn txn_path(&self, txn: &TxnRequest) -> Result<TxnPath, Fail> {
+        let mut ok = true;
         for c in &txn.compare {
             if !self.compare(c)? {
-                return Ok((false, &txn.failure));
+                ok = false;
+                break;
             }
         }
-        Ok((true, &txn.success))
+        let branch = if ok { &txn.success } else { &txn.failure };
+        let mut nested = Vec::new();
+        for op in branch {
+            if let RequestOp::Txn(t) = op {
+                nested.push(self.txn_path(t)?);
+            }
+        }
+        Ok(TxnPath { ok, nested })
     }
 
-    /// Validates the ops a txn will run, before any of them writes.
-    fn check_ops(&self, ops: &[RequestOp]) -> Result<(), Fail> {
+    /// Validates the ops of the chosen path before any of them writes, as
+    /// etcd's checkRequests does: every put first, then every range.
+    fn check_ops(&self, txn: &TxnRequest, path: &TxnPath, puts: bool) -> Result<(), Fail> {
+        let ops = if path.ok { &txn.success } else { &txn.failure };
+        let mut nested = path.nested.iter();
         for op in ops {
             match op {
-                RequestOp::Range(r) => {
+                RequestOp::Range(r) if !puts => {
                     self.read_revision(r.revision)?;
                 }
-                RequestOp::Put(p) => self.check_put(p)?,
-                RequestOp::DeleteRange(d) => {
+                RequestOp::Put(p) if puts => self.check_put(p)?,
+                RequestOp::DeleteRange(d) if puts => {
                     if d.key.is_empty() {
                         return Err(KvError::EmptyKey.into());
                     }
                 }
                 RequestOp::Txn(t) => {
-                    let (_, branch) = self.choose(t)?;
-                    self.check_ops(branch)?;
+                    if let Some(np) = nested.next() {
+                        self.check_ops(t, np, puts)?;
+                    }
                 }
+                _ => {}
             }
         }
         Ok(())
     }
 
     pub fn apply_txn(&mut self, w: &mut Wtx, txn: &TxnRequest) -> Result<TxnResponse, Fail> {
-        let (succeeded, branch) = self.choose(txn)?;
-        self.check_ops(branch)?;
-        self.run_ops(w, succeeded, branch)
+        let path = self.txn_path(txn)?;
+        self.check_ops(txn, &path, true)?;
+        self.check_ops(txn, &path, false)?;
+        self.run_ops(w, txn, &path)
     }
 
     fn run_ops(
         &mut self,
         w: &mut Wtx,
-        succeeded: bool,
-        ops: &[RequestOp],
+        txn: &TxnRequest,
+        path: &TxnPath,
     ) -> Result<TxnResponse, Fail> {
+        let ops = if path.ok { &txn.success } else { &txn.failure };
+        let mut nested = path.nested.iter();
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             responses.push(match op {
@@ -163,13 +183,15 @@ impl State {
                 RequestOp::Put(p) => ResponseOp::Put(self.do_put(w, p)?),
                 RequestOp::DeleteRange(d) => ResponseOp::DeleteRange(self.do_delete_range(w, d)?),
                 RequestOp::Txn(t) => {
-                    let (ok, branch) = self.choose(t)?;
-                    ResponseOp::Txn(self.run_ops(w, ok, branch)?)
+                    let np = nested.next().ok_or_else(|| {
+                        Fail::Kv(KvError::Internal("txn path out of step".into()))
+                    })?;
+                    ResponseOp::Txn(self.run_ops(w, t, np)?)
                 }
             });
         }
         Ok(TxnResponse {
-            succeeded,
+            succeeded: path.ok,
             responses,
         })
     }
@@ -206,6 +228,13 @@ impl State {
         );
         Ok(())
     }
+}
+
+/// The branch a txn takes and, in order, the paths of the nested txns of
+/// that branch.
+struct TxnPath {
+    ok: bool,
+    nested: Vec<TxnPath>,
 }
 
 fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
