@@ -37,14 +37,25 @@ fn silent_client_loses_session_and_ephemerals_reconnecting_client_keeps_them() {
     // of `quiet` is gone and the observer was told.
     let start = Instant::now();
     while observer.exists("/gone", false).0 == 0 {
-        assert!(start.elapsed() < Duration::from_secs(15), "session did not expire");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "session did not expire"
+        );
         keeper.ping().expect("ping reply");
         std::thread::sleep(Duration::from_millis(500));
     }
-    assert!(start.elapsed() >= Duration::from_millis(2000), "expired too early: {:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_millis(2000),
+        "expired too early: {:?}",
+        start.elapsed()
+    );
     observer.sync("/");
     assert_eq!(observer.take_events(), vec![(2, "/gone".to_string())]);
-    assert_eq!(observer.exists("/kept", false).0, 0, "a pinging session keeps its ephemeral");
+    assert_eq!(
+        observer.exists("/kept", false).0,
+        0,
+        "a pinging session keeps its ephemeral"
+    );
     // The expired session cannot be resumed: timeout 0, session 0.
     let (_, r) = connect_raw(addr, 4000, quiet.session, &quiet.passwd);
     let (to, sid, pw) = r.expect("an answer before close");
@@ -88,7 +99,10 @@ fn four_letter_words() {
     let _held = Raw::connect(a, 10000);
     let srvr = four_letter(a, "srvr");
     assert!(srvr.starts_with("Zookeeper version: 3.8"), "{srvr}");
-    assert!(srvr.contains("Mode: standalone") && srvr.contains("Node count: 5"), "{srvr}");
+    assert!(
+        srvr.contains("Mode: standalone") && srvr.contains("Node count: 5"),
+        "{srvr}"
+    );
     let mntr = four_letter(a, "mntr");
     assert!(mntr.contains("zk_server_state\tstandalone"), "{mntr}");
     assert!(mntr.contains("zk_num_alive_connections\t1"), "{mntr}");
@@ -107,13 +121,19 @@ fn malformed_and_oversized_frames_close_only_their_connection() {
 
     // A frame over jute.maxbuffer (1 MiB) is refused by length alone.
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-    s.write_all(&(2u32 * 1024 * 1024).to_be_bytes()).expect("write");
-    assert!(read_frame(&mut s).is_none(), "oversized frame must close the connection");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(&(2u32 * 1024 * 1024).to_be_bytes())
+        .expect("write");
+    assert!(
+        read_frame(&mut s).is_none(),
+        "oversized frame must close the connection"
+    );
 
     // Garbage in place of a ConnectRequest.
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
     write_frame(&mut s, &[1, 2, 3]);
     assert!(read_frame(&mut s).is_none());
 
@@ -142,9 +162,15 @@ fn pipelined_requests_are_answered_in_order_and_zxids_never_go_back() {
         let mut w = Writer::new();
         w.int(i + 1);
         if i % 2 == 0 {
-            w.int(op::CREATE).ustring(&format!("/p{i}")).buffer(b"").acl_vec(&janus_core::znode::Acl::open()).int(0);
+            w.int(op::CREATE)
+                .ustring(&format!("/p{i}"))
+                .buffer(b"")
+                .acl_vec(&janus_core::znode::Acl::open())
+                .int(0);
         } else {
-            w.int(op::EXISTS).ustring(&format!("/p{}", i - 1)).boolean(false);
+            w.int(op::EXISTS)
+                .ustring(&format!("/p{}", i - 1))
+                .boolean(false);
         }
         buf.extend_from_slice(&(w.buf.len() as u32).to_be_bytes());
         buf.extend_from_slice(&w.buf);
@@ -197,7 +223,12 @@ fn set_watches_on_reconnect_fires_what_changed_meanwhile() {
     let mut b = Raw::connect(addr, 10000);
     a.create("/sw", b"", 0);
     a.create("/sw/keep", b"", 0);
-    let rel = a.get_data("/sw", false).2.expect("stat").mzxid.max(*a.zxids.last().expect("zxid"));
+    let rel = a
+        .get_data("/sw", false)
+        .2
+        .expect("stat")
+        .mzxid
+        .max(*a.zxids.last().expect("zxid"));
     b.set_data("/sw", b"changed", -1);
     b.create("/created", b"", 0);
     b.create("/sw/child", b"", 0);
@@ -228,5 +259,8 @@ fn set_watches_on_reconnect_fires_what_changed_meanwhile() {
     a.sync("/");
     let mut ev = a.take_events();
     ev.sort();
-    assert_eq!(ev, vec![(1, "/still-missing".into()), (3, "/sw/keep".into())]);
+    assert_eq!(
+        ev,
+        vec![(1, "/still-missing".into()), (3, "/sw/keep".into())]
+    );
 }

@@ -1,0 +1,103 @@
+//! janus driven by kazoo (its recipes under concurrency) and by the
+//! ZooKeeper CLI (`zkCli.sh` from Debian's `zookeeper`). Both tools are
+//! required: a missing tool fails the test with the install command.
+
+use std::process::Command;
+
+use janus_conformance::harness::Janus;
+
+/// The system Python that Debian's `python3-kazoo` installs into.
+const PYTHON: &str = "/usr/bin/python3";
+const ZKCLI: &str = "/usr/share/zookeeper/bin/zkCli.sh";
+
+#[test]
+fn kazoo_recipes_under_concurrency() {
+    let ok = Command::new(PYTHON)
+        .args(["-c", "import kazoo"])
+        .status()
+        .map(|s| s.success());
+    assert!(
+        matches!(ok, Ok(true)),
+        "kazoo missing: apt-get install -y python3-kazoo"
+    );
+    let j = Janus::start();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/kazoo_recipes.py");
+    let out = Command::new(PYTHON)
+        .arg(script)
+        .arg(j.zk_addr().to_string())
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("all ok"),
+        "kazoo recipes failed\nstdout:\n{stdout}\nstderr:\n{stderr}\njanus log:\n{}",
+        j.log()
+    );
+}
+
+/// Runs one zkCli.sh command and returns its combined output.
+fn zkcli(addr: &str, args: &[&str]) -> String {
+    let out = Command::new(ZKCLI)
+        .arg("-server")
+        .arg(addr)
+        .args(args)
+        .output()
+        .expect("run zkCli.sh");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn zkcli_commands() {
+    assert!(
+        std::path::Path::new(ZKCLI).exists(),
+        "zkCli.sh missing: apt-get install -y zookeeper"
+    );
+    let j = Janus::start();
+    let a = j.zk_addr().to_string();
+    let a = a.as_str();
+    let out = zkcli(a, &["create", "/cli", "hello"]);
+    assert!(out.contains("Created /cli"), "{out}");
+    let out = zkcli(a, &["get", "/cli"]);
+    assert!(out.lines().any(|l| l.trim() == "hello"), "{out}");
+    let out = zkcli(a, &["create", "-s", "/cli/seq-", "x"]);
+    assert!(out.contains("Created /cli/seq-0000000000"), "{out}");
+    let out = zkcli(a, &["create", "-e", "/cli/eph", "x"]);
+    assert!(out.contains("Created /cli/eph"), "{out}");
+    let out = zkcli(a, &["set", "/cli", "world"]);
+    assert!(!out.contains("Exception"), "{out}");
+    let out = zkcli(a, &["stat", "/cli"]);
+    // zkCli.sh exits without closing its session, so the ephemeral lives on
+    // until the session times out (as with a real ZooKeeper).
+    assert!(
+        out.contains("dataVersion = 1") && out.contains("numChildren = 2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("cversion = 2") && out.contains("dataLength = 5"),
+        "{out}"
+    );
+    let out = zkcli(a, &["ls", "/"]);
+    assert!(out.contains("[cli, zookeeper]"), "{out}");
+    let out = zkcli(a, &["create", "/cli", "again"]);
+    assert!(out.contains("Node already exists"), "{out}");
+    let out = zkcli(a, &["delete", "/cli"]);
+    assert!(out.contains("Node not empty"), "{out}");
+    let out = zkcli(a, &["deleteall", "/cli"]);
+    assert!(!out.contains("Exception"), "{out}");
+    let out = zkcli(a, &["ls", "/"]);
+    assert!(out.contains("[zookeeper]"), "{out}");
+    let out = zkcli(a, &["getAllChildrenNumber", "/"]);
+    assert!(out.lines().any(|l| l.trim() == "3"), "{out}");
+    let out = zkcli(a, &["create", "-t", "60000", "/ttl", "x"]);
+    assert!(out.contains("Created /ttl"), "{out}");
+    let out = zkcli(a, &["getAcl", "/zookeeper/config"]);
+    assert!(
+        out.contains("'world,'anyone") && out.contains(": r"),
+        "{out}"
+    );
+}
