@@ -80,40 +80,23 @@ async fn version() -> Response {
     )
 }
 
-/// etcd 3.4's `/health`: unhealthy with an alarm active, without a
-/// leader, or when a linearizable read fails.
+/// etcd 3.4's `/health`: `{"health":"false"}` (503) with an alarm active,
+/// without a leader, or when a linearizable read fails.
 async fn health(State(s): State<Shared>) -> Response {
-    let unhealthy = |reason: String| {
+    let healthy = s.alarms().is_empty()
+        && s.node.status().leader != 0
+        && matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(1), s.node.read_barrier()).await,
+            Ok(Ok(()))
+        );
+    if healthy {
+        json_response(StatusCode::OK, serde_json::json!({"health": "true"}))
+    } else {
         json_response(
             StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"health": "false", "reason": reason}),
+            serde_json::json!({"health": "false"}),
         )
-    };
-    let alarms = s.alarms();
-    if !alarms.is_empty() {
-        let names: Vec<String> = alarms
-            .iter()
-            .map(|a| {
-                epb::AlarmType::try_from(a.alarm)
-                    .map(|t| t.as_str_name())
-                    .unwrap_or("NONE")
-                    .to_string()
-            })
-            .collect();
-        return unhealthy(format!("ALARM {}", names.join(",")));
     }
-    if s.node.status().leader == 0 {
-        return unhealthy("RAFT NO LEADER".into());
-    }
-    let probe =
-        tokio::time::timeout(std::time::Duration::from_secs(1), s.node.read_barrier()).await;
-    if !matches!(probe, Ok(Ok(()))) {
-        return unhealthy("QGET ERROR".into());
-    }
-    json_response(
-        StatusCode::OK,
-        serde_json::json!({"health": "true", "reason": ""}),
-    )
 }
 
 fn json_response(code: StatusCode, v: Value) -> Response {

@@ -13,6 +13,8 @@ use crate::status::ApiError;
 
 /// etcd's `snapshotSendBufferSize`: bytes per snapshot message.
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
+/// Snapshot bodies are padded to a multiple of this (bolt's page size).
+const SNAPSHOT_ALIGN: usize = 4096;
 
 #[derive(Clone)]
 pub struct MaintenanceService(pub Shared);
@@ -73,8 +75,9 @@ impl MaintenanceService {
                 }
             }
         };
+        // etcd's applier answers alarms without a header.
         Ok(pb::AlarmResponse {
-            header: self.0.header(None),
+            header: None,
             alarms,
         })
     }
@@ -109,7 +112,11 @@ impl MaintenanceService {
                     crate::status::CoreKind::Other,
                 )
             })??;
-        let data: Vec<u8> = chunks.concat();
+        let mut data: Vec<u8> = chunks.concat();
+        // etcdctl (3.4) only accepts a snapshot whose size is a multiple
+        // of 512 plus the 32-byte checksum, as a bolt file always is: pad
+        // the export with zeros to a 4 KiB multiple.
+        data.resize(data.len().div_ceil(SNAPSHOT_ALIGN) * SNAPSHOT_ALIGN, 0);
         let sha = Sha256::digest(&data).to_vec();
         let header = self.0.header(None);
         let total = data.len();
