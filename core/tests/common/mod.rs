@@ -56,6 +56,17 @@ pub fn start_with(f: impl FnOnce(&mut NodeConfig)) -> TestNode {
     TestNode { node, dir }
 }
 
+/// Stops the node, releases its data dir and starts a new node on it.
+/// (fjall keeps the directory locked until every handle of the old node,
+/// watchers included, is dropped.)
+pub fn restart(mut t: TestNode) -> TestNode {
+    t.node.stop();
+    let dir = std::mem::replace(&mut t.dir, tempfile::tempdir().expect("tempdir"));
+    drop(t);
+    let node = Node::start(config(dir.path())).expect("node restarts");
+    TestNode { node, dir }
+}
+
 pub async fn propose(node: &Node, cmd: Command) -> Applied {
     node.propose(cmd).await.expect("proposal applied")
 }
