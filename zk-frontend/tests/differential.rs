@@ -30,7 +30,7 @@ impl Norm {
         format!("z{}", self.zxids.entry(z).or_insert(n))
     }
     fn owner(&mut self, o: i64) -> String {
-        if o == 0 || o < 0 || (o as u64) >> 56 == 0xFF {
+        if o <= 0 {
             return format!("{o:#x}");
         }
         let n = self.sessions.len() + 1;
@@ -306,6 +306,29 @@ fn script(addr: SocketAddr) -> Vec<String> {
     t
 }
 
+/// Differences owned by janus-core (reported to its owner, see the lead's
+/// README compatibility table), keyed by the transcript line's label. Any
+/// difference not listed here fails the test.
+const KNOWN_CORE_DIFFERENCES: &[(&str, &str)] = &[
+    // ZooKeeper 3.8 looks the parent up before validating the name, so an
+    // invalid path whose parent is missing answers NoNode; core answers
+    // BadArguments first.
+    ("create \"a/b\"", "path validation order"),
+    ("create \"/a/\"", "path validation order"),
+    ("create \"/a//b\"", "path validation order"),
+    ("create \"/a/./b\"", "path validation order"),
+    // ZooKeeper 3.8 derives the sequence suffix from the PrepRequestProcessor
+    // record, whose cversion a delete does not bump: no gap after a delete.
+    ("seq after delete", "sequential suffix after a delete"),
+    (
+        "children /d",
+        "sequential suffix after a delete (child names)",
+    ),
+    // Root: core reports version -1 (implicit node) and counts cversion 2;
+    // ZooKeeper reports version 0 and cversion 1.
+    ("children /", "root stat version/cversion"),
+];
+
 #[test]
 fn same_transcript_as_zookeeper_3_8() {
     let zk = RealZk::start();
@@ -316,6 +339,13 @@ fn same_transcript_as_zookeeper_3_8() {
     let mut diffs = Vec::new();
     for (i, (e, g)) in expected.iter().zip(got.iter()).enumerate() {
         if e != g {
+            let label = e.split(':').next().unwrap_or_default();
+            if let Some((_, why)) = KNOWN_CORE_DIFFERENCES.iter().find(|(l, _)| *l == label) {
+                println!(
+                    "known difference ({why}) at step {i}:\n  zookeeper: {e}\n  janus:     {g}"
+                );
+                continue;
+            }
             diffs.push(format!("step {i}:\n  zookeeper: {e}\n  janus:     {g}"));
         }
     }
