@@ -20,6 +20,7 @@ pub struct Janus {
     zk: SocketAddr,
     peer: SocketAddr,
     extra: Vec<String>,
+    bin: PathBuf,
 }
 
 /// A free port on 127.0.0.1 (bound then released; the OS does not hand it
@@ -46,7 +47,10 @@ pub fn janus_binary() -> &'static Path {
         assert!(status.success(), "building the janus binary failed");
         // Tests run as <target>/debug/deps/<test>; the binary is <target>/debug/janus.
         let exe = std::env::current_exe().expect("current_exe");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("test binary layout");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test binary layout");
         let bin = profile_dir.join("janus");
         assert!(bin.exists(), "janus binary not found at {}", bin.display());
         bin
@@ -61,6 +65,12 @@ impl Janus {
 
     /// Starts janus with extra command-line flags.
     pub fn start_with(extra: &[&str]) -> Janus {
+        Janus::start_binary(janus_binary(), extra)
+    }
+
+    /// Starts the given `janus` binary (e.g. a release build, for the
+    /// benchmark) with extra command-line flags.
+    pub fn start_binary(bin: &Path, extra: &[&str]) -> Janus {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut j = Janus {
             child: None,
@@ -69,6 +79,7 @@ impl Janus {
             zk: SocketAddr::from(([127, 0, 0, 1], free_port())),
             peer: SocketAddr::from(([127, 0, 0, 1], free_port())),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            bin: bin.to_path_buf(),
         };
         j.spawn();
         j
@@ -78,7 +89,7 @@ impl Janus {
         let data = self.dir.path().join("data");
         let log = std::fs::File::create(self.dir.path().join("janus.log")).expect("log file");
         let log2 = log.try_clone().expect("log file");
-        let child = Command::new(janus_binary())
+        let child = Command::new(&self.bin)
             .arg("--data-dir")
             .arg(&data)
             .arg("--listen-client-urls")
@@ -92,7 +103,10 @@ impl Janus {
             .arg("--listen-zk-addr")
             .arg(self.zk.to_string())
             .args(&self.extra)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
             .spawn()
@@ -107,11 +121,16 @@ impl Janus {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("janus exited early with {status}; log:\n{}", self.log());
             }
-            let up = |a: &SocketAddr| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok();
+            let up =
+                |a: &SocketAddr| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok();
             if up(&self.etcd) && up(&self.zk) {
                 return;
             }
-            assert!(Instant::now() < deadline, "janus did not start in 30s; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "janus did not start in 30s; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -128,6 +147,11 @@ impl Janus {
     /// `127.0.0.1:PORT` of the ZooKeeper endpoint.
     pub fn zk_addr(&self) -> SocketAddr {
         self.zk
+    }
+
+    /// Process id of the running server (None after [`Janus::kill`]).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// The member's data directory.

@@ -1,0 +1,277 @@
+//! Side-by-side runs: the same workload against a fresh reference server
+//! (real etcd 3.4 / real ZooKeeper 3.8) and a fresh janus at each
+//! concurrency level, with the ratio janus/reference; and the memory
+//! measurement (RSS after loading many keys).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::runtime::Runtime;
+
+use super::plot::{self, Series};
+use super::{etcd, run, BenchError, RunConfig, RunResult, Workload};
+use crate::harness::Janus;
+use crate::reference::{rss_bytes, RealEtcd, RealZk};
+
+/// A server under test, started fresh.
+pub enum Server {
+    Janus(Janus),
+    Etcd(RealEtcd),
+    Zk(RealZk),
+}
+
+impl Server {
+    /// The endpoint string for `workload`'s protocol.
+    pub fn endpoint(&self, workload: Workload) -> String {
+        match (self, workload) {
+            (Server::Janus(j), Workload::Etcd(_)) => j.etcd_endpoint(),
+            (Server::Janus(j), Workload::Zk(_)) => j.zk_addr().to_string(),
+            (Server::Etcd(e), _) => e.endpoint(),
+            (Server::Zk(z), _) => z.connect_string(),
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Server::Janus(j) => j.pid(),
+            Server::Etcd(e) => e.pid(),
+            Server::Zk(z) => z.pid(),
+        }
+    }
+}
+
+/// Starts janus from `bin` (no panic escapes: a failed start is an error).
+pub fn start_janus(bin: &Path) -> Result<Server, BenchError> {
+    let bin = bin.to_path_buf();
+    std::panic::catch_unwind(move || Janus::start_binary(&bin, &[]))
+        .map(Server::Janus)
+        .map_err(|p| {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".into());
+            BenchError::Setup(format!("starting janus: {msg}"))
+        })
+}
+
+/// Starts the reference server for `workload`'s protocol.
+pub fn start_reference(workload: Workload) -> Result<Server, BenchError> {
+    match workload {
+        Workload::Etcd(_) => RealEtcd::start()
+            .map(Server::Etcd)
+            .map_err(|e| BenchError::Setup(e.to_string())),
+        Workload::Zk(_) => RealZk::start()
+            .map(Server::Zk)
+            .map_err(|e| BenchError::Setup(e.to_string())),
+    }
+}
+
+pub fn reference_name(workload: Workload) -> &'static str {
+    match workload {
+        Workload::Etcd(_) => "etcd 3.4",
+        Workload::Zk(_) => "ZooKeeper 3.8",
+    }
+}
+
+/// The janus binary to benchmark: `JANUS_BIN`, else `janus` next to this
+/// executable (`cargo build --release -p janus -p janus-conformance` puts
+/// both in `target/release`).
+pub fn default_janus_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("JANUS_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().ok()?;
+    let p = exe.parent()?.join("janus");
+    p.exists().then_some(p)
+}
+
+/// One concurrency level's pair of runs.
+pub struct Row {
+    pub level: usize,
+    pub janus: RunResult,
+    pub reference: RunResult,
+}
+
+impl Row {
+    pub fn throughput_ratio(&self) -> f64 {
+        ratio(self.janus.throughput(), self.reference.throughput())
+    }
+    pub fn p99_ratio(&self) -> f64 {
+        ratio(self.janus.p99_ms(), self.reference.p99_ms())
+    }
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        f64::NAN
+    }
+}
+
+/// Runs `base` at every level in `levels` (as the client count; the
+/// connection count is `min(base.connections, level)`), each time against a
+/// fresh reference server and then a fresh janus.
+pub fn compare(
+    rt: &Runtime,
+    base: &RunConfig,
+    levels: &[usize],
+    janus_bin: &Path,
+) -> Result<Vec<Row>, BenchError> {
+    let mut rows = Vec::new();
+    for &level in levels {
+        let mut cfg = base.clone();
+        cfg.clients = level;
+        cfg.connections = base.connections.clamp(1, level);
+        let reference = {
+            let server = start_reference(base.workload)?;
+            cfg.endpoint = server.endpoint(base.workload);
+            eprintln!(
+                "== {} vs {}: {level} clients",
+                reference_name(base.workload),
+                cfg.workload
+            );
+            rt.block_on(run(&cfg))?
+        };
+        eprintln!("{reference}");
+        let janus = {
+            let server = start_janus(janus_bin)?;
+            cfg.endpoint = server.endpoint(base.workload);
+            eprintln!("== janus: {level} clients");
+            rt.block_on(run(&cfg))?
+        };
+        eprintln!("{janus}");
+        rows.push(Row {
+            level,
+            janus,
+            reference,
+        });
+    }
+    Ok(rows)
+}
+
+/// A markdown table of the rows.
+pub fn table(workload: Workload, rows: &[Row]) -> String {
+    let r = reference_name(workload);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| clients | conns | janus ops/s | {r} ops/s | ratio | janus p50 ms | {r} p50 ms | janus p99 ms | {r} p99 ms | p99 ratio | janus max ms | {r} max ms | errors (janus/{r}) |"
+    );
+    let _ = writeln!(
+        s,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
+    for row in rows {
+        let (j, f) = (&row.janus, &row.reference);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {}/{} |",
+            row.level,
+            j.connections,
+            j.throughput(),
+            f.throughput(),
+            row.throughput_ratio(),
+            j.p50_ms(),
+            f.p50_ms(),
+            j.p99_ms(),
+            f.p99_ms(),
+            row.p99_ratio(),
+            j.max_ms(),
+            f.max_ms(),
+            j.errors,
+            f.errors
+        );
+    }
+    s
+}
+
+/// The SVG plot of the rows.
+pub fn svg(workload: Workload, rows: &[Row]) -> String {
+    let janus = Series {
+        name: "janus".into(),
+        points: rows
+            .iter()
+            .map(|r| (r.level, r.janus.throughput(), r.janus.p99_ms()))
+            .collect(),
+    };
+    let reference = Series {
+        name: reference_name(workload).into(),
+        points: rows
+            .iter()
+            .map(|r| (r.level, r.reference.throughput(), r.reference.p99_ms()))
+            .collect(),
+    };
+    plot::render(
+        &format!(
+            "{workload}: janus vs {} (fsync on, same machine)",
+            reference_name(workload)
+        ),
+        &[janus, reference],
+    )
+}
+
+/// What [`memory`] measured.
+pub struct MemoryReport {
+    pub system: String,
+    pub keys: u64,
+    pub value_size: usize,
+    pub rss_idle: u64,
+    pub rss_loaded: u64,
+    pub load: RunResult,
+}
+
+impl std::fmt::Display for MemoryReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
+        write!(
+            f,
+            "{}: {} keys x {} B: RSS idle {:.1} MiB, after load {:.1} MiB (load: {:.0} puts/s, {} errors)",
+            self.system,
+            self.keys,
+            self.value_size,
+            mb(self.rss_idle),
+            mb(self.rss_loaded),
+            self.load.throughput(),
+            self.load.errors
+        )
+    }
+}
+
+/// Starts `server`, writes `keys` distinct keys of `value_size` bytes over
+/// the etcd API (each key once, `clients` at a time), waits `settle`, and
+/// reads the server's VmRSS.
+pub fn memory(
+    rt: &Runtime,
+    server: Server,
+    system: &str,
+    keys: u64,
+    value_size: usize,
+    clients: usize,
+    settle: Duration,
+) -> Result<MemoryReport, BenchError> {
+    let pid = server
+        .pid()
+        .ok_or_else(|| BenchError::Setup("server has no pid".into()))?;
+    let rss =
+        |pid| rss_bytes(pid).map_err(|e| BenchError::Setup(format!("reading RSS of {pid}: {e}")));
+    std::thread::sleep(Duration::from_secs(1));
+    let rss_idle = rss(pid)?;
+    let endpoint = server.endpoint(Workload::Etcd(super::EtcdWorkload::Put));
+    let load = rt.block_on(etcd::load_distinct(
+        &endpoint, "/mem/", keys, value_size, clients,
+    ))?;
+    std::thread::sleep(settle);
+    let rss_loaded = rss(pid)?;
+    drop(server);
+    Ok(MemoryReport {
+        system: system.to_string(),
+        keys,
+        value_size,
+        rss_idle,
+        rss_loaded,
+        load,
+    })
+}
