@@ -68,6 +68,8 @@ pub struct Peers {
     deliver: Deliver,
     /// Snapshot data received, by (index, term), until raft installs it.
     staged: Mutex<HashMap<(u64, u64), Vec<u8>>>,
+    /// Set once on shutdown: the listener and inbound connections end.
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 fn frame(kind: u8, payload: &[u8]) -> Bytes {
@@ -99,7 +101,16 @@ impl Peers {
             links: Mutex::new(HashMap::new()),
             deliver,
             staged: Mutex::new(HashMap::new()),
+            closed: tokio::sync::watch::channel(false).0,
         })
+    }
+
+    /// Closes the listener, every inbound connection and every link.
+    pub fn shutdown(&self) {
+        let _ = self.closed.send(true);
+        if let Ok(mut links) = self.links.lock() {
+            links.clear();
+        }
     }
 
     /// Makes the links match the member list (id, first peer URL).
@@ -212,13 +223,22 @@ impl Peers {
 
     /// Accepts peer connections until the listener fails.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let mut closed = self.closed.subscribe();
         loop {
-            match listener.accept().await {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = closed.wait_for(|c| *c) => return,
+            };
+            match accepted {
                 Ok((stream, addr)) => {
                     let me = Arc::clone(&self);
+                    let mut closed = self.closed.subscribe();
                     tokio::spawn(async move {
-                        if let Err(e) = me.inbound(stream).await {
-                            tracing::debug!(%addr, "peer connection closed: {e}");
+                        tokio::select! {
+                            r = me.inbound(stream) => if let Err(e) = r {
+                                tracing::debug!(%addr, "peer connection closed: {e}");
+                            },
+                            _ = closed.wait_for(|c| *c) => {}
                         }
                     });
                 }

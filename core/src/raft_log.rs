@@ -73,6 +73,30 @@ impl RaftLog {
             st.start_term =
                 u64::from_be_bytes(t.try_into().map_err(|_| corrupt("raft log start".into()))?);
         }
+        let fresh = st.hard == HardState::default() && st.start_index == 0;
+        if fresh && !voters.is_empty() {
+            // A new cluster's log starts after a virtual entry (index 1, term
+            // 1) that stands for the bootstrap configuration, so a member
+            // that joins later is always caught up by a snapshot (which
+            // carries the member table) rather than by replaying a log that
+            // never recorded the initial members.
+            st.start_index = 1;
+            st.start_term = 1;
+            st.hard.term = 1;
+            st.hard.commit = 1;
+            let mut b = engine.batch();
+            let mut start = 1u64.to_be_bytes().to_vec();
+            start.extend_from_slice(&1u64.to_be_bytes());
+            b.put(Space::Meta, LOG_START.to_vec(), start);
+            b.put(
+                Space::Meta,
+                HARD_STATE.to_vec(),
+                st.hard
+                    .write_to_bytes()
+                    .map_err(|e| CoreError::Encoding(e.to_string()))?,
+            );
+            engine.commit(b)?;
+        }
         st.last = st.start_index;
         if let Some(item) = engine.scan_all(Space::RaftLog).last() {
             let (k, _) = item?;
@@ -267,12 +291,21 @@ impl Storage for RaftLog {
         Ok(self.read().last)
     }
 
-    /// Snapshots for lagging members are streamed by the replication layer
-    /// (issue 5); a one-member group never asks for one.
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        Err(raft::Error::Store(
-            StorageError::SnapshotTemporarilyUnavailable,
-        ))
+    /// Describes the state at the durable applied index; the raft loop
+    /// streams the data (and re-stamps the index to what it exports).
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let applied = self.durable_applied.load(Ordering::Acquire);
+        if applied < request_index {
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
+        }
+        let mut snap = Snapshot::default();
+        let meta = snap.mut_metadata();
+        meta.index = applied;
+        meta.term = self.term(applied)?;
+        meta.set_conf_state(self.read().conf.clone());
+        Ok(snap)
     }
 }
 

@@ -287,7 +287,18 @@ impl Node {
                 }
             }),
         );
-        peers.set_members(&runner::peer_list(&state));
+        if state.members.is_empty() {
+            // A joining member reaches the others through --initial-cluster
+            // until the leader's snapshot brings the member table.
+            let list: Vec<(u64, String)> = cfg
+                .initial_members
+                .iter()
+                .filter_map(|m| m.peer_urls.first().map(|u| (m.id, u.clone())))
+                .collect();
+            peers.set_members(&list);
+        } else {
+            peers.set_members(&runner::peer_list(&state));
+        }
         if let Some(addr) = cfg.peer_listen {
             let l = std::net::TcpListener::bind(addr)
                 .map_err(|e| CoreError::Raft(format!("cannot listen for peers on {addr}: {e}")))?;
@@ -342,6 +353,7 @@ impl Node {
         if let Ok(tx) = self.inner.tx.lock() {
             let _ = tx.send(Msg::Stop);
         }
+        self.inner.peers.shutdown();
         let handle = self.inner.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(h) = handle {
             let _ = h.join();

@@ -1,0 +1,256 @@
+//! Multi-member behaviour with real members in one process: real fjall data
+//! dirs, real TCP between members on loopback ports chosen at run time.
+
+use std::time::{Duration, Instant};
+
+use janus_core::kv::{PutRequest, RangeRequest};
+use janus_core::members::member_id_for;
+use janus_core::{Command, CommandResult, CoreError, Member, Node, NodeConfig};
+
+fn init_log() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Spec {
+    name: String,
+    peer_url: String,
+    dir: std::path::PathBuf,
+}
+
+fn config(spec: &Spec, members: &[Member], join: bool) -> NodeConfig {
+    let mut c = NodeConfig::single(&spec.dir);
+    c.name = spec.name.clone();
+    c.peer_urls = vec![spec.peer_url.clone()];
+    c.member_id = member_id_for(&c.peer_urls, &c.cluster_token);
+    c.peer_listen = Some(spec.peer_url.trim_start_matches("http://").parse().unwrap());
+    c.tick = Duration::from_millis(20);
+    c.election_ticks = 10;
+    c.log_keep = 50;
+    c.initial_members = members.to_vec();
+    c.join_existing = join;
+    c
+}
+
+fn specs(root: &std::path::Path, n: usize) -> Vec<Spec> {
+    (0..n)
+        .map(|i| Spec {
+            name: format!("m{i}"),
+            peer_url: format!("http://127.0.0.1:{}", free_port()),
+            dir: root.join(format!("m{i}")),
+        })
+        .collect()
+}
+
+fn members_of(specs: &[Spec]) -> Vec<Member> {
+    specs
+        .iter()
+        .map(|s| Member {
+            id: member_id_for(std::slice::from_ref(&s.peer_url), "janus-cluster"),
+            name: s.name.clone(),
+            peer_urls: vec![s.peer_url.clone()],
+            client_urls: vec![],
+            is_learner: false,
+        })
+        .collect()
+}
+
+async fn wait_leader(nodes: &[&Node]) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let leaders: Vec<u64> = nodes.iter().map(|n| n.leader()).collect();
+        if leaders[0] != 0
+            && leaders.iter().all(|l| *l == leaders[0])
+            && nodes.iter().any(|n| n.is_leader())
+        {
+            return leaders[0];
+        }
+        assert!(Instant::now() < deadline, "no agreed leader: {leaders:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn put(node: &Node, key: &str, value: &str) -> Result<i64, CoreError> {
+    let a = node
+        .propose(Command::Put(PutRequest {
+            key: key.into(),
+            value: value.into(),
+            ..Default::default()
+        }))
+        .await?;
+    assert!(matches!(a.result, CommandResult::Put(Ok(_))));
+    Ok(a.revision)
+}
+
+async fn get(node: &Node, key: &str) -> Option<Vec<u8>> {
+    node.read_barrier().await.ok()?;
+    let r = node
+        .range(&RangeRequest {
+            key: key.into(),
+            ..Default::default()
+        })
+        .unwrap();
+    r.kvs.first().map(|kv| kv.value.clone())
+}
+
+/// Retries a put until some member accepts it (during elections).
+async fn put_any(nodes: &[&Node], key: &str, value: &str) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        for n in nodes {
+            if let Ok(r) = put(n, key, value).await {
+                return r;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no member accepted the write of {key}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_replicate_fail_over_and_catch_up_by_snapshot() {
+    init_log();
+    let root = tempfile::tempdir().unwrap();
+    let s = specs(root.path(), 3);
+    let ms = members_of(&s);
+    let nodes: Vec<Node> = s
+        .iter()
+        .map(|sp| Node::start(config(sp, &ms, false)).unwrap())
+        .collect();
+    let all: Vec<&Node> = nodes.iter().collect();
+    let leader = wait_leader(&all).await;
+
+    // Writes through a follower are forwarded to the leader and answered.
+    let follower = nodes.iter().find(|n| n.member_id() != leader).unwrap();
+    let rev = put(follower, "/k0", "v0").await.unwrap();
+    for n in &nodes {
+        assert_eq!(
+            get(n, "/k0").await.as_deref(),
+            Some(&b"v0"[..]),
+            "member {:x}",
+            n.member_id()
+        );
+        assert!(n.revision() >= rev);
+    }
+    assert_eq!(nodes[0].members().len(), 3);
+
+    // Kill the leader: the two others elect a new one and keep every write.
+    let (dead, alive): (Vec<&Node>, Vec<&Node>) =
+        nodes.iter().partition(|n| n.member_id() == leader);
+    dead[0].stop();
+    let new_leader = wait_leader(&alive).await;
+    assert_ne!(new_leader, leader);
+    for i in 1..=200 {
+        put_any(&alive, &format!("/k{i}"), &format!("v{i}")).await;
+    }
+    for n in &alive {
+        assert_eq!(get(n, "/k0").await.as_deref(), Some(&b"v0"[..]));
+        assert_eq!(get(n, "/k200").await.as_deref(), Some(&b"v200"[..]));
+    }
+
+    // The old leader's data dir is wiped; it rejoins empty and is caught up
+    // by a snapshot (the log was truncated far past its last entry).
+    let dead_idx = nodes.iter().position(|n| n.member_id() == leader).unwrap();
+    std::fs::remove_dir_all(&s[dead_idx].dir).unwrap();
+    let rejoined = Node::start(config(&s[dead_idx], &ms, true)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = rejoined
+            .range(&RangeRequest {
+                key: b"/k200".to_vec(),
+                ..Default::default()
+            })
+            .unwrap();
+        if r.kvs.first().map(|kv| kv.value.as_slice()) == Some(b"v200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "rejoined member never caught up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Identical history on every live member.
+    let target = alive[0].revision();
+    let mut hashes = Vec::new();
+    for n in alive.iter().copied().chain(std::iter::once(&rejoined)) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while n.revision() < target {
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        hashes.push(n.hash_kv(target).unwrap().0);
+    }
+    assert!(
+        hashes.windows(2).all(|w| w[0] == w[1]),
+        "HashKV differs: {hashes:?}"
+    );
+    for n in alive {
+        n.stop();
+    }
+    rejoined.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learner_added_promoted_and_old_member_removed_under_writes() {
+    init_log();
+    let root = tempfile::tempdir().unwrap();
+    let s = specs(root.path(), 4);
+    let ms = members_of(&s[..3]);
+    let nodes: Vec<Node> = s[..3]
+        .iter()
+        .map(|sp| Node::start(config(sp, &ms, false)).unwrap())
+        .collect();
+    let all: Vec<&Node> = nodes.iter().collect();
+    let leader_id = wait_leader(&all).await;
+    let leader = nodes.iter().find(|n| n.member_id() == leader_id).unwrap();
+    for i in 0..100 {
+        put_any(&all, &format!("/a{i}"), "x").await;
+    }
+    let (m, list) = leader
+        .member_add(vec![s[3].peer_url.clone()], true)
+        .await
+        .unwrap();
+    assert!(m.is_learner);
+    assert_eq!(list.len(), 4);
+    let newcomer = Node::start(config(&s[3], &ms, true)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while newcomer.revision() < leader.revision() {
+        assert!(Instant::now() < deadline, "learner never caught up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let list = leader.member_promote(m.id).await.unwrap();
+    assert!(list.iter().all(|m| !m.is_learner));
+    // Remove a follower that is not the leader.
+    let victim = nodes.iter().find(|n| n.member_id() != leader_id).unwrap();
+    let list = leader.member_remove(victim.member_id()).await.unwrap();
+    assert_eq!(list.len(), 3);
+    victim.stop();
+    let rest: Vec<&Node> = nodes
+        .iter()
+        .filter(|n| n.member_id() != victim.member_id())
+        .chain(std::iter::once(&newcomer))
+        .collect();
+    for i in 0..50 {
+        put_any(&rest, &format!("/b{i}"), "y").await;
+    }
+    for n in &rest {
+        assert_eq!(get(n, "/b49").await.as_deref(), Some(&b"y"[..]));
+        assert_eq!(get(n, "/a99").await.as_deref(), Some(&b"x"[..]));
+    }
+    for n in rest {
+        n.stop();
+    }
+}
