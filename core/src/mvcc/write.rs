@@ -145,10 +145,8 @@ impl State {
                     self.read_revision(r.revision)?;
                 }
                 RequestOp::Put(p) if puts => self.check_put(p)?,
-                RequestOp::DeleteRange(d) if puts => {
-                    if d.key.is_empty() {
-                        return Err(KvError::EmptyKey.into());
-                    }
+                RequestOp::DeleteRange(d) if puts && d.key.is_empty() => {
+                    return Err(KvError::EmptyKey.into());
                 }
                 RequestOp::Txn(t) => {
                     if let Some(np) = nested.next() {
