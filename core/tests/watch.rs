@@ -358,3 +358,26 @@ async fn tree_events_for_child_changes() {
     assert_eq!(evs.len(), 1);
     assert_eq!(evs[0].kind, EventKind::ChildrenChanged);
 }
+
+/// Replaying history must produce the events live delivery produced, so a
+/// reconnecting ZooKeeper client (SetWatches from relativeZxid) sees the
+/// same child changes.
+#[tokio::test]
+#[ignore = "core gap: history replay derives ChildrenChanged only for the direct parent; \
+            implicit ancestors that appeared or vanished with the key get no replayed event"]
+async fn replayed_tree_events_equal_live_ones() {
+    let n = common::start();
+    let start = n.revision() + 1;
+    let mut live = watch(&n, "/", "\0", 0, true);
+    let (r1, _) = put(&n, "/x/y/z", "").await;
+    delete(&n, "/x/y/z").await;
+    let r2 = n.revision();
+    assert!(r2 > r1);
+    let live_evs = collect_until(&mut live, r2).await;
+    let mut replay = watch(&n, "/", "\0", start, true);
+    let replay_evs = collect_until(&mut replay, r2).await;
+    let key = |e: &Event| (e.kind, e.kv.key.clone(), e.kv.mod_revision);
+    let a: Vec<_> = live_evs.iter().map(key).collect();
+    let b: Vec<_> = replay_evs.iter().map(key).collect();
+    assert_eq!(b, a);
+}
