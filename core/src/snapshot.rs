@@ -2,7 +2,7 @@
 //! keyspace but the raft log and raft metadata) as a byte stream, and its
 //! atomic installation on another member.
 //!
-//! Stream format: records `[space tag: u8][key len: u32 BE][key][value len:
+//! Stream format: records `[space tag: u8, from 1][key len: u32 BE][key][value len:
 //! u32 BE][value]`, cut into chunks of [`CHUNK`] bytes at record
 //! boundaries. The same stream serves raft snapshots to lagging members and
 //! etcd's Maintenance.Snapshot.
@@ -50,7 +50,7 @@ impl Export {
             .enumerate()
             .map(|(tag, s)| {
                 (
-                    tag as u8,
+                    tag as u8 + 1,
                     *s,
                     Box::new(self.view.scan_all(*s)) as Box<dyn Iterator<Item = _> + Send>,
                 )
@@ -119,6 +119,14 @@ pub fn parse(data: &[u8]) -> Result<Vec<(Space, Vec<u8>, Vec<u8>)>, String> {
     };
     while !rest.is_empty() {
         let tag = take(&mut rest, 1)?[0] as usize;
+        if tag == 0 {
+            // Zero padding (etcdctl wants snapshot sizes in 512-byte blocks).
+            if rest.iter().all(|b| *b == 0) {
+                break;
+            }
+            return Err("garbage after snapshot padding".into());
+        }
+        let tag = tag - 1;
         let space = *Space::EXPORTED
             .get(tag)
             .ok_or_else(|| format!("bad keyspace tag {tag}"))?;

@@ -187,6 +187,8 @@ impl Watcher {
 
     /// Waits for the next events (one or more revisions, in order).
     /// `Err(Compacted)` ends the watch: it fell behind the compaction point.
+    /// Cancel-safe: its only await is a tokio mpsc `recv`, so dropping the
+    /// future (e.g. in `select!`) loses no event.
     pub async fn next(&mut self) -> Result<Vec<Event>, KvError> {
         loop {
             if let Some(r) = self.try_next() {

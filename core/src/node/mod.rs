@@ -217,6 +217,7 @@ impl Node {
             .map_err(|_| CoreError::Raft("Node::start must run inside a tokio runtime".into()))?;
         let engine = Arc::new(Engine::open(&cfg.data_dir)?);
         let mut state = State::load(Arc::clone(&engine))?;
+        crate::checkpoint::verify(&cfg.data_dir, state.applied_index)?;
         let voters: Vec<u64> = if cfg.join_existing {
             Vec::new()
         } else {
@@ -324,6 +325,9 @@ impl Node {
             peers,
         });
         let mut runner = runner::Runner::new(raw, Arc::clone(&inner), rx);
+        // Apply what the log already holds as committed before serving, so
+        // that no local read after a restart misses an acknowledged write.
+        runner.catch_up()?;
         let handle = std::thread::Builder::new()
             .name("raft".into())
             .spawn(move || runner.run())
@@ -445,6 +449,14 @@ impl Node {
         Ok(self.state().range(None, req)?)
     }
 
+    /// Local read, with the store revision the read saw (etcd reports it
+    /// in the response header).
+    pub fn range_with_revision(&self, req: &RangeRequest) -> Result<(RangeResponse, i64), KvError> {
+        let st = self.state();
+        let resp = st.range(None, req)?;
+        Ok((resp, st.revision))
+    }
+
     pub fn watch(&self, req: WatchRequest) -> Result<Watcher, KvError> {
         Watcher::subscribe(&self.inner.state, req)
     }
@@ -481,7 +493,7 @@ impl Node {
             .and_then(|d| d.get(&id).copied())
         {
             let left = deadline.saturating_duration_since(Instant::now());
-            info.ttl = crate::lease::ttl_secs(left.as_millis() as i64).min(info.granted_ttl);
+            info.ttl = (left.as_millis() as i64 / 1000).min(info.granted_ttl);
         }
         Ok(info)
     }
@@ -704,6 +716,11 @@ impl Node {
     /// exists: stat of an explicit or implicit node.
     pub fn zk_exists(&self, path: &str) -> Option<Stat> {
         self.state().zk_exists(path)
+    }
+
+    /// exists with ZooKeeper 3.8's READ check on an existing node.
+    pub fn zk_exists_checked(&self, path: &str, auth: &[Id]) -> Result<Option<Stat>, ZkError> {
+        self.state().zk_exists_checked(path, auth)
     }
 
     /// getChildren: sorted child names and the node's stat, READ checked.

@@ -47,6 +47,9 @@ pub(super) struct Runner {
     last_reap: Instant,
     /// Whether this member's client URLs are published in the member table.
     published: bool,
+    /// Applied index last written to the checkpoint file, and when.
+    checkpointed: u64,
+    last_checkpoint: Instant,
 }
 
 impl Runner {
@@ -68,6 +71,8 @@ impl Runner {
             revoking: HashMap::new(),
             last_reap: Instant::now(),
             published: false,
+            checkpointed: 0,
+            last_checkpoint: Instant::now(),
         }
     }
 
@@ -104,12 +109,30 @@ impl Runner {
                 break;
             }
         }
-        if let Err(e) = self.raw.store().sync_engine() {
-            tracing::error!("final sync failed: {e}");
+        match self.raw.store().sync_engine() {
+            Ok(()) => {
+                let applied = self.state().applied_index;
+                if let Err(e) = crate::checkpoint::write(&self.inner.cfg.data_dir, applied) {
+                    tracing::error!("final checkpoint failed: {e}");
+                }
+            }
+            Err(e) => tracing::error!("final sync failed: {e}"),
         }
         for (_, (r, _)) in self.pending.drain() {
             let _ = r.send(Err(CoreError::Stopped));
         }
+    }
+
+    /// Applies every entry the durable log records as committed (restart).
+    pub(super) fn catch_up(&mut self) -> Result<(), CoreError> {
+        let commit = self.raw.store().hard_state().commit;
+        for _ in 0..10_000 {
+            if self.state().applied_index >= commit || !self.raw.has_ready() {
+                break;
+            }
+            self.on_ready()?;
+        }
+        Ok(())
     }
 
     /// Returns true on Stop.
@@ -289,6 +312,13 @@ impl Runner {
         let applied = self.state().applied_index;
         self.raw.store().sync_engine()?;
         self.raw.store().set_durable_applied(applied);
+        if self.last_checkpoint.elapsed() >= crate::checkpoint::INTERVAL
+            && applied > self.checkpointed
+        {
+            crate::checkpoint::write(&self.inner.cfg.data_dir, applied)?;
+            self.checkpointed = applied;
+            self.last_checkpoint = Instant::now();
+        }
         self.truncate_log(applied)?;
         // 6. Messages that must follow the sync (votes, append responses).
         self.send_messages(ready.take_persisted_messages());

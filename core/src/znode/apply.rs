@@ -33,7 +33,30 @@ struct Rec {
     cversion: i32,
 }
 
+impl Rec {
+    /// The version ZooKeeper shows: etcd version - 1, 0 for an implicit node.
+    fn zk_version(&self) -> i32 {
+        if self.explicit {
+            (self.version - 1) as i32
+        } else {
+            0
+        }
+    }
+}
+
 type Pending = HashMap<Vec<u8>, Rec>;
+
+/// ZooKeeper's validatePathForCreate / getParentPathAndValidate: the path up
+/// to its last `/` (the root for `/x`); only a path without `/` or with a NUL
+/// is refused here.
+fn parent_of(p: &str) -> Result<Vec<u8>, ZkError> {
+    match p.rfind('/') {
+        Some(_) if p.contains('\0') => Err(ZkError::BadArguments),
+        Some(0) => Ok(b"/".to_vec()),
+        Some(i) => Ok(p.as_bytes()[..i].to_vec()),
+        None => Err(ZkError::BadArguments),
+    }
+}
 
 /// A validated op with every name resolved.
 enum Planned {
@@ -97,6 +120,18 @@ impl State {
     fn rec(&self, pend: &Pending, w: &Wtx, p: &[u8]) -> Result<Rec, CoreError> {
         if let Some(r) = pend.get(p) {
             return Ok(r.clone());
+        }
+        if !path::is_valid(p) {
+            // Keys that are not ZooKeeper paths are invisible to ZooKeeper.
+            return Ok(Rec {
+                exists: false,
+                explicit: false,
+                version: 0,
+                lease: 0,
+                meta: ZMeta::default(),
+                children: 0,
+                cversion: 0,
+            });
         }
         let live = self.keys.get(p).and_then(|k| k.live);
         let keys = &self.keys;
@@ -171,18 +206,10 @@ impl State {
                 if mode.is_ttl() && (*ttl_ms <= 0 || *ttl_ms > MAX_TTL_MS) {
                     return Ok(Err(ZkError::BadArguments));
                 }
-                let probe = if mode.is_sequential() {
-                    format!("{p}1")
-                } else {
-                    p.clone()
-                };
-                zk!(path::validate(&probe));
-                if p == "/" {
-                    return Ok(Err(ZkError::NodeExists));
-                }
+                // ZooKeeper's order: a cheap shape check, the ACL, the parent
+                // (NoNode), and only then full validation of the final name.
+                let parent_path = zk!(parent_of(p));
                 let acl_list = zk!(acl::fixup(a, auth));
-                // A sequential create of "/a/" names children of "/a".
-                let parent_path = path::parent(p.as_bytes()).unwrap_or(b"/").to_vec();
                 let mut parent = self.rec(pend, w, &parent_path)?;
                 if !parent.exists {
                     return Ok(Err(ZkError::NoNode));
@@ -240,12 +267,8 @@ impl State {
                 }
             }
             ZkOp::Delete { path: p, version } => {
-                zk!(path::validate(p));
-                if p == "/" {
-                    return Ok(Err(ZkError::NotEmpty));
-                }
+                let parent_path = zk!(parent_of(p));
                 let key = p.as_bytes().to_vec();
-                let parent_path = path::parent(&key).unwrap_or(b"/").to_vec();
                 let mut parent = self.rec(pend, w, &parent_path)?;
                 if !parent.exists {
                     return Ok(Err(ZkError::NoNode));
@@ -255,7 +278,7 @@ impl State {
                 if !node.exists {
                     return Ok(Err(ZkError::NoNode));
                 }
-                zk!(check_version(*version, (node.version - 1) as i32));
+                zk!(check_version(*version, node.zk_version()));
                 if node.children > 0 || !node.explicit {
                     return Ok(Err(ZkError::NotEmpty));
                 }
@@ -286,7 +309,7 @@ impl State {
                     return Ok(Err(ZkError::NoNode));
                 }
                 zk!(acl::check(&node.meta.acl, perms::WRITE, auth));
-                zk!(check_version(*version, (node.version - 1) as i32));
+                zk!(check_version(*version, node.zk_version()));
                 node.version += 1;
                 node.explicit = true;
                 pend.insert(key.clone(), node);
@@ -322,7 +345,7 @@ impl State {
                     return Ok(Err(ZkError::NoNode));
                 }
                 zk!(acl::check(&node.meta.acl, perms::READ, auth));
-                zk!(check_version(*version, (node.version - 1) as i32));
+                zk!(check_version(*version, node.zk_version()));
                 Planned::Check
             }
         }))

@@ -10,8 +10,8 @@ impl State {
     }
 
     /// The stat of a znode, `None` if it is not in the tree. czxid/mzxid are
-    /// create/mod revisions, version = etcd version - 1 (-1 for an implicit
-    /// node), ephemeralOwner = lease or the container/TTL marker.
+    /// create/mod revisions, version = etcd version - 1 (0 for an implicit
+    /// node, like a znode never written), ephemeralOwner = lease or the container/TTL marker.
     pub fn zk_stat(&self, w: Option<&Wtx>, key: &[u8]) -> Result<Option<Stat>, CoreError> {
         if !self.tree.present(key, |k| self.is_live(k)) {
             return Ok(None);
@@ -20,7 +20,7 @@ impl State {
         let mut st = Stat {
             cversion: node.map_or(0, |n| n.cversion),
             num_children: node.map_or(0, |n| n.children.len() as i32),
-            version: -1,
+            version: 0,
             ..Default::default()
         };
         if let Some(live) = self.keys.get(key).and_then(|k| k.live) {
@@ -71,6 +71,19 @@ impl State {
     pub fn zk_exists(&self, p: &str) -> Option<Stat> {
         path::validate(p).ok()?;
         self.zk_stat(None, p.as_bytes()).ok().flatten()
+    }
+
+    pub fn zk_exists_checked(&self, p: &str, auth: &[Id]) -> Result<Option<Stat>, ZkError> {
+        match self.zk_exists(p) {
+            None => Ok(None),
+            Some(st) => {
+                let meta = self
+                    .zmeta(None, p.as_bytes())
+                    .map_err(|_| ZkError::NoNode)?;
+                acl::check(&meta.acl, perms::READ, auth)?;
+                Ok(Some(st))
+            }
+        }
     }
 
     pub fn zk_get_children(&self, p: &str, auth: &[Id]) -> Result<(Vec<String>, Stat), ZkError> {
