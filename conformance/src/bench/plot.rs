@@ -41,7 +41,9 @@ fn nice_axis(max: f64) -> (f64, f64) {
 }
 
 fn fmt_num(v: f64) -> String {
-    if v >= 10.0 {
+    if v == 0.0 {
+        "0".to_string()
+    } else if v >= 10.0 {
         format!("{:.0}", v)
     } else if v >= 1.0 {
         format!("{:.1}", v)

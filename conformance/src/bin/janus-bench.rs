@@ -209,9 +209,9 @@ fn janus_bin(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         "janus binary {} does not exist",
         bin.display()
     );
-    if !bin.components().any(|c| c.as_os_str() == "release") {
+    if bin.components().any(|c| c.as_os_str() == "debug") {
         eprintln!(
-            "janus-bench: warning: {} does not look like a release build",
+            "janus-bench: warning: {} looks like a debug build; benchmark a release build",
             bin.display()
         );
     }
