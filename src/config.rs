@@ -76,6 +76,14 @@ pub struct Args {
     /// Backend size above which the NOSPACE alarm is raised.
     #[arg(long, env = "JANUS_QUOTA_BACKEND_BYTES", default_value_t = 2 * 1024 * 1024 * 1024)]
     pub quota_backend_bytes: i64,
+    /// How often watchers that asked for progress notifications get one,
+    /// in milliseconds (etcd's --experimental-watch-progress-notify-interval).
+    #[arg(
+        long,
+        env = "JANUS_WATCH_PROGRESS_NOTIFY_INTERVAL_MS",
+        default_value_t = 600_000
+    )]
+    pub watch_progress_notify_interval_ms: u64,
     /// Address of the ZooKeeper client endpoint.
     #[arg(long, env = "JANUS_LISTEN_ZK_ADDR", default_value = "127.0.0.1:2181")]
     pub listen_zk_addr: String,
@@ -235,6 +243,9 @@ impl Args {
             quota_backend_bytes: self.quota_backend_bytes,
             client_urls: split(&self.advertise_client_urls),
             peer_urls: split(&self.initial_advertise_peer_urls),
+            watch_progress_notify_interval: Duration::from_millis(
+                self.watch_progress_notify_interval_ms.max(1),
+            ),
         }
     }
 

@@ -23,13 +23,27 @@ pub struct Janus {
     bin: PathBuf,
 }
 
-/// A free port on 127.0.0.1 (bound then released; the OS does not hand it
-/// out again right away).
+/// A free port on 127.0.0.1, chosen below Linux's ephemeral range
+/// (32768+) so that no outgoing connection of a running server can take it
+/// between the check and the server's bind, and never handed out twice in
+/// one test process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    for _ in 0..10_000 {
+        let port = rand::random::<u16>() % 22_000 + 10_000;
+        if given.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port below 32000");
 }
 
 /// Path of the `janus` binary next to the running test's target dir, built

@@ -1,13 +1,14 @@
 //! janus-conformance: proves janus right and fast against the real servers.
 //!
 //! - [`harness`]: the one shared way tests start a real `janus` process on
-//!   ports chosen at run time.
+//!   ports chosen at run time; [`cluster`]: several of them as one cluster.
 //! - [`reference`]: the same for the reference servers, real etcd 3.4 and
 //!   real ZooKeeper 3.8 (Debian packages).
 //! - [`linearizability`]: a Wing-Gong/porcupine-style checker for histories
 //!   of register operations, partitioned per register.
 //! - [`bench`]: the `janus-bench` driver's workloads, statistics and plots.
 pub mod bench;
+pub mod cluster;
 pub mod harness;
 pub mod linearizability;
 pub mod reference;

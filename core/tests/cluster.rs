@@ -163,9 +163,17 @@ async fn three_members_replicate_fail_over_and_catch_up_by_snapshot() {
         assert_eq!(get(n, "/k200").await.as_deref(), Some(&b"v200"[..]));
     }
 
-    // The old leader's data dir is wiped; it rejoins empty and is caught up
-    // by a snapshot (the log was truncated far past its last entry).
+    // The old leader's data dir is wiped; it is removed and added back (as
+    // etcd requires for a member that lost its data), rejoins empty and is
+    // caught up by a snapshot (the log was truncated far past its end).
     let dead_idx = nodes.iter().position(|n| n.member_id() == leader).unwrap();
+    let admin = alive.iter().find(|n| n.is_leader()).unwrap();
+    admin.member_remove(leader).await.unwrap();
+    let (m, _) = admin
+        .member_add(vec![s[dead_idx].peer_url.clone()], false)
+        .await
+        .unwrap();
+    assert_eq!(m.id, leader, "member ids derive from peer URLs");
     std::fs::remove_dir_all(&s[dead_idx].dir).unwrap();
     let rejoined = Node::start(config(&s[dead_idx], &ms, true)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);

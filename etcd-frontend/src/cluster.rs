@@ -1,7 +1,8 @@
-//! etcd's Cluster service. janus runs one member until replication lands:
-//! MemberList describes it; membership changes answer with the error etcd
-//! gives for the same request where one exists, Unimplemented otherwise.
+//! etcd's Cluster service over core's membership (raft conf changes):
+//! MemberList from the replicated member table, MemberAdd/Remove/Promote as
+//! conf changes, MemberUpdate as a replicated command.
 
+use janus_core::Member;
 use tonic::{Request, Response, Status};
 
 use crate::pb::etcdserverpb as pb;
@@ -10,6 +11,16 @@ use crate::status::ApiError;
 
 #[derive(Clone)]
 pub struct ClusterService(pub Shared);
+
+fn to_pb(m: Member) -> pb::Member {
+    pb::Member {
+        id: m.id,
+        name: m.name,
+        peer_ur_ls: m.peer_urls,
+        client_ur_ls: m.client_urls,
+        is_learner: m.is_learner,
+    }
+}
 
 impl ClusterService {
     /// etcd's cluster header: ids and term, no revision.
@@ -23,18 +34,8 @@ impl ClusterService {
         })
     }
 
-    fn self_id(&self) -> u64 {
-        self.0.node.header().member_id
-    }
-
     pub fn members(&self) -> Vec<pb::Member> {
-        vec![pb::Member {
-            id: self.self_id(),
-            name: self.0.node.config().name.clone(),
-            peer_ur_ls: self.0.cfg.peer_urls.clone(),
-            client_ur_ls: self.0.cfg.client_urls.clone(),
-            is_learner: false,
-        }]
+        self.0.node.members().into_iter().map(to_pb).collect()
     }
 
     pub async fn list(
@@ -72,31 +73,58 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         r: Request<pb::MemberAddRequest>,
     ) -> Result<Response<pb::MemberAddResponse>, Status> {
-        if !valid_urls(&r.get_ref().peer_ur_ls) {
+        let r = r.into_inner();
+        if !valid_urls(&r.peer_ur_ls) {
             return Err(ApiError::MemberBadUrls.into());
         }
-        Err(ApiError::Unimplemented("adding members (single-member janus)").into())
+        let (m, list) = self
+            .0
+            .node
+            .member_add(r.peer_ur_ls, r.is_learner)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::MemberAddResponse {
+            header: self.header(),
+            member: Some(to_pb(m)),
+            members: list.into_iter().map(to_pb).collect(),
+        }))
     }
     async fn member_remove(
         &self,
         r: Request<pb::MemberRemoveRequest>,
     ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
-        if r.get_ref().id != self.self_id() {
-            return Err(ApiError::MemberNotFound.into());
-        }
-        Err(ApiError::Unimplemented("removing the only member").into())
+        let list = self
+            .0
+            .node
+            .member_remove(r.get_ref().id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::MemberRemoveResponse {
+            header: self.header(),
+            members: list.into_iter().map(to_pb).collect(),
+        }))
     }
     async fn member_update(
         &self,
         r: Request<pb::MemberUpdateRequest>,
     ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
-        if r.get_ref().id != self.self_id() {
+        let r = r.into_inner();
+        if !self.0.node.members().iter().any(|m| m.id == r.id) {
             return Err(ApiError::MemberNotFound.into());
         }
-        if !valid_urls(&r.get_ref().peer_ur_ls) {
+        if !valid_urls(&r.peer_ur_ls) {
             return Err(ApiError::MemberBadUrls.into());
         }
-        Err(ApiError::Unimplemented("updating member peer URLs").into())
+        let list = self
+            .0
+            .node
+            .member_update(r.id, r.peer_ur_ls)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::MemberUpdateResponse {
+            header: self.header(),
+            members: list.into_iter().map(to_pb).collect(),
+        }))
     }
     async fn member_list(
         &self,
@@ -108,10 +136,16 @@ impl pb::cluster_server::Cluster for ClusterService {
         &self,
         r: Request<pb::MemberPromoteRequest>,
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
-        if r.get_ref().id != self.self_id() {
-            return Err(ApiError::MemberNotFound.into());
-        }
-        Err(ApiError::MemberNotLearner.into())
+        let list = self
+            .0
+            .node
+            .member_promote(r.get_ref().id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::MemberPromoteResponse {
+            header: self.header(),
+            members: list.into_iter().map(to_pb).collect(),
+        }))
     }
 }
 

@@ -27,11 +27,8 @@ impl KvService {
         if !r.serializable {
             node.read_barrier().await?;
         }
-        let resp = node.range(&convert::range_req(&r))?;
         // etcd reports the revision the read saw, not the one asked for.
-        // Core does not return it with the result, so take the current one
-        // right after reading (never lower than what the data reflects).
-        let rev = node.revision();
+        let (resp, rev) = node.range_with_revision(&convert::range_req(&r))?;
         Ok(convert::range_resp(resp, self.0.header(Some(rev))))
     }
 

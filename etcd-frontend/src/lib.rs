@@ -40,6 +40,10 @@ pub struct EtcdConfig {
     pub client_urls: Vec<String>,
     /// Advertised peer URLs (`--initial-advertise-peer-urls`), for MemberList.
     pub peer_urls: Vec<String>,
+    /// How often watchers created with `progress_notify` get an empty
+    /// progress response (etcd's
+    /// `--experimental-watch-progress-notify-interval`, 10 minutes).
+    pub watch_progress_notify_interval: std::time::Duration,
 }
 
 impl Default for EtcdConfig {
@@ -51,6 +55,7 @@ impl Default for EtcdConfig {
             quota_backend_bytes: 2 * 1024 * 1024 * 1024,
             client_urls: vec!["http://127.0.0.1:2379".into()],
             peer_urls: vec!["http://127.0.0.1:2380".into()],
+            watch_progress_notify_interval: std::time::Duration::from_secs(600),
         }
     }
 }
@@ -126,7 +131,10 @@ pub async fn serve(
         let _ = stop.send(true);
         let _ = fired_tx.send(true);
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+    // Without TCP_NODELAY small replies wait for the peer's delayed ACK (~40 ms).
+    let server = axum::serve(listener, app)
+        .tcp_nodelay(true)
+        .with_graceful_shutdown(signal);
     let grace = async move {
         let _ = fired_rx.wait_for(|f| *f).await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;

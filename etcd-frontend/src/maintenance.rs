@@ -167,9 +167,19 @@ impl MaintenanceService {
         if st.leader != me {
             return Err(ApiError::NotLeader);
         }
-        if r.target_id != me {
+        if r.target_id == me {
+            return Ok(pb::MoveLeaderResponse { header: None });
+        }
+        if !self
+            .0
+            .node
+            .members()
+            .iter()
+            .any(|m| m.id == r.target_id && !m.is_learner)
+        {
             return Err(ApiError::BadLeaderTransferee);
         }
+        self.0.node.move_leader(r.target_id).await?;
         Ok(pb::MoveLeaderResponse { header: None })
     }
 }

@@ -33,9 +33,7 @@ pub struct Inner {
     /// per member until core has an alarm command (see the crate report).
     pub alarms: Mutex<Vec<pb::AlarmMember>>,
     /// How often watchers created with `progress_notify` get an empty
-    /// progress response (etcd: 10 minutes; env
-    /// `JANUS_WATCH_PROGRESS_NOTIFY_INTERVAL_MS` shortens it for tests, as
-    /// etcd's `--experimental-watch-progress-notify-interval` does).
+    /// progress response (`EtcdConfig::watch_progress_notify_interval`).
     pub progress_interval: Duration,
     /// Set once the server shuts down: long-lived streams (watch,
     /// keepalive) end so graceful shutdown does not wait on them forever.
@@ -51,12 +49,9 @@ impl std::ops::Deref for Shared {
 
 impl Shared {
     pub fn new(node: Node, cfg: EtcdConfig) -> Shared {
-        let progress_interval = std::env::var("JANUS_WATCH_PROGRESS_NOTIFY_INTERVAL_MS")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .filter(|ms| *ms > 0)
-            .map(Duration::from_millis)
-            .unwrap_or(Duration::from_secs(600));
+        let progress_interval = cfg
+            .watch_progress_notify_interval
+            .max(Duration::from_millis(1));
         let (stop, _) = tokio::sync::watch::channel(false);
         Shared(Arc::new(Inner {
             node,

@@ -4,7 +4,7 @@
 //! `rpctypes.ErrorDesc` → typed errors, etcdctl prints it verbatim), so codes
 //! and texts are copied from etcd 3.4's `api/v3rpc/rpctypes/error.go`.
 
-use janus_core::{CoreError, KvError};
+use janus_core::{CoreError, KvError, MembershipError};
 use tonic::{Code, Status};
 
 /// Everything a handler can fail with, before it is put on the wire.
@@ -24,6 +24,8 @@ pub enum ApiError {
     NotLeader,
     /// `etcdserver: member not found`
     MemberNotFound,
+    /// `etcdserver: Peer URLs already exists`
+    MemberPeerUrlExists,
     /// `etcdserver: given member URLs are invalid`
     MemberBadUrls,
     /// `etcdserver: can only promote a learner member`
@@ -62,6 +64,16 @@ impl From<KvError> for ApiError {
 
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::Membership(MembershipError::NotFound) => return ApiError::MemberNotFound,
+            CoreError::Membership(MembershipError::NotLearner) => {
+                return ApiError::MemberNotLearner
+            }
+            CoreError::Membership(MembershipError::PeerUrlExists) => {
+                return ApiError::MemberPeerUrlExists
+            }
+            _ => {}
+        }
         let kind = match e {
             CoreError::Stopped => CoreKind::Stopped,
             CoreError::Timeout => CoreKind::Timeout,
@@ -121,6 +133,9 @@ impl ApiError {
             ApiError::NoLeader => (Unavailable, "etcdserver: no leader"),
             ApiError::NotLeader => (FailedPrecondition, "etcdserver: not leader"),
             ApiError::MemberNotFound => (NotFound, "etcdserver: member not found"),
+            ApiError::MemberPeerUrlExists => {
+                (FailedPrecondition, "etcdserver: Peer URLs already exists")
+            }
             ApiError::MemberBadUrls => {
                 (InvalidArgument, "etcdserver: given member URLs are invalid")
             }

@@ -215,9 +215,24 @@ fn normalize(text: &str, leases: &[i64]) -> String {
                 .replace(&format!("{l:016x}"), &format!("<L{n}>"))
                 .replace(&format!("{l:x}"), &format!("<L{n}>"));
         }
-        lines.push(remaining_bucket(&line));
+        lines.push(sorted_attached_keys(&remaining_bucket(&line)));
     }
     lines.join("\n")
+}
+
+/// etcd lists a lease's keys from a Go map, in no fixed order: compare them
+/// as a set.
+fn sorted_attached_keys(line: &str) -> String {
+    let Some(start) = line.find("attached keys([") else {
+        return line.to_string();
+    };
+    let from = start + "attached keys([".len();
+    let Some(len) = line[from..].find("])") else {
+        return line.to_string();
+    };
+    let mut keys: Vec<&str> = line[from..from + len].split(' ').collect();
+    keys.sort_unstable();
+    format!("{}{}{}", &line[..from], keys.join(" "), &line[from + len..])
 }
 
 fn remaining_bucket(line: &str) -> String {

@@ -159,12 +159,17 @@ impl Runner {
             }
             Msg::Read { reply } => self.reads_waiting.push(reply),
             Msg::ConfChange { id, cc, reply } => {
-                if self.raw.raft.state != StateRole::Leader {
-                    let _ = reply.send(Err(CoreError::NotLeader));
-                } else if let Err(e) = self.raw.propose_conf_change(vec![], cc) {
-                    let _ = reply.send(Err(CoreError::Raft(e.to_string())));
-                } else {
-                    self.pending_conf.insert(id, reply);
+                // Like proposals, raft-rs forwards a follower's to the leader.
+                match self.raw.propose_conf_change(vec![], cc) {
+                    Err(raft::Error::ProposalDropped) => {
+                        let _ = reply.send(Err(CoreError::NotLeader));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(CoreError::Raft(e.to_string())));
+                    }
+                    Ok(()) => {
+                        self.pending_conf.insert(id, reply);
+                    }
                 }
             }
             Msg::TransferLeader(to) => self.raw.transfer_leader(to),

@@ -33,8 +33,7 @@ pub fn children_of(ctx: &Ctx<'_>, path: &str) -> Result<(Vec<String>, Stat), ZkE
     Ok((system::fix_children(path, c), system::fix_stat(path, s)))
 }
 
-/// exists: stat or NoNode. READ is checked when the node exists (3.8), which
-/// core's `zk_exists` does not do, so the check goes through `zk_get_data`.
+/// exists: stat or NoNode. READ is checked when the node exists (3.8).
 pub fn exists(ctx: &mut Ctx<'_>, path: &str, watch: bool) -> Reply {
     let zxid = ctx.node.revision();
     if path.contains('\0') {
@@ -43,13 +42,10 @@ pub fn exists(ctx: &mut Ctx<'_>, path: &str, watch: bool) -> Reply {
     let stat = if system::is_system(path) {
         Some(system::stat(path))
     } else {
-        match ctx.node.zk_exists(path) {
-            Some(s) => match ctx.node.zk_get_data(path, ctx.auth) {
-                Err(ZkError::NoAuth) => return Reply::err(zxid, code::NO_AUTH),
-                // Deleted between the two calls: report what exists said.
-                _ => Some(system::fix_stat(path, s)),
-            },
-            None => None,
+        match ctx.node.zk_exists_checked(path, ctx.auth) {
+            Ok(s) => s.map(|s| system::fix_stat(path, s)),
+            Err(ZkError::NoAuth) => return Reply::err(zxid, code::NO_AUTH),
+            Err(_) => None,
         }
     };
     match stat {

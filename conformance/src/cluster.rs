@@ -1,0 +1,247 @@
+//! Several real `janus` processes forming one cluster on loopback ports
+//! chosen at run time, for fault tests: kill -9, SIGSTOP/SIGCONT, wipe and
+//! rejoin, add members. Every process is killed and every data dir removed
+//! on drop.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{free_port, janus_binary};
+
+/// One member process.
+pub struct Member {
+    pub name: String,
+    pub etcd: SocketAddr,
+    pub zk: SocketAddr,
+    pub peer: SocketAddr,
+    pub data_dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Member {
+    pub fn etcd_endpoint(&self) -> String {
+        format!("http://{}", self.etcd)
+    }
+
+    pub fn peer_url(&self) -> String {
+        format!("http://{}", self.peer)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A cluster of janus processes.
+pub struct Cluster {
+    pub members: Vec<Member>,
+    dir: tempfile::TempDir,
+    initial_cluster: String,
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").args([sig, &pid.to_string()]).status();
+}
+
+impl Cluster {
+    /// Starts `n` members bootstrapping a new cluster.
+    pub fn start(n: usize) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let members: Vec<Member> = (0..n)
+            .map(|i| Cluster::new_member(&dir, &format!("m{i}")))
+            .collect();
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut c = Cluster {
+            members,
+            dir,
+            initial_cluster,
+        };
+        for i in 0..n {
+            c.spawn(i, "new");
+        }
+        for i in 0..n {
+            c.wait_up(i);
+        }
+        c
+    }
+
+    fn new_member(dir: &tempfile::TempDir, name: &str) -> Member {
+        let ip = [127, 0, 0, 1];
+        Member {
+            name: name.to_string(),
+            etcd: SocketAddr::from((ip, free_port())),
+            zk: SocketAddr::from((ip, free_port())),
+            peer: SocketAddr::from((ip, free_port())),
+            data_dir: dir.path().join(name).join("data"),
+            log: dir.path().join(format!("{name}.log")),
+            child: None,
+        }
+    }
+
+    fn spawn(&mut self, i: usize, state: &str) {
+        let initial = self.initial_cluster.clone();
+        let m = &mut self.members[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log)
+            .expect("log");
+        let log2 = log.try_clone().expect("log");
+        let child = Command::new(janus_binary())
+            .args(["--name", &m.name])
+            .arg("--data-dir")
+            .arg(&m.data_dir)
+            .args(["--listen-client-urls", &m.etcd_endpoint()])
+            .args(["--advertise-client-urls", &m.etcd_endpoint()])
+            .args(["--listen-peer-urls", &m.peer_url()])
+            .args(["--initial-advertise-peer-urls", &m.peer_url()])
+            .args(["--initial-cluster", &initial])
+            .args(["--initial-cluster-state", state])
+            .args(["--listen-zk-addr", &m.zk.to_string()])
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .args(["--zk-tick-ms", "500"])
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .spawn()
+            .expect("spawn janus");
+        m.child = Some(child);
+    }
+
+    /// Waits until member `i` accepts connections on both client ports.
+    pub fn wait_up(&mut self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let m = &mut self.members[i];
+            if let Some(Ok(Some(st))) = m.child.as_mut().map(|c| c.try_wait()) {
+                panic!("member {} exited with {st}; log:\n{}", m.name, m.log());
+            }
+            let up =
+                |a: &SocketAddr| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok();
+            if up(&m.etcd) && up(&m.zk) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "member {} did not start; log:\n{}",
+                m.name,
+                m.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// All etcd endpoints (running or not).
+    pub fn etcd_endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.etcd_endpoint()).collect()
+    }
+
+    /// `host:port,host:port,...` of every ZooKeeper endpoint.
+    pub fn zk_connect_string(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| m.zk.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// SIGKILL member `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGSTOP / SIGCONT member `i` (a member that hears and says nothing).
+    pub fn pause(&mut self, i: usize) {
+        if let Some(pid) = self.members[i].pid() {
+            signal(pid, "-STOP");
+        }
+    }
+
+    pub fn resume(&mut self, i: usize) {
+        if let Some(pid) = self.members[i].pid() {
+            signal(pid, "-CONT");
+        }
+    }
+
+    /// Starts a killed member again on its data dir.
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.spawn(i, "new");
+        self.wait_up(i);
+    }
+
+    /// Kills member `i`, wipes its data dir and starts it empty as a member
+    /// of an existing cluster (it must be caught up by a snapshot). The
+    /// member must have been removed and added back first (etcd's procedure
+    /// for a member that lost its data).
+    pub fn wipe_and_rejoin(&mut self, i: usize) {
+        self.kill(i);
+        let _ = std::fs::remove_dir_all(&self.members[i].data_dir);
+        self.spawn(i, "existing");
+        self.wait_up(i);
+    }
+
+    /// Prepares a new member (not started): its peer URL is what `member
+    /// add` needs.
+    pub fn prepare_member(&mut self, name: &str) -> usize {
+        let m = Cluster::new_member(&self.dir, name);
+        self.initial_cluster
+            .push_str(&format!(",{}={}", m.name, m.peer_url()));
+        self.members.push(m);
+        self.members.len() - 1
+    }
+
+    /// Starts a prepared member joining the existing cluster.
+    pub fn start_joining(&mut self, i: usize) {
+        self.spawn(i, "existing");
+        self.wait_up(i);
+    }
+
+    /// Every member's log, for failure messages.
+    pub fn logs(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("==== {} ====\n{}", m.name, m.log()))
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for m in &self.members {
+                let log = m.log();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("==== {} (last lines) ====", m.name);
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+        for i in 0..self.members.len() {
+            self.resume(i);
+            self.kill(i);
+        }
+    }
+}
