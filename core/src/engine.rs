@@ -22,6 +22,11 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::CoreError;
 
+/// Block cache shared by all keyspaces.
+const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+/// Largest memtable of one keyspace before it is flushed to a table.
+const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
+
 /// A keyspace of the member's database.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Space {
@@ -102,12 +107,17 @@ impl Engine {
         let db = Database::builder(dir)
             // We decide when to fsync (group commit per raft Ready).
             .manual_journal_persist(true)
+            // Memory bounds (issue 8: 100k keys of 256 B in < 100 MB RSS):
+            // a small block cache and memtables flushed early; the hot
+            // data (latest revisions) is indexed in memory by the state
+            // machine anyway.
+            .cache_size(CACHE_BYTES)
             .open()
             .map_err(|e| CoreError::storage(dir, format!("cannot open database: {e}")))?;
         let mut spaces = Vec::with_capacity(Space::ALL.len());
         for s in Space::ALL {
             let ks = db
-                .keyspace(s.name(), KeyspaceCreateOptions::default)
+                .keyspace(s.name(), || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES))
                 .map_err(|e| CoreError::storage(dir.join(s.name()), e))?;
             spaces.push(ks);
         }
