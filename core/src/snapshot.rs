@@ -16,6 +16,13 @@ use crate::CoreError;
 /// Target size of one chunk.
 pub const CHUNK: usize = 64 * 1024;
 
+/// One exported (keyspace, key, value).
+pub type Record = (Space, Vec<u8>, Vec<u8>);
+/// A lazily read keyspace.
+type Records = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), CoreError>> + Send>;
+/// (stream tag, keyspace, its records).
+type Scan = (u8, Space, Records);
+
 /// Meta keys that belong to the raft log of one member and are never
 /// exported.
 fn member_local(space: Space, key: &[u8]) -> bool {
@@ -41,27 +48,19 @@ impl Export {
 
     /// The stream, chunk by chunk (lazily read from the view).
     pub fn chunks(&self) -> impl Iterator<Item = Result<Vec<u8>, CoreError>> + Send + 'static {
-        let scans: Vec<(
-            u8,
-            Space,
-            Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), CoreError>> + Send>,
-        )> = Space::EXPORTED
+        let scans: Vec<Scan> = Space::EXPORTED
             .iter()
             .enumerate()
             .map(|(tag, s)| {
                 (
                     tag as u8 + 1,
                     *s,
-                    Box::new(self.view.scan_all(*s)) as Box<dyn Iterator<Item = _> + Send>,
+                    Box::new(self.view.scan_all(*s)) as Records,
                 )
             })
             .collect();
         let mut scans = scans.into_iter();
-        let mut cur: Option<(
-            u8,
-            Space,
-            Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), CoreError>> + Send>,
-        )> = scans.next();
+        let mut cur: Option<Scan> = scans.next();
         let mut done = false;
         std::iter::from_fn(move || {
             if done {
@@ -102,7 +101,7 @@ impl Export {
 
 /// Parses a whole stream into (space, key, value) records; malformed input
 /// is an error, never a panic.
-pub fn parse(data: &[u8]) -> Result<Vec<(Space, Vec<u8>, Vec<u8>)>, String> {
+pub fn parse(data: &[u8]) -> Result<Vec<Record>, String> {
     let mut out = Vec::new();
     let mut rest = data;
     let take = |rest: &mut &[u8], n: usize| -> Result<Vec<u8>, String> {
@@ -145,7 +144,7 @@ pub fn parse(data: &[u8]) -> Result<Vec<(Space, Vec<u8>, Vec<u8>)>, String> {
 pub fn install_into(
     engine: &Engine,
     batch: &mut crate::engine::Batch,
-    records: Vec<(Space, Vec<u8>, Vec<u8>)>,
+    records: Vec<Record>,
 ) -> Result<(), CoreError> {
     let incoming: HashSet<(Space, Vec<u8>)> =
         records.iter().map(|(s, k, _)| (*s, k.clone())).collect();

@@ -507,10 +507,9 @@ impl Node {
         self.state().leases.contains_key(&id)
     }
 
-    /// etcd HashKV: crc32 (Castagnoli as etcd? no: IEEE over our records) of
-    /// every retained record up to `revision` (0 = current), in revision
-    /// order. Equal on members with equal history. Returns (hash,
-    /// compact_revision, revision).
+    /// etcd HashKV: a CRC-32 over every retained MVCC record up to `revision`
+    /// (0 = current), in revision order. Members with the same history have
+    /// the same hash. Returns (hash, compact_revision, revision).
     pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64), KvError> {
         let st = self.state();
         let rev = st.read_revision(revision)?;
