@@ -1077,15 +1077,6 @@ async fn sequential_names_are_etcd_keys_and_etcd_writes_move_cversion() {
     assert_eq!(kv.create_revision(), st.czxid);
 }
 
-/// Waits briefly for a condition reached through a session's own expiry.
-#[allow(dead_code)]
-async fn wait_gone(z: &zk::Client, path: &str) {
-    eventually(path, || async {
-        z.check_stat(path).await.ok().flatten().is_none()
-    })
-    .await;
-}
-
 // ---------------------------------------------------------------------------
 // More of D2/D4/D6 at the seams.
 // ---------------------------------------------------------------------------
@@ -1364,4 +1355,115 @@ async fn zk_multis_are_atomic_for_etcd_readers() {
         3 * 15,
         "odd multis deleted the previous group"
     );
+}
+
+/// etcd's lease rules apply to ZK ephemerals: a put without a lease
+/// detaches the key from the session (it becomes persistent for ZK and
+/// survives the session), a put with `ignore_lease` keeps it attached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_puts_can_detach_and_keep_a_zk_ephemeral() {
+    let j = Janus::start();
+    let z = zk_client(&j).await;
+    let observer = zk_client(&j).await;
+    let mut e = etcd_client(&j).await;
+    let sid = z.session_id().0;
+    for p in ["/d1", "/d2"] {
+        z.create(p, b"", &open(CreateMode::Ephemeral))
+            .await
+            .expect("ephemeral");
+    }
+    e.put("/d1", "detached", None).await.expect("put");
+    e.put("/d2", "kept", Some(PutOptions::new().with_ignore_lease()))
+        .await
+        .expect("put ignore_lease");
+    let st1 = observer
+        .check_stat("/d1")
+        .await
+        .expect("exists")
+        .expect("d1");
+    let st2 = observer
+        .check_stat("/d2")
+        .await
+        .expect("exists")
+        .expect("d2");
+    assert_eq!(
+        st1.ephemeral_owner, 0,
+        "a leaseless put makes it persistent"
+    );
+    assert_eq!(st2.ephemeral_owner, sid, "ignore_lease keeps the owner");
+    assert_eq!(
+        z.list_ephemerals("/").await.expect("getEphemerals"),
+        vec!["/d2"]
+    );
+    let ttl = e
+        .lease_time_to_live(sid, Some(LeaseTimeToLiveOptions::new().with_keys()))
+        .await
+        .expect("TimeToLive");
+    assert_eq!(ttl.keys(), &[b"/d2".to_vec()]);
+
+    let (_, w) = observer.check_and_watch_stat("/d2").await.expect("watch");
+    drop(z);
+    let ev = fired(w).await;
+    assert_eq!(ev.event_type, EventType::NodeDeleted);
+    assert_eq!(
+        observer.get_data("/d1").await.expect("d1 survives").0,
+        b"detached"
+    );
+    assert_eq!(observer.check_stat("/d2").await.expect("exists"), None);
+}
+
+/// D6 across protocols: a ZK connection with a watch on a node never gets
+/// a read reply reflecting an etcd write before the notification for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zk_notification_precedes_reads_of_etcd_writes() {
+    let j = Janus::start();
+    let z = zk_client(&j).await;
+    let mut e = etcd_client(&j).await;
+    e.put("/o", "0", None).await.expect("put");
+    for i in 1..=40 {
+        let (_, _, w) = z.get_and_watch_data("/o").await.expect("watch");
+        let mut w = Box::pin(w.changed());
+        let r = put_rev(&e.put("/o", i.to_string(), None).await.expect("put"));
+        // Poll reads until one reflects the write; the watch must have
+        // fired by the time that reply was received.
+        loop {
+            let (data, st) = z.get_data("/o").await.expect("getData");
+            if st.mzxid >= r {
+                assert_eq!(data, i.to_string().as_bytes());
+                break;
+            }
+        }
+        let ev = futures::FutureExt::now_or_never(&mut w)
+            .unwrap_or_else(|| panic!("round {i}: read reflected rev {r} before its notification"));
+        assert_eq!(
+            (ev.event_type, ev.path.as_str()),
+            (EventType::NodeDataChanged, "/o")
+        );
+    }
+}
+
+/// ZK pings keep the session's lease alive: etcd sees it renewed, and the
+/// ephemeral outlives several session timeouts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zk_pings_renew_the_session_lease() {
+    let j = Janus::start_with(&["--zk-min-session-timeout-ms", "1000"]);
+    let z = zk::Client::connector()
+        .session_timeout(Duration::from_millis(1500))
+        .connect(&j.zk_addr().to_string())
+        .await
+        .expect("connect");
+    let mut e = etcd_client(&j).await;
+    let sid = z.session_id().0;
+    z.create("/alive", b"", &open(CreateMode::Ephemeral))
+        .await
+        .expect("ephemeral");
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    let ttl = e
+        .lease_time_to_live(sid, Some(LeaseTimeToLiveOptions::new().with_keys()))
+        .await
+        .expect("TimeToLive");
+    assert!(ttl.ttl() > 0, "lease of a live session expired: {ttl:?}");
+    assert_eq!(ttl.keys(), &[b"/alive".to_vec()]);
+    assert_eq!(etcd_kv(&mut e, "/alive").await.expect("key").lease(), sid);
+    assert_eq!(z.state(), SessionState::SyncConnected);
 }
