@@ -579,7 +579,20 @@ async fn expiring_sessions_and_leases_update_parent_and_fire_child_watches() {
         .await
         .expect("child watch");
     assert_eq!(st0.num_children, 1);
+    let (_ew, mut es) = e
+        .watch(
+            "/grp/",
+            Some(WatchOptions::new().with_prefix().with_prev_key()),
+        )
+        .await
+        .expect("etcd watch");
     drop(doomed);
+    let evs = next_events(&mut es).await;
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0].event_type(), EtcdEvent::Delete);
+    let prev = evs[0].prev_kv().expect("prev_kv of the expired ephemeral");
+    assert_eq!((prev.key(), prev.lease()), (&b"/grp/zk"[..], sid));
+    let expired_at = evs[0].kv().expect("kv").mod_revision();
     let ev = fired(w).await;
     assert_eq!(
         (ev.event_type, ev.path.as_str()),
@@ -592,7 +605,7 @@ async fn expiring_sessions_and_leases_update_parent_and_fire_child_watches() {
     );
     assert_eq!(st1.cversion, st0.cversion + 1);
     assert_eq!(st1.num_children, 0);
-    assert_eq!(st1.pzxid, etcd_rev(&mut e).await, "pzxid = expiry revision");
+    assert_eq!(st1.pzxid, expired_at, "pzxid = expiry revision");
     assert!(st1.pzxid > st0.pzxid);
     let leases = e.leases().await.expect("leases");
     assert!(!leases.leases().iter().any(|l| l.id() == sid));
@@ -938,8 +951,12 @@ async fn etcd_txn_is_atomic_for_zk_readers() {
     let stop2 = stop.clone();
     let poll = tokio::spawn(async move {
         let mut reads = 0u32;
+        let mut last_cversion = 0;
         while !stop2.load(Ordering::Relaxed) {
-            let kids = reader.list_children("/t").await.expect("getChildren");
+            let (kids, st) = reader.get_children("/t").await.expect("getChildren2");
+            assert_eq!(st.num_children as usize, kids.len(), "numChildren vs list");
+            assert!(st.cversion >= last_cversion, "cversion went backwards");
+            last_cversion = st.cversion;
             let mut groups = std::collections::BTreeMap::<String, usize>::new();
             for k in &kids {
                 let g = k.split('-').next().expect("group").to_string();
@@ -1466,4 +1483,71 @@ async fn zk_pings_renew_the_session_lease() {
     assert_eq!(ttl.keys(), &[b"/alive".to_vec()]);
     assert_eq!(etcd_kv(&mut e, "/alive").await.expect("key").lease(), sid);
     assert_eq!(z.state(), SessionState::SyncConnected);
+}
+
+/// Sequential creates under an implicit parent number from the cversion
+/// that etcd's writes gave it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequential_under_an_implicit_parent() {
+    let j = Janus::start();
+    let z = zk_client(&j).await;
+    let mut e = etcd_client(&j).await;
+    e.put("/iq/a", "", None).await.expect("put");
+    e.put("/iq/b", "", None).await.expect("put");
+    e.delete("/iq/a", None).await.expect("delete");
+    let (_, st) = z.get_children("/iq").await.expect("implicit /iq");
+    assert_eq!((st.cversion, st.num_children), (3, 1));
+    let (_, s) = z
+        .create("/iq/n-", b"", &open(CreateMode::PersistentSequential))
+        .await
+        .expect("sequential under implicit parent");
+    assert_eq!(s.to_string(), "0000000003");
+    assert!(etcd_kv(&mut e, "/iq/n-0000000003").await.is_some());
+}
+
+/// An etcd client may keep a ZooKeeper session alive (sessions are leases,
+/// D4): with the ZooKeeper client gone, etcd keepalives on the session's
+/// lease keep its ephemerals; when they stop, the session expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_keepalive_holds_a_detached_zk_session() {
+    let j = Janus::start_with(&["--zk-min-session-timeout-ms", "1000"]);
+    let observer = zk_client(&j).await;
+    let mut e = etcd_client(&j).await;
+    let gone = zk::Client::connector()
+        .session_timeout(Duration::from_millis(2000))
+        .detached()
+        .connect(&j.zk_addr().to_string())
+        .await
+        .expect("connect");
+    let sid = gone.session_id().0;
+    gone.create("/held", b"", &open(CreateMode::Ephemeral))
+        .await
+        .expect("ephemeral");
+    drop(gone);
+    let (mut keeper, mut acks) = e.lease_keep_alive(sid).await.expect("keepalive");
+    for _ in 0..8 {
+        keeper.keep_alive().await.expect("keepalive");
+        let ack = tokio::time::timeout(T, acks.message())
+            .await
+            .expect("ack in time")
+            .expect("ack ok")
+            .expect("stream open");
+        assert_eq!(ack.id(), sid);
+        assert!(ack.ttl() > 0, "keepalive of a live session lease: {ack:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        observer
+            .check_stat("/held")
+            .await
+            .expect("exists")
+            .is_some(),
+        "etcd keepalives did not hold the session"
+    );
+    drop(keeper);
+    drop(acks);
+    let (st, w) = observer.check_and_watch_stat("/held").await.expect("watch");
+    assert!(st.is_some());
+    let ev = fired(w).await;
+    assert_eq!(ev.event_type, EventType::NodeDeleted);
 }
