@@ -117,7 +117,9 @@ impl Engine {
         let mut spaces = Vec::with_capacity(Space::ALL.len());
         for s in Space::ALL {
             let ks = db
-                .keyspace(s.name(), || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES))
+                .keyspace(s.name(), || {
+                    KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+                })
                 .map_err(|e| CoreError::storage(dir.join(s.name()), e))?;
             spaces.push(ks);
         }
