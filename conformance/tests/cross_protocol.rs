@@ -1158,7 +1158,7 @@ async fn implicit_parents_fire_child_watches() {
 /// the watch must fire NodeCreated — otherwise a client waiting for p
 /// (Curator NodeCache, "wait for parent" loops) never wakes up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: no NodeCreated for an implicit znode appearing (core/src/znode/tree.rs add emits only the grandparent's ChildrenChanged)"]
+
 async fn implicit_znode_appearing_fires_exists_watch() {
     let j = Janus::start();
     let z = zk_client(&j).await;
@@ -1178,7 +1178,7 @@ async fn implicit_znode_appearing_fires_exists_watch() {
 /// The other half: a data watch on an implicit znode must fire NodeDeleted
 /// when the last key below it is deleted and the znode vanishes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: no NodeDeleted for an implicit znode vanishing (core/src/znode/tree.rs remove emits only the grandparent's ChildrenChanged)"]
+
 async fn implicit_znode_vanishing_fires_data_watch() {
     let j = Janus::start();
     let z = zk_client(&j).await;
@@ -1557,7 +1557,7 @@ async fn etcd_keepalive_holds_a_detached_zk_session() {
 /// version 1; a second writer that also read version 0 must get BadVersion.
 /// Otherwise two compare-and-set clients both "win" (a lost update).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: setData on an implicit znode returns version 0 and a second setData(version 0) also succeeds (lost update)"]
+
 async fn set_data_on_an_implicit_znode_is_a_compare_and_set() {
     let j = Janus::start();
     let z = zk_client(&j).await;

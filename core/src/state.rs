@@ -262,6 +262,21 @@ impl State {
         value: Vec<u8>,
         lease: i64,
     ) -> Result<(KeyValue, Option<KeyValue>), CoreError> {
+        self.put_key_from(w, key, value, lease, 1)
+    }
+
+    /// [`State::put_key`] with the version a created key starts at: 1 as in
+    /// etcd, except when ZooKeeper's setData makes an implicit znode (shown
+    /// as version 0) explicit, which must show version 1 afterwards so that
+    /// compare-and-set on versions stays exact.
+    pub fn put_key_from(
+        &mut self,
+        w: &mut Wtx,
+        key: &[u8],
+        value: Vec<u8>,
+        lease: i64,
+        first_version: i64,
+    ) -> Result<(KeyValue, Option<KeyValue>), CoreError> {
         let prev_live = self.keys.get(key).and_then(|k| k.live);
         let prev_rec = match prev_live {
             Some(l) => Some(self.record(Some(w), l.mod_rev)?),
@@ -272,7 +287,7 @@ impl State {
             key: key.to_vec(),
             value,
             create_revision: prev_live.map_or(rev.main, |l| l.create_revision),
-            version: prev_live.map_or(1, |l| l.version + 1),
+            version: prev_live.map_or(first_version, |l| l.version + 1),
             lease,
             ctime: prev_rec.as_ref().map_or(w.now_ms, |r| r.ctime),
             mtime: w.now_ms,

@@ -21,8 +21,16 @@ pub enum EventKind {
     Put,
     Delete,
     /// The set of children of the ZooKeeper path `kv.key` changed at
-    /// `kv.mod_revision` (only for watchers created with `tree_events`).
+    /// `kv.mod_revision` (only for watchers created with `tree_events`
+    /// whose range contains that path).
     ChildrenChanged,
+    /// The path `kv.key`, which has no key of its own, became an implicit
+    /// znode (its first descendant key appeared) at `kv.mod_revision`
+    /// (`tree_events` watchers only).
+    ImplicitCreated,
+    /// The implicit znode `kv.key` vanished (its last descendant key went)
+    /// at `kv.mod_revision` (`tree_events` watchers only).
+    ImplicitDeleted,
 }
 
 /// One event. For `Delete`, `kv` holds the key and `mod_revision` = the
@@ -78,11 +86,12 @@ struct Sub {
 
 impl Sub {
     fn wants(&self, e: &Event) -> bool {
+        let in_range = in_range(&e.kv.key, &self.key, &self.range_end);
         match e.kind {
-            EventKind::ChildrenChanged => {
-                self.tree_events && in_range(&e.kv.key, &self.key, &self.range_end)
-            }
-            _ => in_range(&e.kv.key, &self.key, &self.range_end),
+            EventKind::Put | EventKind::Delete => in_range,
+            EventKind::ChildrenChanged
+            | EventKind::ImplicitCreated
+            | EventKind::ImplicitDeleted => self.tree_events && in_range,
         }
     }
 }

@@ -351,12 +351,18 @@ async fn tree_events_for_child_changes() {
         .map(|e| (e.kind, e.kv.mod_revision))
         .collect();
     assert_eq!(again, got);
-    // Implicit parents appearing with an etcd key get a child event too.
+    // Implicit parents appearing with an etcd key get a child event too,
+    // and an event saying they now exist (ZooKeeper's NodeCreated).
     let mut root = watch(&n, "/q", "", 0, true);
     let (r, _) = put(&n, "/q/r/s", "").await;
     let evs = collect_until(&mut root, r).await;
-    assert_eq!(evs.len(), 1);
-    assert_eq!(evs[0].kind, EventKind::ChildrenChanged);
+    let kinds: Vec<EventKind> = evs.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, vec![EventKind::ChildrenChanged, EventKind::ImplicitCreated]);
+    // ... and one saying they vanished when the last key below goes.
+    let r = delete(&n, "/q/r/s").await;
+    let evs = collect_until(&mut root, r).await;
+    let kinds: Vec<EventKind> = evs.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, vec![EventKind::ChildrenChanged, EventKind::ImplicitDeleted]);
 }
 
 /// Replaying history must produce the events live delivery produced, so a

@@ -239,7 +239,9 @@ pub fn event_to_pb(e: Event, with_prev: bool) -> Option<mvccpb::Event> {
     let kind = match e.kind {
         EventKind::Put => mvccpb::event::EventType::Put,
         EventKind::Delete => mvccpb::event::EventType::Delete,
-        EventKind::ChildrenChanged => return None,
+        EventKind::ChildrenChanged | EventKind::ImplicitCreated | EventKind::ImplicitDeleted => {
+            return None
+        }
     };
     Some(mvccpb::Event {
         r#type: kind as i32,

@@ -352,7 +352,9 @@ fn batch_responses(
         let filtered = match e.kind {
             EventKind::Put => o.no_put,
             EventKind::Delete => o.no_delete,
-            EventKind::ChildrenChanged => true,
+            EventKind::ChildrenChanged
+            | EventKind::ImplicitCreated
+            | EventKind::ImplicitDeleted => true,
         };
         let converted = if filtered {
             None

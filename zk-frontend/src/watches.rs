@@ -93,6 +93,8 @@ pub fn translate(ev: &Event) -> Option<ZkEvent> {
         }
         EventKind::Delete => event_type::NODE_DELETED,
         EventKind::ChildrenChanged => event_type::NODE_CHILDREN_CHANGED,
+        EventKind::ImplicitCreated => event_type::NODE_CREATED,
+        EventKind::ImplicitDeleted => event_type::NODE_DELETED,
     };
     Some(ZkEvent {
         kind,

@@ -310,7 +310,7 @@ impl State {
                 }
                 zk!(acl::check(&node.meta.acl, perms::WRITE, auth));
                 zk!(check_version(*version, node.zk_version()));
-                node.version += 1;
+                node.version = if node.explicit { node.version + 1 } else { 2 };
                 node.explicit = true;
                 pend.insert(key.clone(), node);
                 Planned::SetData {
@@ -377,7 +377,8 @@ impl State {
                     .get(&key)
                     .and_then(|k| k.live)
                     .map_or(0, |l| l.lease);
-                self.put_key(w, &key, data, lease)?;
+                // An implicit znode shows version 0; its first write makes it 1.
+                self.put_key_from(w, &key, data, lease, 2)?;
                 ZkOpResult::SetData {
                     stat: self.stat_or_default(Some(w), &key)?,
                 }

@@ -135,6 +135,7 @@ impl Tree {
         if node.children.insert(path::name(path).to_vec()) {
             self.child_changed(w, parent);
             if !parent_was_present {
+                implicit_event(w, parent, EventKind::ImplicitCreated);
                 self.add(w, parent, is_live);
             }
         }
@@ -160,8 +161,23 @@ impl Tree {
         if removed {
             self.child_changed(w, parent);
             if !self.present(parent, is_live) {
+                implicit_event(w, parent, EventKind::ImplicitDeleted);
                 self.remove(w, parent, is_live);
             }
         }
     }
+}
+
+/// An implicit znode appeared or vanished at this command's revision.
+fn implicit_event(w: &mut Wtx, path: &[u8], kind: EventKind) {
+    let kv = KeyValue {
+        key: path.to_vec(),
+        mod_revision: w.main,
+        ..Default::default()
+    };
+    w.events.push(Event {
+        kind,
+        kv,
+        prev_kv: None,
+    });
 }
