@@ -19,8 +19,13 @@ pub mod peer;
 pub mod raft_log;
 pub mod snapshot;
 pub mod state;
+pub mod transport;
 pub mod watch;
 pub mod znode;
+
+/// Test support: a deterministic, seeded in-process cluster (see the module).
+#[doc(hidden)]
+pub use node::sim;
 
 pub use command::{Applied, Command, CommandResult, Proposal};
 pub use error::{CoreError, KvError, MembershipError, ZkError};

@@ -23,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
+use crate::transport::{Chunks, Outbox};
 use crate::CoreError;
 
 const RAFT: u8 = 1;
@@ -114,7 +115,7 @@ impl Peers {
     }
 
     /// Makes the links match the member list (id, first peer URL).
-    pub fn set_members(self: &Arc<Self>, members: &[(u64, String)]) {
+    pub fn set_members(&self, members: &[(u64, String)]) {
         let Ok(mut links) = self.links.lock() else {
             return;
         };
@@ -161,7 +162,7 @@ impl Peers {
     /// Streams a snapshot message and its data to its recipient on a
     /// connection of its own, then reports the outcome.
     pub fn send_snapshot(
-        self: &Arc<Self>,
+        &self,
         msg: Message,
         chunks: impl Iterator<Item = Result<Vec<u8>, CoreError>> + Send + 'static,
     ) {
@@ -329,6 +330,32 @@ async fn link_task(to: u64, addr: String, mut rx: mpsc::Receiver<Bytes>, deliver
                 break;
             }
         }
+    }
+}
+
+impl Outbox for Peers {
+    fn send_raft(&self, m: &Message) {
+        Peers::send_raft(self, m)
+    }
+
+    fn send_snapshot(&self, m: Message, chunks: Chunks) {
+        Peers::send_snapshot(self, m, chunks)
+    }
+
+    fn send_keepalive(&self, to: u64, lease: i64) {
+        Peers::send_keepalive(self, to, lease)
+    }
+
+    fn set_members(&self, members: &[(u64, String)]) {
+        Peers::set_members(self, members)
+    }
+
+    fn take_staged(&self, index: u64, term: u64) -> Option<Vec<u8>> {
+        Peers::take_staged(self, index, term)
+    }
+
+    fn shutdown(&self) {
+        Peers::shutdown(self)
     }
 }
 

@@ -5,14 +5,17 @@
 //! from the local state machine, after [`Node::read_barrier`] when they must
 //! be linearizable (D8).
 
+mod clock;
 mod runner;
+#[doc(hidden)]
+pub mod sim;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
 use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
@@ -27,9 +30,11 @@ use crate::members::Member;
 use crate::peer::{PeerEvent, Peers};
 use crate::raft_log::RaftLog;
 use crate::state::State;
+use crate::transport::Outbox;
 use crate::watch::{WatchRequest, Watcher};
 use crate::znode::{Acl, Id, Stat};
 use crate::{CoreError, KvError, MembershipError, ZkError};
+use clock::Clock;
 
 /// How to run a member.
 #[derive(Clone, Debug)]
@@ -151,7 +156,9 @@ struct Inner {
     /// This member was removed from the cluster: it serves nothing more.
     removed: AtomicBool,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    peers: Arc<Peers>,
+    peers: Arc<dyn Outbox>,
+    /// Real time, or the simulation's virtual time.
+    clock: Clock,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, CoreError>>;
@@ -184,12 +191,6 @@ struct ConfContext {
     member: Option<Member>,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Forwards raft-rs's slog records to tracing.
 struct SlogToTracing;
 
@@ -209,74 +210,141 @@ impl slog::Drain for SlogToTracing {
     }
 }
 
+/// Opens the member's database and builds its raft loop, neither started
+/// nor caught up with its log yet: [`Node::start`] runs the loop on a thread
+/// over TCP, the simulation ([`sim`]) drives it by hand over a simulated
+/// network and a virtual clock.
+fn open(
+    cfg: NodeConfig,
+    tx: std_mpsc::Sender<Msg>,
+    rx: std_mpsc::Receiver<Msg>,
+    peers: Arc<dyn Outbox>,
+    clock: Clock,
+) -> Result<(Arc<Inner>, runner::Runner), CoreError> {
+    let engine = Arc::new(Engine::open(&cfg.data_dir)?);
+    let mut state = State::load(Arc::clone(&engine))?;
+    crate::checkpoint::verify(&cfg.data_dir, state.applied_index)?;
+    let voters: Vec<u64> = if cfg.join_existing {
+        Vec::new()
+    } else {
+        let members = cfg.bootstrap_members();
+        state.bootstrap_members(&members)?;
+        members
+            .iter()
+            .filter(|m| !m.is_learner)
+            .map(|m| m.id)
+            .collect()
+    };
+    let applied = state.applied_index;
+    let log = RaftLog::open(Arc::clone(&engine), &voters, applied)?;
+    let raft_cfg = raft::Config {
+        id: cfg.member_id,
+        election_tick: cfg.election_ticks,
+        heartbeat_tick: (cfg.election_ticks / 10).max(1),
+        applied,
+        pre_vote: true,
+        check_quorum: true,
+        max_size_per_msg: 1024 * 1024,
+        max_inflight_msgs: 256,
+        max_uncommitted_size: 64 * 1024 * 1024,
+        max_committed_size_per_ready: 16 * 1024 * 1024,
+        ..Default::default()
+    };
+    raft_cfg
+        .validate()
+        .map_err(|e| CoreError::Raft(e.to_string()))?;
+    let logger = slog::Logger::root(SlogToTracing, slog::o!());
+    let mut raw =
+        RawNode::new(&raft_cfg, log, &logger).map_err(|e| CoreError::Raft(e.to_string()))?;
+    let voters = raw
+        .raft
+        .prs()
+        .conf()
+        .voters()
+        .ids()
+        .iter()
+        .collect::<Vec<_>>();
+    if voters == [cfg.member_id] {
+        // A one-member group need not wait an election timeout.
+        raw.campaign().map_err(|e| CoreError::Raft(e.to_string()))?;
+    }
+    let now = clock.now();
+    let deadlines = state
+        .leases
+        .iter()
+        .map(|(id, l)| (*id, now + Duration::from_millis(l.ttl_ms as u64)))
+        .collect();
+    tracing::info!(
+        dir = %cfg.data_dir.display(),
+        applied,
+        revision = state.revision,
+        keys = state.keys.len(),
+        members = state.members.len(),
+        "member {:x} opened",
+        cfg.member_id
+    );
+    if state.members.is_empty() {
+        // A joining member reaches the others through --initial-cluster
+        // until the leader's snapshot brings the member table.
+        let list: Vec<(u64, String)> = cfg
+            .initial_members
+            .iter()
+            .filter_map(|m| m.peer_urls.first().map(|u| (m.id, u.clone())))
+            .collect();
+        peers.set_members(&list);
+    } else {
+        peers.set_members(&runner::peer_list(&state));
+    }
+    let inner = Arc::new(Inner {
+        cfg,
+        state: Arc::new(RwLock::new(state)),
+        tx: Mutex::new(tx),
+        term: AtomicU64::new(0),
+        leader: AtomicU64::new(0),
+        last_index: AtomicU64::new(0),
+        next_request: AtomicU64::new(1),
+        deadlines: Mutex::new(deadlines),
+        stopped: AtomicBool::new(false),
+        removed: AtomicBool::new(false),
+        thread: Mutex::new(None),
+        peers,
+        clock,
+    });
+    let runner = runner::Runner::new(raw, Arc::clone(&inner), rx);
+    Ok((inner, runner))
+}
+
+/// One conf change, with the context that names its proposer (who answers
+/// the caller) and the member it adds.
+fn conf_change_v2(
+    proposer: u64,
+    request_id: u64,
+    change: ConfChangeType,
+    id: u64,
+    member: Option<Member>,
+) -> Result<ConfChangeV2, CoreError> {
+    let ctx = ConfContext {
+        proposer,
+        request_id,
+        member,
+    };
+    let mut single = ConfChangeSingle::default();
+    single.set_change_type(change);
+    single.node_id = id;
+    let mut cc = ConfChangeV2::default();
+    cc.set_changes(vec![single].into());
+    cc.context = postcard::to_stdvec(&ctx)
+        .map_err(|e| CoreError::Encoding(e.to_string()))?
+        .into();
+    Ok(cc)
+}
+
 impl Node {
     /// Opens the data dir, replays the log from the applied index and starts
     /// the raft loop.
     pub fn start(cfg: NodeConfig) -> Result<Node, CoreError> {
         let rt = tokio::runtime::Handle::try_current()
             .map_err(|_| CoreError::Raft("Node::start must run inside a tokio runtime".into()))?;
-        let engine = Arc::new(Engine::open(&cfg.data_dir)?);
-        let mut state = State::load(Arc::clone(&engine))?;
-        crate::checkpoint::verify(&cfg.data_dir, state.applied_index)?;
-        let voters: Vec<u64> = if cfg.join_existing {
-            Vec::new()
-        } else {
-            let members = cfg.bootstrap_members();
-            state.bootstrap_members(&members)?;
-            members
-                .iter()
-                .filter(|m| !m.is_learner)
-                .map(|m| m.id)
-                .collect()
-        };
-        let applied = state.applied_index;
-        let log = RaftLog::open(Arc::clone(&engine), &voters, applied)?;
-        let raft_cfg = raft::Config {
-            id: cfg.member_id,
-            election_tick: cfg.election_ticks,
-            heartbeat_tick: (cfg.election_ticks / 10).max(1),
-            applied,
-            pre_vote: true,
-            check_quorum: true,
-            max_size_per_msg: 1024 * 1024,
-            max_inflight_msgs: 256,
-            max_uncommitted_size: 64 * 1024 * 1024,
-            max_committed_size_per_ready: 16 * 1024 * 1024,
-            ..Default::default()
-        };
-        raft_cfg
-            .validate()
-            .map_err(|e| CoreError::Raft(e.to_string()))?;
-        let logger = slog::Logger::root(SlogToTracing, slog::o!());
-        let mut raw =
-            RawNode::new(&raft_cfg, log, &logger).map_err(|e| CoreError::Raft(e.to_string()))?;
-        let voters = raw
-            .raft
-            .prs()
-            .conf()
-            .voters()
-            .ids()
-            .iter()
-            .collect::<Vec<_>>();
-        if voters == [cfg.member_id] {
-            // A one-member group need not wait an election timeout.
-            raw.campaign().map_err(|e| CoreError::Raft(e.to_string()))?;
-        }
-        let now = Instant::now();
-        let deadlines = state
-            .leases
-            .iter()
-            .map(|(id, l)| (*id, now + Duration::from_millis(l.ttl_ms as u64)))
-            .collect();
-        tracing::info!(
-            dir = %cfg.data_dir.display(),
-            applied,
-            revision = state.revision,
-            keys = state.keys.len(),
-            members = state.members.len(),
-            "member {:x} opened",
-            cfg.member_id
-        );
         let (tx, rx) = std_mpsc::channel();
         let peer_tx = Mutex::new(tx.clone());
         let peers = Peers::new(
@@ -288,19 +356,8 @@ impl Node {
                 }
             }),
         );
-        if state.members.is_empty() {
-            // A joining member reaches the others through --initial-cluster
-            // until the leader's snapshot brings the member table.
-            let list: Vec<(u64, String)> = cfg
-                .initial_members
-                .iter()
-                .filter_map(|m| m.peer_urls.first().map(|u| (m.id, u.clone())))
-                .collect();
-            peers.set_members(&list);
-        } else {
-            peers.set_members(&runner::peer_list(&state));
-        }
-        if let Some(addr) = cfg.peer_listen {
+        let (inner, mut runner) = open(cfg, tx, rx, peers.clone(), Clock::Real)?;
+        if let Some(addr) = inner.cfg.peer_listen {
             let l = std::net::TcpListener::bind(addr)
                 .map_err(|e| CoreError::Raft(format!("cannot listen for peers on {addr}: {e}")))?;
             l.set_nonblocking(true)
@@ -310,21 +367,6 @@ impl Node {
                 tokio::net::TcpListener::from_std(l).map_err(|e| CoreError::Raft(e.to_string()))?;
             rt.spawn(Arc::clone(&peers).serve(l));
         }
-        let inner = Arc::new(Inner {
-            cfg,
-            state: Arc::new(RwLock::new(state)),
-            tx: Mutex::new(tx),
-            term: AtomicU64::new(0),
-            leader: AtomicU64::new(0),
-            last_index: AtomicU64::new(0),
-            next_request: AtomicU64::new(1),
-            deadlines: Mutex::new(deadlines),
-            stopped: AtomicBool::new(false),
-            removed: AtomicBool::new(false),
-            thread: Mutex::new(None),
-            peers,
-        });
-        let mut runner = runner::Runner::new(raw, Arc::clone(&inner), rx);
         // Apply what the log already holds as committed before serving, so
         // that no local read after a restart misses an acknowledged write.
         runner.catch_up()?;
@@ -374,7 +416,7 @@ impl Node {
         let p = Proposal {
             proposer: self.inner.cfg.member_id,
             request_id: id,
-            now_ms: now_ms(),
+            now_ms: self.inner.clock.now_ms(),
             command,
         };
         let data = postcard::to_stdvec(&p).map_err(|e| CoreError::Encoding(e.to_string()))?;
@@ -470,7 +512,10 @@ impl Node {
             .map(|l| l.ttl_ms)
             .ok_or(KvError::LeaseNotFound)?;
         if let Ok(mut d) = self.inner.deadlines.lock() {
-            d.insert(id, Instant::now() + Duration::from_millis(ttl_ms as u64));
+            d.insert(
+                id,
+                self.inner.clock.now() + Duration::from_millis(ttl_ms as u64),
+            );
         }
         // Only the leader's clock expires leases (D9): tell it.
         let leader = self.inner.leader.load(Ordering::Acquire);
@@ -492,7 +537,7 @@ impl Node {
             .ok()
             .and_then(|d| d.get(&id).copied())
         {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.saturating_duration_since(self.inner.clock.now());
             info.ttl = (left.as_millis() as i64 / 1000).min(info.granted_ttl);
         }
         Ok(info)
@@ -587,19 +632,7 @@ impl Node {
         member: Option<Member>,
     ) -> Result<Vec<Member>, CoreError> {
         let request_id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
-        let ctx = ConfContext {
-            proposer: self.inner.cfg.member_id,
-            request_id,
-            member,
-        };
-        let mut single = ConfChangeSingle::default();
-        single.set_change_type(change);
-        single.node_id = id;
-        let mut cc = ConfChangeV2::default();
-        cc.set_changes(vec![single].into());
-        cc.context = postcard::to_stdvec(&ctx)
-            .map_err(|e| CoreError::Encoding(e.to_string()))?
-            .into();
+        let cc = conf_change_v2(self.inner.cfg.member_id, request_id, change, id, member)?;
         let (reply, rx) = oneshot::channel();
         self.send(Msg::ConfChange {
             id: request_id,

@@ -15,7 +15,7 @@ use raft::prelude::{
 use raft::{RawNode, SnapshotStatus, StateRole};
 use raft_proto::ConfChangeI;
 
-use super::{now_ms, ConfContext, Inner, Msg, Reply};
+use super::{ConfContext, Inner, Msg, Reply};
 use crate::command::{Applied, Command, CommandResult, Proposal};
 use crate::members::{Member, MemberChange};
 use crate::peer::PeerEvent;
@@ -60,7 +60,6 @@ impl Runner {
     ) -> Runner {
         Runner {
             raw,
-            inner,
             rx,
             pending: HashMap::new(),
             pending_conf: HashMap::new(),
@@ -69,10 +68,11 @@ impl Runner {
             reads_ready: Vec::new(),
             next_read: 1,
             revoking: HashMap::new(),
-            last_reap: Instant::now(),
+            last_reap: inner.clock.now(),
             published: false,
             checkpointed: 0,
-            last_checkpoint: Instant::now(),
+            last_checkpoint: inner.clock.now(),
+            inner,
         }
     }
 
@@ -96,11 +96,9 @@ impl Runner {
             }
             if last_tick.elapsed() >= tick {
                 last_tick = Instant::now();
-                self.raw.tick();
-                self.housekeeping();
+                self.tick();
             }
-            self.issue_reads();
-            if let Err(e) = self.on_ready() {
+            if let Err(e) = self.process() {
                 tracing::error!("raft loop stopped: {e}");
                 self.inner.stopped.store(true, Ordering::Release);
                 break;
@@ -123,6 +121,25 @@ impl Runner {
         }
     }
 
+    /// One raft tick and the housekeeping that goes with it.
+    pub(super) fn tick(&mut self) {
+        self.raw.tick();
+        self.housekeeping();
+    }
+
+    /// Issues waiting reads and handles the Ready, if any: what the loop does
+    /// after every batch of messages.
+    pub(super) fn process(&mut self) -> Result<(), CoreError> {
+        self.issue_reads();
+        self.on_ready()
+    }
+
+    /// The raft node, for the simulation's checks (role, term) and its
+    /// seeded election timeouts.
+    pub(super) fn raft_mut(&mut self) -> &mut raft::Raft<RaftLog> {
+        &mut self.raw.raft
+    }
+
     /// Applies every entry the durable log records as committed (restart).
     pub(super) fn catch_up(&mut self) -> Result<(), CoreError> {
         let commit = self.raw.store().hard_state().commit;
@@ -136,7 +153,7 @@ impl Runner {
     }
 
     /// Returns true on Stop.
-    fn handle(&mut self, m: Msg) -> bool {
+    pub(super) fn handle(&mut self, m: Msg) -> bool {
         match m {
             Msg::Propose { id, data, reply } => {
                 // Followers forward proposals to the leader (raft-rs does).
@@ -152,7 +169,7 @@ impl Runner {
                     }
                     Ok(()) => {
                         if let Some(r) = reply {
-                            self.pending.insert(id, (r, Instant::now()));
+                            self.pending.insert(id, (r, self.inner.clock.now()));
                         }
                     }
                 }
@@ -182,7 +199,10 @@ impl Runner {
                 PeerEvent::KeepAlive(id) => {
                     let ttl = self.state().leases.get(&id).map(|l| l.ttl_ms);
                     if let (Some(ttl), Ok(mut d)) = (ttl, self.inner.deadlines.lock()) {
-                        d.insert(id, Instant::now() + Duration::from_millis(ttl as u64));
+                        d.insert(
+                            id,
+                            self.inner.clock.now() + Duration::from_millis(ttl as u64),
+                        );
                     }
                 }
                 PeerEvent::SnapshotSent { to, ok } => {
@@ -209,10 +229,11 @@ impl Runner {
     /// them until it commits in its term).
     fn issue_reads(&mut self) {
         let timeout = self.inner.cfg.tick * self.inner.cfg.election_ticks as u32;
+        let clock = &self.inner.clock;
         let stale: Vec<u64> = self
             .reads_inflight
             .iter()
-            .filter(|(_, (_, t))| t.elapsed() > timeout)
+            .filter(|(_, (_, t))| clock.elapsed(*t) > timeout)
             .map(|(k, _)| *k)
             .collect();
         for k in stale {
@@ -228,7 +249,10 @@ impl Runner {
         self.raw.read_index(ctx.to_be_bytes().to_vec());
         self.reads_inflight.insert(
             ctx,
-            (std::mem::take(&mut self.reads_waiting), Instant::now()),
+            (
+                std::mem::take(&mut self.reads_waiting),
+                self.inner.clock.now(),
+            ),
         );
     }
 
@@ -271,7 +295,7 @@ impl Runner {
         meta.term = term;
         meta.set_conf_state(self.raw.raft.prs().conf().to_conf_state());
         tracing::info!(to = m.to, index = export.applied_index, "sending snapshot");
-        let chunks = export.chunks();
+        let chunks = Box::new(export.chunks());
         self.inner.peers.send_snapshot(m, chunks);
     }
 
@@ -317,12 +341,12 @@ impl Runner {
         let applied = self.state().applied_index;
         self.raw.store().sync_engine()?;
         self.raw.store().set_durable_applied(applied);
-        if self.last_checkpoint.elapsed() >= crate::checkpoint::INTERVAL
+        if self.inner.clock.elapsed(self.last_checkpoint) >= crate::checkpoint::INTERVAL
             && applied > self.checkpointed
         {
             crate::checkpoint::write(&self.inner.cfg.data_dir, applied)?;
             self.checkpointed = applied;
-            self.last_checkpoint = Instant::now();
+            self.last_checkpoint = self.inner.clock.now();
         }
         self.truncate_log(applied)?;
         // 6. Messages that must follow the sync (votes, append responses).
@@ -396,7 +420,7 @@ impl Runner {
             // D9: a new leader restarts every lease's clock, plus an
             // election timeout, so a failover expires no healthy session.
             let extra = self.inner.cfg.tick * self.inner.cfg.election_ticks as u32;
-            let now = Instant::now();
+            let now = self.inner.clock.now();
             let st = self.inner.state.read().unwrap_or_else(|p| p.into_inner());
             if let Ok(mut d) = self.inner.deadlines.lock() {
                 for (id, l) in &st.leases {
@@ -503,7 +527,10 @@ impl Runner {
         };
         match (cmd, result) {
             (Command::LeaseGrant { id, ttl_ms }, CommandResult::LeaseGrant(Ok(_))) => {
-                d.insert(*id, Instant::now() + Duration::from_millis(*ttl_ms as u64));
+                d.insert(
+                    *id,
+                    self.inner.clock.now() + Duration::from_millis(*ttl_ms as u64),
+                );
             }
             (Command::LeaseRevoke { id }, _) if !st.leases.contains_key(id) => {
                 d.remove(id);
@@ -518,7 +545,7 @@ impl Runner {
         let p = Proposal {
             proposer: self.inner.cfg.member_id,
             request_id: id,
-            now_ms: now_ms(),
+            now_ms: self.inner.clock.now_ms(),
             command,
         };
         if let Ok(data) = postcard::to_stdvec(&p) {
@@ -536,7 +563,8 @@ impl Runner {
     /// like any client would.
     fn housekeeping(&mut self) {
         let horizon = self.inner.cfg.request_timeout + Duration::from_secs(1);
-        self.pending.retain(|_, (_, t)| t.elapsed() < horizon);
+        let clock = &self.inner.clock;
+        self.pending.retain(|_, (_, t)| clock.elapsed(*t) < horizon);
         let me = self.inner.cfg.member_id;
         if !self.published && self.raw.raft.leader_id != 0 {
             let current = self.state().members.get(&me).cloned();
@@ -559,7 +587,7 @@ impl Runner {
         if self.raw.raft.state != StateRole::Leader {
             return;
         }
-        let now = Instant::now();
+        let now = self.inner.clock.now();
         let expired: Vec<i64> = match self.inner.deadlines.lock() {
             Ok(d) => d
                 .iter()
@@ -568,20 +596,24 @@ impl Runner {
                 .collect(),
             Err(_) => Vec::new(),
         };
+        // In id order, not the map's: the revokes' log order is then a
+        // function of the deadlines alone (the simulation replays by seed).
+        let mut expired = expired;
+        expired.sort_unstable();
         for id in expired {
             let again = self
                 .revoking
                 .get(&id)
-                .is_none_or(|t| t.elapsed() > Duration::from_secs(3));
+                .is_none_or(|t| now.saturating_duration_since(*t) > Duration::from_secs(3));
             if again {
                 tracing::debug!(lease = id, "lease expired, revoking");
                 self.revoking.insert(id, now);
                 self.propose_internal(Command::LeaseRevoke { id });
             }
         }
-        if self.last_reap.elapsed() >= self.inner.cfg.reap_interval {
+        if now.saturating_duration_since(self.last_reap) >= self.inner.cfg.reap_interval {
             self.last_reap = now;
-            let t = now_ms();
+            let t = self.inner.clock.now_ms();
             let reap: Vec<String> = {
                 let st = self.state();
                 st.specials

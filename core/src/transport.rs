@@ -1,0 +1,40 @@
+//! What the raft loop needs from a transport, as a trait, so that the same
+//! loop runs over real TCP ([`crate::peer::Peers`]) in production and over a
+//! simulated, seeded network in the deterministic cluster simulation
+//! ([`crate::sim`]). Inbound traffic does not go through this trait: a
+//! transport hands what it receives to the loop as [`crate::peer::PeerEvent`]s.
+
+use raft::prelude::Message;
+
+use crate::CoreError;
+
+/// A snapshot's data, chunk by chunk, read lazily from a consistent view.
+pub type Chunks = Box<dyn Iterator<Item = Result<Vec<u8>, CoreError>> + Send>;
+
+/// The outbound half of a member's transport. Every call must return
+/// without blocking on the network: a message that cannot be sent is
+/// dropped (raft retransmits), never waited for.
+pub trait Outbox: Send + Sync {
+    /// Sends a raft message (not a snapshot) to `m.to`; unknown recipients
+    /// are ignored.
+    fn send_raft(&self, m: &Message);
+
+    /// Sends a `MsgSnapshot` and its data. The transport must eventually
+    /// report the outcome to this member's raft loop as
+    /// `PeerEvent::SnapshotSent`, so that raft leaves the snapshot state.
+    fn send_snapshot(&self, m: Message, chunks: Chunks);
+
+    /// Forwards a client's lease keepalive to the leader `to` (D9).
+    fn send_keepalive(&self, to: u64, lease: i64);
+
+    /// Makes the set of reachable peers match the member list
+    /// (id, first peer URL); this member's own id is skipped.
+    fn set_members(&self, members: &[(u64, String)]);
+
+    /// Takes the data of a received snapshot, by its (index, term), once
+    /// raft asks to install it.
+    fn take_staged(&self, index: u64, term: u64) -> Option<Vec<u8>>;
+
+    /// Stops sending and receiving (member stop). Idempotent.
+    fn shutdown(&self) {}
+}
