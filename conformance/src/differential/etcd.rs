@@ -1,0 +1,647 @@
+//! Running an etcd scenario with the `etcd-client` crate, producing a
+//! normalized transcript.
+//!
+//! Normalization (only where servers may differ): response headers keep
+//! only the revision (cluster id, member id and raft term are dropped);
+//! lease ids become the scenario's lease names (`lease:l1`), unknown ones
+//! `L?1, L?2...` in order of appearance; a remaining lease TTL within two
+//! seconds below the granted TTL prints as `~granted`. Revisions, versions,
+//! values, counts, flags and error codes/messages are compared as they are.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{bail, Context, Result};
+use etcd::{
+    CompactionOptions, Compare, CompareOp, DeleteOptions, GetOptions, KeyValue,
+    LeaseTimeToLiveOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse,
+    WatchOptions,
+};
+use etcd_client as etcd;
+
+use super::script::{Opts, Scenario, Step, Tok};
+use super::{quote, Block, Transcript, OP_TIMEOUT};
+
+struct Runner {
+    client: etcd::Client,
+    /// Scenario lease name → id.
+    leases: BTreeMap<String, i64>,
+    /// Lease ids not granted by name (e.g. literal ids), by appearance.
+    unknown: HashMap<i64, usize>,
+    watches: BTreeMap<String, (etcd::Watcher, etcd::WatchStream)>,
+}
+
+/// Runs `sc` against the etcd endpoint (`http://HOST:PORT`).
+pub async fn run(endpoint: &str, sc: &Scenario) -> Result<Transcript> {
+    let client = tokio::time::timeout(OP_TIMEOUT, etcd::Client::connect([endpoint], None))
+        .await
+        .context("etcd connect timed out")??;
+    let mut r = Runner {
+        client,
+        leases: BTreeMap::new(),
+        unknown: HashMap::new(),
+        watches: BTreeMap::new(),
+    };
+    let mut blocks = Vec::new();
+    for st in &sc.steps {
+        let out = r
+            .step(st)
+            .await
+            .with_context(|| format!("{}.scn:{}: {}", sc.name, st.line, st.text))?;
+        blocks.push(Block {
+            line: st.line,
+            text: st.text.clone(),
+            out,
+        });
+    }
+    Ok(Transcript { blocks })
+}
+
+fn eerr(e: &etcd::Error) -> String {
+    match e {
+        etcd::Error::GRpcStatus(s) => format!("error {:?} {:?}", s.code(), s.message()),
+        other => format!("error {other}"),
+    }
+}
+
+fn rev(h: Option<&etcd::ResponseHeader>) -> String {
+    match h {
+        Some(h) => format!("rev={}", h.revision()),
+        None => "rev=?".into(),
+    }
+}
+
+async fn timed<T>(f: impl std::future::Future<Output = T>) -> Result<T> {
+    tokio::time::timeout(OP_TIMEOUT, f)
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within {OP_TIMEOUT:?}"))
+}
+
+fn get_options(o: &Opts) -> Result<GetOptions> {
+    o.check(&[
+        "prefix",
+        "from-key",
+        "range-end",
+        "rev",
+        "limit",
+        "sort",
+        "keys-only",
+        "count-only",
+        "serializable",
+        "min-mod",
+        "max-mod",
+        "min-create",
+        "max-create",
+    ])?;
+    let mut g = GetOptions::new();
+    if o.has("prefix") {
+        g = g.with_prefix();
+    }
+    if o.has("from-key") {
+        g = g.with_from_key();
+    }
+    if let Some(e) = o.val("range-end") {
+        g = g.with_range(e);
+    }
+    if let Some(r) = o.num("rev")? {
+        g = g.with_revision(r);
+    }
+    if let Some(l) = o.num("limit")? {
+        g = g.with_limit(l);
+    }
+    if let Some(s) = o.val("sort") {
+        let (t, ord) = s.split_once(':').unwrap_or((s, "asc"));
+        let t = match t {
+            "key" => SortTarget::Key,
+            "version" => SortTarget::Version,
+            "create" => SortTarget::Create,
+            "mod" => SortTarget::Mod,
+            "value" => SortTarget::Value,
+            _ => bail!("--sort target {t:?}: key|version|create|mod|value"),
+        };
+        let ord = match ord {
+            "asc" => SortOrder::Ascend,
+            "desc" => SortOrder::Descend,
+            "none" => SortOrder::None,
+            _ => bail!("--sort order {ord:?}: asc|desc|none"),
+        };
+        g = g.with_sort(t, ord);
+    }
+    if o.has("keys-only") {
+        g = g.with_keys_only();
+    }
+    if o.has("count-only") {
+        g = g.with_count_only();
+    }
+    if o.has("serializable") {
+        g = g.with_serializable();
+    }
+    if let Some(r) = o.num("min-mod")? {
+        g = g.with_min_mod_revision(r);
+    }
+    if let Some(r) = o.num("max-mod")? {
+        g = g.with_max_mod_revision(r);
+    }
+    if let Some(r) = o.num("min-create")? {
+        g = g.with_min_create_revision(r);
+    }
+    if let Some(r) = o.num("max-create")? {
+        g = g.with_max_create_revision(r);
+    }
+    Ok(g)
+}
+
+fn delete_options(o: &Opts) -> Result<DeleteOptions> {
+    o.check(&["prefix", "from-key", "range-end", "prev-kv"])?;
+    let mut d = DeleteOptions::new();
+    if o.has("prefix") {
+        d = d.with_prefix();
+    }
+    if o.has("from-key") {
+        d = d.with_from_key();
+    }
+    if let Some(e) = o.val("range-end") {
+        d = d.with_range(e);
+    }
+    if o.has("prev-kv") {
+        d = d.with_prev_key();
+    }
+    Ok(d)
+}
+
+impl Runner {
+    fn lease_name(&mut self, id: i64) -> String {
+        if id == 0 {
+            return "0".into();
+        }
+        if let Some((n, _)) = self.leases.iter().find(|(_, v)| **v == id) {
+            return format!("lease:{n}");
+        }
+        let n = self.unknown.len() + 1;
+        format!("L?{}", self.unknown.entry(id).or_insert(n))
+    }
+
+    /// A lease argument: a scenario name granted earlier, `0`, or `#ID`
+    /// (a literal id, e.g. one that was never granted).
+    fn lease_id(&self, s: &str) -> Result<i64> {
+        if s == "0" {
+            return Ok(0);
+        }
+        if let Some(n) = s.strip_prefix('#') {
+            return n.parse().with_context(|| format!("lease id {s:?}"));
+        }
+        self.leases
+            .get(s)
+            .copied()
+            .with_context(|| format!("no lease named {s:?} (grant it first)"))
+    }
+
+    fn kv(&mut self, kv: &KeyValue) -> String {
+        format!(
+            "{}={} create={} mod={} version={} lease={}",
+            quote(kv.key()),
+            quote(kv.value()),
+            kv.create_revision(),
+            kv.mod_revision(),
+            kv.version(),
+            self.lease_name(kv.lease())
+        )
+    }
+
+    fn put_options(&self, o: &Opts) -> Result<PutOptions> {
+        o.check(&["lease", "prev-kv", "ignore-value", "ignore-lease"])?;
+        let mut p = PutOptions::new();
+        if let Some(l) = o.val("lease") {
+            p = p.with_lease(self.lease_id(l)?);
+        }
+        if o.has("prev-kv") {
+            p = p.with_prev_key();
+        }
+        if o.has("ignore-value") {
+            p = p.with_ignore_value();
+        }
+        if o.has("ignore-lease") {
+            p = p.with_ignore_lease();
+        }
+        Ok(p)
+    }
+
+    fn put_lines(&mut self, r: &etcd::PutResponse, ind: &str, out: &mut Vec<String>) {
+        let mut s = format!("{ind}put {}", rev(r.header()));
+        if let Some(p) = r.prev_key() {
+            s.push_str(&format!(" prev {}", self.kv(p)));
+        }
+        out.push(s);
+    }
+
+    fn get_lines(&mut self, r: &etcd::GetResponse, ind: &str, out: &mut Vec<String>) {
+        out.push(format!(
+            "{ind}get {} count={} more={} kvs={}",
+            rev(r.header()),
+            r.count(),
+            r.more(),
+            r.kvs().len()
+        ));
+        for kv in r.kvs() {
+            let s = self.kv(kv);
+            out.push(format!("{ind}  {s}"));
+        }
+    }
+
+    fn del_lines(&mut self, r: &etcd::DeleteResponse, ind: &str, out: &mut Vec<String>) {
+        out.push(format!(
+            "{ind}del {} deleted={}",
+            rev(r.header()),
+            r.deleted()
+        ));
+        for kv in r.prev_kvs() {
+            let s = self.kv(kv);
+            out.push(format!("{ind}  prev {s}"));
+        }
+    }
+
+    fn txn_lines(&mut self, r: &etcd::TxnResponse, ind: &str, out: &mut Vec<String>) {
+        out.push(format!(
+            "{ind}txn {} succeeded={}",
+            rev(r.header()),
+            r.succeeded()
+        ));
+        let inner = format!("{ind}  ");
+        for op in r.op_responses() {
+            match op {
+                TxnOpResponse::Put(p) => self.put_lines(&p, &inner, out),
+                TxnOpResponse::Get(g) => self.get_lines(&g, &inner, out),
+                TxnOpResponse::Delete(d) => self.del_lines(&d, &inner, out),
+                TxnOpResponse::Txn(t) => self.txn_lines(&t, &inner, out),
+            }
+        }
+    }
+
+    /// `[ CMP ; CMP ] then [ OP ; OP ] else [ OP ]` (`else` optional).
+    fn parse_txn(&self, toks: &[Tok]) -> Result<(Txn, usize)> {
+        let mut i = 0;
+        let mut txn = Txn::new();
+        let (cmps, n) = bracket(&toks[i..])?;
+        i += n;
+        let mut compares = Vec::new();
+        for c in cmps.split(|t| t.is(";")).filter(|c| !c.is_empty()) {
+            compares.push(self.parse_compare(c)?);
+        }
+        txn = txn.when(compares);
+        if toks.get(i).is_some_and(|t| t.is("then")) {
+            let (ops, n) = bracket(&toks[i + 1..])?;
+            i += 1 + n;
+            txn = txn.and_then(self.parse_ops(ops)?);
+        }
+        if toks.get(i).is_some_and(|t| t.is("else")) {
+            let (ops, n) = bracket(&toks[i + 1..])?;
+            i += 1 + n;
+            txn = txn.or_else(self.parse_ops(ops)?);
+        }
+        Ok((txn, i))
+    }
+
+    fn parse_ops(&self, toks: &[Tok]) -> Result<Vec<TxnOp>> {
+        let mut ops = Vec::new();
+        let mut i = 0;
+        while i < toks.len() {
+            if toks[i].is(";") {
+                i += 1;
+                continue;
+            }
+            if toks[i].is("txn") {
+                let (t, n) = self.parse_txn(&toks[i + 1..])?;
+                ops.push(TxnOp::txn(t));
+                i += 1 + n;
+                continue;
+            }
+            let end = toks[i..]
+                .iter()
+                .position(|t| t.is(";"))
+                .map(|p| i + p)
+                .unwrap_or(toks.len());
+            let (kind, rest) = toks[i..end].split_first().expect("non-empty");
+            let o = Opts::split(rest);
+            ops.push(match kind.s.as_str() {
+                "put" => TxnOp::put(
+                    o.arg(0, "key")?,
+                    o.pos.get(1).context("missing value")?.s.as_str(),
+                    Some(self.put_options(&o)?),
+                ),
+                "get" => TxnOp::get(o.arg(0, "key")?, Some(get_options(&o)?)),
+                "del" => TxnOp::delete(o.arg(0, "key")?, Some(delete_options(&o)?)),
+                k => bail!("txn op {k:?}: put|get|del|txn"),
+            });
+            i = end;
+        }
+        Ok(ops)
+    }
+
+    /// `value|version|create|mod|lease KEY =|!=|>|< ARG [--prefix|--range-end=E]`.
+    fn parse_compare(&self, toks: &[Tok]) -> Result<Compare> {
+        let o = Opts::split(toks);
+        o.check(&["prefix", "range-end"])?;
+        let key = o.arg(1, "key")?;
+        let op = match o.arg(2, "=|!=|>|<")? {
+            "=" => CompareOp::Equal,
+            "!=" => CompareOp::NotEqual,
+            ">" => CompareOp::Greater,
+            "<" => CompareOp::Less,
+            x => bail!("compare operator {x:?}"),
+        };
+        let arg = o.arg(3, "compare argument")?;
+        let num = || arg.parse::<i64>().with_context(|| format!("number {arg:?}"));
+        let mut c = match o.arg(0, "compare target")? {
+            "value" => Compare::value(key, op, arg),
+            "version" => Compare::version(key, op, num()?),
+            "create" => Compare::create_revision(key, op, num()?),
+            "mod" => Compare::mod_revision(key, op, num()?),
+            "lease" => Compare::lease(key, op, self.lease_id(arg)?),
+            t => bail!("compare target {t:?}: value|version|create|mod|lease"),
+        };
+        if o.has("prefix") {
+            c = c.with_prefix();
+        }
+        if let Some(e) = o.val("range-end") {
+            c = c.with_range(e);
+        }
+        Ok(c)
+    }
+
+    fn watch_lines(&mut self, r: &etcd::WatchResponse, out: &mut Vec<String>) {
+        let mut s = format!("watch id={} {}", r.watch_id(), rev(r.header()));
+        if r.created() {
+            s.push_str(" created");
+        }
+        if r.canceled() {
+            s.push_str(" canceled");
+        }
+        if r.compact_revision() != 0 {
+            s.push_str(&format!(" compact_revision={}", r.compact_revision()));
+        }
+        if !r.cancel_reason().is_empty() {
+            s.push_str(&format!(" reason={:?}", r.cancel_reason()));
+        }
+        out.push(s);
+        for e in r.events() {
+            let mut s = format!("  {:?}", e.event_type());
+            if let Some(kv) = e.kv() {
+                s.push_str(&format!(" {}", self.kv(kv)));
+            }
+            if let Some(p) = e.prev_kv() {
+                s.push_str(&format!(" prev {}", self.kv(p)));
+            }
+            out.push(s);
+        }
+    }
+
+    async fn step(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut out = Vec::new();
+        let mut c = self.client.clone();
+        match st.op.as_str() {
+            "put" => {
+                let p = self.put_options(&o)?;
+                let v = o.pos.get(1).context("missing value")?.s.clone();
+                match timed(c.put(o.arg(0, "key")?, v, Some(p))).await? {
+                    Ok(r) => self.put_lines(&r, "ok ", &mut out),
+                    Err(e) => out.push(eerr(&e)),
+                }
+            }
+            "get" => {
+                let g = get_options(&o)?;
+                match timed(c.get(o.arg(0, "key")?, Some(g))).await? {
+                    Ok(r) => self.get_lines(&r, "ok ", &mut out),
+                    Err(e) => out.push(eerr(&e)),
+                }
+            }
+            "del" => {
+                let d = delete_options(&o)?;
+                match timed(c.delete(o.arg(0, "key")?, Some(d))).await? {
+                    Ok(r) => self.del_lines(&r, "ok ", &mut out),
+                    Err(e) => out.push(eerr(&e)),
+                }
+            }
+            "txn" => {
+                let (t, n) = self.parse_txn(&st.args)?;
+                if n != st.args.len() {
+                    bail!("trailing tokens after txn");
+                }
+                match timed(c.txn(t)).await? {
+                    Ok(r) => self.txn_lines(&r, "ok ", &mut out),
+                    Err(e) => out.push(eerr(&e)),
+                }
+            }
+            "compact" => {
+                o.check(&["physical"])?;
+                let r: i64 = o.arg(0, "revision")?.parse()?;
+                let opts = o.has("physical").then(|| CompactionOptions::new().with_physical());
+                match timed(c.compact(r, opts)).await? {
+                    Ok(r) => out.push(format!("ok {}", rev(r.header()))),
+                    Err(e) => out.push(eerr(&e)),
+                }
+            }
+            "lease-grant" => {
+                o.check(&[])?;
+                let name = o.arg(0, "lease name")?.to_string();
+                let ttl: i64 = o.arg(1, "ttl")?.parse()?;
+                match timed(c.lease_grant(ttl, None)).await? {
+                    Ok(r) => {
+                        if !r.error().is_empty() {
+                            out.push(format!("error {:?}", r.error()));
+                        }
+                        self.leases.insert(name, r.id());
+                        out.push(format!(
+                            "ok {} id={} ttl={}",
+                            rev(r.header()),
+                            self.lease_name(r.id()),
+                            r.ttl()
+                        ));
+                    }
+                    Err(e) => out.push(eerr(&e)),
+                }
+            }
+            "lease-revoke" => {
+                o.check(&[])?;
+                let id = self.lease_id(o.arg(0, "lease")?)?;
+                match timed(c.lease_revoke(id)).await? {
+                    Ok(r) => out.push(format!("ok {}", rev(r.header()))),
+                    Err(e) => out.push(eerr(&e)),
+                }
+            }
+            "lease-keepalive" => {
+                o.check(&[])?;
+                let id = self.lease_id(o.arg(0, "lease")?)?;
+                let res = timed(async {
+                    let (mut keeper, mut stream) = c.lease_keep_alive(id).await?;
+                    keeper.keep_alive().await?;
+                    stream.message().await
+                })
+                .await?;
+                match res {
+                    Ok(Some(r)) => out.push(format!(
+                        "ok id={} ttl={}",
+                        self.lease_name(r.id()),
+                        r.ttl()
+                    )),
+                    Ok(None) => out.push("stream closed".into()),
+                    Err(e) => out.push(eerr(&e)),
+                }
+            }
+            "lease-ttl" => {
+                o.check(&["keys"])?;
+                let id = self.lease_id(o.arg(0, "lease")?)?;
+                let opts = o.has("keys").then(|| LeaseTimeToLiveOptions::new().with_keys());
+                match timed(c.lease_time_to_live(id, opts)).await? {
+                    Ok(r) => {
+                        let g = r.granted_ttl();
+                        let ttl = if g > 0 && r.ttl() <= g && r.ttl() >= g - 2 {
+                            format!("~{g}")
+                        } else {
+                            r.ttl().to_string()
+                        };
+                        let mut keys: Vec<String> = r.keys().iter().map(|k| quote(k)).collect();
+                        keys.sort();
+                        out.push(format!(
+                            "ok {} id={} ttl={ttl} granted={g} keys=[{}]",
+                            rev(r.header()),
+                            self.lease_name(r.id()),
+                            keys.join(", ")
+                        ));
+                    }
+                    Err(e) => out.push(eerr(&e)),
+                }
+            }
+            "leases" => {
+                o.check(&[])?;
+                match timed(c.leases()).await? {
+                    Ok(r) => {
+                        let mut ids: Vec<String> =
+                            r.leases().iter().map(|l| self.lease_name(l.id())).collect();
+                        ids.sort();
+                        out.push(format!("ok {} [{}]", rev(r.header()), ids.join(", ")));
+                    }
+                    Err(e) => out.push(eerr(&e)),
+                }
+            }
+            "status" => {
+                o.check(&[])?;
+                match timed(c.status()).await? {
+                    Ok(r) => out.push(format!("ok version={} {}", r.version(), rev(r.header()))),
+                    Err(e) => out.push(eerr(&e)),
+                }
+            }
+            "sleep" => {
+                let ms: u64 = o.arg(0, "milliseconds")?.parse()?;
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                out.push("ok".into());
+            }
+            "watch" => {
+                o.check(&["prefix", "from-key", "range-end", "rev", "prev-kv", "progress-notify"])?;
+                let name = o.arg(0, "watch name")?.to_string();
+                let key = o.arg(1, "key")?.to_string();
+                let mut w = WatchOptions::new();
+                if o.has("prefix") {
+                    w = w.with_prefix();
+                }
+                if o.has("from-key") {
+                    w = w.with_from_key();
+                }
+                if let Some(e) = o.val("range-end") {
+                    w = w.with_range(e);
+                }
+                if let Some(r) = o.num("rev")? {
+                    w = w.with_start_revision(r);
+                }
+                if o.has("prev-kv") {
+                    w = w.with_prev_key();
+                }
+                if o.has("progress-notify") {
+                    w = w.with_progress_notify();
+                }
+                match timed(c.watch(key, Some(w))).await? {
+                    Ok((watcher, stream)) => {
+                        out.push(format!("ok watch id={}", watcher.watch_id()));
+                        self.watches.insert(name, (watcher, stream));
+                    }
+                    Err(e) => out.push(eerr(&e)),
+                }
+            }
+            "events" => {
+                // `events W N`: waits for N items (events, or a cancel) on
+                // W, up to a timeout, then prints the responses.
+                o.check(&[])?;
+                let name = o.arg(0, "watch name")?.to_string();
+                let want: usize = o.arg(1, "how many events")?.parse()?;
+                let (_, stream) = self
+                    .watches
+                    .get_mut(&name)
+                    .with_context(|| format!("no watch {name}"))?;
+                let mut got = 0;
+                let mut resps = Vec::new();
+                let deadline = tokio::time::Instant::now() + OP_TIMEOUT;
+                while got < want {
+                    match tokio::time::timeout_at(deadline, stream.message()).await {
+                        Err(_) => break,
+                        Ok(Ok(Some(r))) => {
+                            got += r.events().len() + usize::from(r.canceled());
+                            resps.push(Ok(r));
+                        }
+                        Ok(Ok(None)) => {
+                            resps.push(Err("stream closed".to_string()));
+                            break;
+                        }
+                        Ok(Err(e)) => {
+                            resps.push(Err(eerr(&e)));
+                            break;
+                        }
+                    }
+                }
+                for r in resps {
+                    match r {
+                        Ok(r) => self.watch_lines(&r, &mut out),
+                        Err(e) => out.push(e),
+                    }
+                }
+                if got < want {
+                    out.push(format!("only {got} of {want} within {OP_TIMEOUT:?}"));
+                }
+            }
+            "cancel-watch" => {
+                o.check(&[])?;
+                let name = o.arg(0, "watch name")?.to_string();
+                let (mut watcher, mut stream) = self
+                    .watches
+                    .remove(&name)
+                    .with_context(|| format!("no watch {name}"))?;
+                timed(watcher.cancel()).await??;
+                match timed(stream.message()).await? {
+                    Ok(Some(r)) => self.watch_lines(&r, &mut out),
+                    Ok(None) => out.push("stream closed".into()),
+                    Err(e) => out.push(eerr(&e)),
+                }
+            }
+            op => bail!("unknown etcd op {op:?}"),
+        }
+        Ok(out)
+    }
+}
+
+/// `[ ... ]` at the start of `toks` (nesting allowed): the inside and how
+/// many tokens the bracket took.
+fn bracket(toks: &[Tok]) -> Result<(&[Tok], usize)> {
+    if !toks.first().is_some_and(|t| t.is("[")) {
+        bail!("expected `[`");
+    }
+    let mut depth = 0;
+    for (i, t) in toks.iter().enumerate() {
+        if t.is("[") {
+            depth += 1;
+        } else if t.is("]") {
+            depth -= 1;
+            if depth == 0 {
+                return Ok((&toks[1..i], i + 1));
+            }
+        }
+    }
+    bail!("unbalanced `[`")
+}

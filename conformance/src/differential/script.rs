@@ -1,0 +1,280 @@
+//! Scenario files: parsing `conformance/scenarios/*.scn` (format in
+//! `conformance/scenarios/README.md`).
+//!
+//! A scenario is a list of steps, one per non-blank, non-comment line. A
+//! step is a client word (`zk`, `zk@NAME`, `etcd`) followed by an op and its
+//! arguments, split on whitespace; double quotes make one argument of text
+//! with spaces (`""` is the empty string, `\"` and `\\` escape). The
+//! directive `allow "<README row>": <why>` attaches a known, deliberate
+//! difference to the next step.
+
+use anyhow::{bail, Context, Result};
+
+/// Which reference server a scenario runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Zk,
+    Etcd,
+}
+
+/// One argument of a step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tok {
+    pub s: String,
+    /// Written in double quotes (so `;`, `[` ... are plain text).
+    pub quoted: bool,
+}
+
+impl Tok {
+    /// An unquoted token equal to `word` (syntax, not data).
+    pub fn is(&self, word: &str) -> bool {
+        !self.quoted && self.s == word
+    }
+}
+
+/// A deliberate difference, naming a row of the README's compatibility
+/// table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Allow {
+    /// The `area` cell of the README row, without backticks.
+    pub row: String,
+    pub why: String,
+}
+
+/// One line of a scenario.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// 1-based line number in the .scn file.
+    pub line: usize,
+    /// The line as written (trimmed), shown in transcripts and diffs.
+    pub text: String,
+    /// Session name for `zk`/`zk@NAME` (default `s1`); empty for etcd.
+    pub session: String,
+    pub op: String,
+    pub args: Vec<Tok>,
+    pub allow: Vec<Allow>,
+}
+
+/// A parsed scenario file.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// File stem, e.g. `zk_basic`.
+    pub name: String,
+    pub protocol: Protocol,
+    pub steps: Vec<Step>,
+}
+
+/// Splits a line into tokens.
+pub fn tokenize(line: &str) -> Result<Vec<Tok>> {
+    let mut out = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let Some(&c) = chars.peek() else { break };
+        if c == '"' {
+            chars.next();
+            let mut s = String::new();
+            loop {
+                match chars.next() {
+                    None => bail!("unterminated string"),
+                    Some('"') => break,
+                    Some('\\') => match chars.next() {
+                        Some('n') => s.push('\n'),
+                        Some(c) => s.push(c),
+                        None => bail!("unterminated escape"),
+                    },
+                    Some(c) => s.push(c),
+                }
+            }
+            out.push(Tok { s, quoted: true });
+        } else {
+            let mut s = String::new();
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                s.push(c);
+                chars.next();
+            }
+            out.push(Tok { s, quoted: false });
+        }
+    }
+    Ok(out)
+}
+
+/// Parses `allow "ROW": why` (the colon and reason are required: an
+/// allowed difference must say why).
+fn parse_allow(rest: &str) -> Result<Allow> {
+    let rest = rest.trim();
+    let Some(rest) = rest.strip_prefix('"') else {
+        bail!("allow needs a quoted README row: allow \"<area>\": <why>");
+    };
+    let Some(end) = rest.find('"') else {
+        bail!("unterminated README row name");
+    };
+    let row = rest[..end].to_string();
+    let why = rest[end + 1..].trim_start();
+    let Some(why) = why.strip_prefix(':') else {
+        bail!("allow \"{row}\" needs ': <why>'");
+    };
+    let why = why.trim().to_string();
+    if why.is_empty() {
+        bail!("allow \"{row}\" needs a reason");
+    }
+    Ok(Allow { row, why })
+}
+
+impl Scenario {
+    /// Parses a scenario's text; `name` is used in messages.
+    pub fn parse(name: &str, text: &str) -> Result<Scenario> {
+        let mut steps = Vec::new();
+        let mut pending: Vec<Allow> = Vec::new();
+        let mut protocol = None;
+        for (i, raw) in text.lines().enumerate() {
+            let line = i + 1;
+            let t = raw.trim();
+            if t.is_empty() || t.starts_with('#') {
+                continue;
+            }
+            let ctx = || format!("{name}.scn:{line}: {t}");
+            if let Some(rest) = t.strip_prefix("allow ") {
+                pending.push(parse_allow(rest).with_context(ctx)?);
+                continue;
+            }
+            let mut toks = tokenize(t).with_context(ctx)?;
+            if toks.len() < 2 {
+                bail!("{}: a step is CLIENT OP [ARGS...]", ctx());
+            }
+            let client = toks.remove(0);
+            let op = toks.remove(0);
+            let (p, session) = if client.is("etcd") {
+                (Protocol::Etcd, String::new())
+            } else if client.is("zk") {
+                (Protocol::Zk, "s1".to_string())
+            } else if let Some(s) = client.s.strip_prefix("zk@") {
+                (Protocol::Zk, s.to_string())
+            } else {
+                bail!("{}: unknown client {:?} (zk, zk@NAME, etcd)", ctx(), client.s);
+            };
+            match protocol {
+                None => protocol = Some(p),
+                Some(q) if q != p => bail!("{}: a scenario speaks one protocol", ctx()),
+                _ => {}
+            }
+            steps.push(Step {
+                line,
+                text: t.to_string(),
+                session,
+                op: op.s,
+                args: toks,
+                allow: std::mem::take(&mut pending),
+            });
+        }
+        if !pending.is_empty() {
+            bail!("{name}.scn: allow at the end of the file applies to no step");
+        }
+        let Some(protocol) = protocol else {
+            bail!("{name}.scn: no steps");
+        };
+        Ok(Scenario {
+            name: name.to_string(),
+            protocol,
+            steps,
+        })
+    }
+
+    /// Reads and parses a .scn file.
+    pub fn load(path: &std::path::Path) -> Result<Scenario> {
+        let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .context("scenario file name")?;
+        Scenario::parse(name, &text)
+    }
+}
+
+/// `--name=value` / `--flag` options after the positional arguments.
+#[derive(Debug, Default)]
+pub struct Opts {
+    pub pos: Vec<Tok>,
+    pub flags: Vec<(String, Option<String>)>,
+}
+
+impl Opts {
+    pub fn split(args: &[Tok]) -> Opts {
+        let mut o = Opts::default();
+        for a in args {
+            if !a.quoted && a.s.starts_with("--") {
+                let body = &a.s[2..];
+                match body.split_once('=') {
+                    Some((k, v)) => o.flags.push((k.to_string(), Some(v.to_string()))),
+                    None => o.flags.push((body.to_string(), None)),
+                }
+            } else {
+                o.pos.push(a.clone());
+            }
+        }
+        o
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.flags.iter().any(|(k, _)| k == name)
+    }
+
+    pub fn val(&self, name: &str) -> Option<&str> {
+        self.flags
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.as_deref())
+    }
+
+    pub fn num(&self, name: &str) -> Result<Option<i64>> {
+        self.val(name)
+            .map(|v| v.parse().with_context(|| format!("--{name}={v}: not a number")))
+            .transpose()
+    }
+
+    /// Flags that are not in `known` (a typo must not silently pass).
+    pub fn check(&self, known: &[&str]) -> Result<()> {
+        for (k, _) in &self.flags {
+            if !known.contains(&k.as_str()) {
+                bail!("unknown option --{k} (known: {})", known.join(", "));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn arg(&self, i: usize, what: &str) -> Result<&str> {
+        self.pos
+            .get(i)
+            .map(|t| t.s.as_str())
+            .with_context(|| format!("missing argument {} ({what})", i + 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_quotes_and_allow() {
+        let t = tokenize(r#"zk create /a "x y" persistent "" "q\"" ;"#).unwrap();
+        let s: Vec<_> = t.iter().map(|t| t.s.as_str()).collect();
+        assert_eq!(s, ["zk", "create", "/a", "x y", "persistent", "", "q\"", ";"]);
+        let sc = Scenario::parse(
+            "t",
+            "# c\nallow \"setACL\": no zxid\nzk set-acl /a open\nzk@s2 get /a\n",
+        )
+        .unwrap();
+        assert_eq!(sc.protocol, Protocol::Zk);
+        assert_eq!(sc.steps[0].allow[0].row, "setACL");
+        assert_eq!(sc.steps[0].line, 3);
+        assert_eq!(sc.steps[1].session, "s2");
+        assert!(sc.steps[1].allow.is_empty());
+        assert!(Scenario::parse("t", "allow \"x\"\nzk get /\n").is_err());
+        assert!(Scenario::parse("t", "zk get /\netcd get k\n").is_err());
+    }
+}

@@ -1,0 +1,38 @@
+//! Differential scenarios (issue 6, item 1): every
+//! `conformance/scenarios/*.scn` runs against a fresh janus and is compared
+//! with the checked-in transcript recorded from real ZooKeeper 3.8 / etcd
+//! 3.4; differences must be allowed by the scenario, naming a row of the
+//! README's compatibility table. With `JANUS_DIFF_LIVE=1` the reference
+//! servers (where installed) are re-run too and must still match the
+//! recordings. `JANUS_DIFF_ONLY=a,b` selects scenarios by name.
+
+use janus_conformance::differential;
+
+fn filters() -> Vec<String> {
+    std::env::var("JANUS_DIFF_ONLY")
+        .map(|s| s.split(',').map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn janus_matches_recorded_reference_transcripts() {
+    let live = std::env::var_os("JANUS_DIFF_LIVE").is_some_and(|v| v != "0");
+    let (report, ok) = differential::check(&filters(), live).expect("scenarios run");
+    println!("{report}");
+    assert!(ok, "janus differs from the reference:\n{report}");
+}
+
+#[test]
+fn every_scenario_parses_and_has_a_recording() {
+    let all = differential::load_all().expect("scenarios parse");
+    assert!(!all.is_empty());
+    for sc in all {
+        let rec = differential::load_recorded(&sc).expect("recording");
+        let o = differential::compare(&sc, &rec, &rec, &differential::readme_rows(&differential::readme().unwrap()));
+        // Against itself only allow-list problems can show (unused allows
+        // are expected here), so look for stale recordings / unknown rows.
+        for f in o.failures {
+            assert!(f.contains("did not occur"), "{f}");
+        }
+    }
+}
