@@ -491,6 +491,26 @@ fn check_run(rec: &Recorded) -> Result<String, Vec<String>> {
     }
 
     if errors.is_empty() {
+        // When each abandoned session's ephemeral was first seen gone,
+        // counted from the earliest moment its expiry was allowed.
+        let expiries: Vec<String> = rec
+            .owners
+            .iter()
+            .filter(|o| o.abandoned)
+            .filter_map(|o| {
+                let gone = rec
+                    .observations
+                    .iter()
+                    .filter(|x| x.invoked >= o.created && !x.present.contains(&o.path))
+                    .map(|x| x.completed)
+                    .min()?;
+                Some(format!(
+                    "{} gone {:+.2}s after its expiry was allowed",
+                    o.path,
+                    (gone as f64 - o.alive_until as f64) / 1e9
+                ))
+            })
+            .collect();
         let completed = rec.ops.iter().filter(|o| o.completed.is_some()).count();
         let unknown = rec.ops.len() - completed;
         let applied = rec.applied_values();
@@ -516,7 +536,7 @@ fn check_run(rec: &Recorded) -> Result<String, Vec<String>> {
              {unknown} with unknown outcome, of which {unapplied} writes no member applied; \
              compare-and-set {} won, {} lost), \
              {applied_writes} applied writes across {} members, {} lock holds \
-             ({} ended by a lost connection), {} ephemerals over {} observations",
+             ({} ended by a lost connection), {} ephemerals over {} observations ({})",
             rec.ops.len(),
             count(Proto::Etcd),
             count(Proto::Zk),
@@ -526,7 +546,8 @@ fn check_run(rec: &Recorded) -> Result<String, Vec<String>> {
             rec.holds.len(),
             rec.holds.iter().filter(|h| h.lost).count(),
             rec.owners.len(),
-            rec.observations.len()
+            rec.observations.len(),
+            expiries.join(", ")
         ))
     } else {
         Err(errors)
