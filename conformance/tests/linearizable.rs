@@ -39,6 +39,10 @@
 //! - Any error other than a definite "compare failed" (etcd txn not
 //!   succeeded, ZooKeeper BadVersion) leaves the outcome unknown: the
 //!   operation is recorded as never completed.
+//!   An unknown write whose value no member's MVCC history contains is
+//!   left out of the checked history (taken as never applied, which the
+//!   model allows); see `Recorded::checked` for why that is sound and why
+//!   the search needs it.
 //! - All times come from one monotonic clock shared by every client.
 //!
 //! The seed (operation mix) is printed; rerun with `JANUS_LIN_SEED=<seed>`.
