@@ -2,11 +2,12 @@
 //! (`conformance/scenarios/*.scn`).
 //!
 //! ```text
-//! janus-differential [--record] [--live] [NAME...]
+//! janus-differential [--record] [--live] [--strict] [NAME...]
 //! ```
 //! - no flag: run janus against the checked-in recordings;
 //! - `--live`: also re-run the real reference servers and check the
 //!   recordings still match them;
+//! - `--strict`: known janus bugs (`bug` lines in scenarios) fail too;
 //! - `--record`: regenerate the recordings from the real servers (Debian
 //!   `zookeeper` and `etcd-server` must be installed).
 //!
@@ -17,13 +18,15 @@ use janus_conformance::differential;
 fn main() -> anyhow::Result<()> {
     let mut record = false;
     let mut live = false;
+    let mut strict = false;
     let mut names = Vec::new();
     for a in std::env::args().skip(1) {
         match a.as_str() {
             "--record" => record = true,
             "--live" => live = true,
+            "--strict" => strict = true,
             "-h" | "--help" => {
-                println!("usage: janus-differential [--record] [--live] [NAME...]");
+                println!("usage: janus-differential [--record] [--live] [--strict] [NAME...]");
                 return Ok(());
             }
             _ => names.push(a),
@@ -35,7 +38,7 @@ fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let (report, ok) = differential::check(&names, live)?;
+    let (report, ok) = differential::check(&names, live, strict)?;
     print!("{report}");
     if !ok {
         std::process::exit(1);

@@ -6,7 +6,8 @@
 //! arguments, split on whitespace; double quotes make one argument of text
 //! with spaces (`""` is the empty string, `\"` and `\\` escape). The
 //! directive `allow "<README row>": <why>` attaches a known, deliberate
-//! difference to the next step.
+//! difference to the next step; `bug "<title>": <detail>` a known janus
+//! bug (tolerated, reported, and failing the strict run).
 
 use anyhow::{bail, Context, Result};
 
@@ -32,13 +33,17 @@ impl Tok {
     }
 }
 
-/// A deliberate difference, naming a row of the README's compatibility
-/// table.
+/// A tolerated difference on one step: either deliberate (`allow`, naming
+/// a row of the README's compatibility table) or a known janus bug
+/// (`bug`, a short title; not a README row, to be fixed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Allow {
-    /// The `area` cell of the README row, without backticks.
+    /// For `allow`: the `area` cell of the README row, without backticks.
+    /// For `bug`: the bug's title.
     pub row: String,
     pub why: String,
+    /// Written as `bug "<title>": <detail>`.
+    pub bug: bool,
 }
 
 /// One line of a scenario.
@@ -106,7 +111,7 @@ pub fn tokenize(line: &str) -> Result<Vec<Tok>> {
 
 /// Parses `allow "ROW": why` (the colon and reason are required: an
 /// allowed difference must say why).
-fn parse_allow(rest: &str) -> Result<Allow> {
+fn parse_allow(rest: &str, bug: bool) -> Result<Allow> {
     let rest = rest.trim();
     let Some(rest) = rest.strip_prefix('"') else {
         bail!("allow needs a quoted README row: allow \"<area>\": <why>");
@@ -123,7 +128,7 @@ fn parse_allow(rest: &str) -> Result<Allow> {
     if why.is_empty() {
         bail!("allow \"{row}\" needs a reason");
     }
-    Ok(Allow { row, why })
+    Ok(Allow { row, why, bug })
 }
 
 impl Scenario {
@@ -140,7 +145,11 @@ impl Scenario {
             }
             let ctx = || format!("{name}.scn:{line}: {t}");
             if let Some(rest) = t.strip_prefix("allow ") {
-                pending.push(parse_allow(rest).with_context(ctx)?);
+                pending.push(parse_allow(rest, false).with_context(ctx)?);
+                continue;
+            }
+            if let Some(rest) = t.strip_prefix("bug ") {
+                pending.push(parse_allow(rest, true).with_context(ctx)?);
                 continue;
             }
             let mut toks = tokenize(t).with_context(ctx)?;
