@@ -21,9 +21,12 @@
 //! drop, role change and acknowledgement is fed to a trace hash
 //! ([`Sim::trace_hash`]) that tests compare across two runs.
 //!
-//! Crashes drop a member's loop without its final sync (what reached fjall
-//! stays: every Ready ends with a sync, as in production) and restarts
-//! reopen its data dir; a wiped member's dir is deleted.
+//! A crash drops a member's loop between two steps, without the final sync
+//! and checkpoint of a clean stop, and a restart reopens its data dir. Every
+//! Ready ends with a sync and fjall flushes its buffers when dropped, so the
+//! simulated crash loses nothing that was written: it tests restart and
+//! catch-up, not power loss (`tests/crash.rs` and the process tests with
+//! `kill -9` do that). A wiped member's dir is deleted.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -764,8 +767,9 @@ impl Sim {
         Some((r.state, r.term))
     }
 
-    /// The running leader of the highest term, if it is the leader every
-    /// running member of that term agrees on.
+    /// The running member that leads the highest term any running member
+    /// has reached (`None` while that term has no leader yet, e.g. while a
+    /// deposed leader still believes it leads an older term).
     pub fn leader(&mut self) -> Option<u64> {
         let ids = self.running();
         let mut best: Option<(u64, u64)> = None;
