@@ -201,6 +201,8 @@ fn same_seed_same_trace() {
             b.trace_hash(),
             b.stats()
         );
+        // Printed so that two processes (or machines) can be compared too.
+        eprintln!("seed {seed}: trace {}", a.trace_hash());
         let (c, _dc) = lossy(seed + 1000, 1000);
         check!(
             a,
