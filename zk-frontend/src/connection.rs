@@ -1,14 +1,27 @@
 //! One client connection: four-letter word or ConnectRequest, then a loop
 //! that answers requests in order and delivers watch notifications.
 //!
-//! Ordering (D6): requests are handled one at a time, in arrival order
-//! (clients may pipeline; replies still go out in request order). Before a
-//! request is handled, every event the hub has already queued is applied to
-//! the watch tables; after it is handled, the queue is drained again and the
-//! resulting notifications are written *before* the reply. Core queues an
-//! event before any reply or read can reflect its revision, so a client
-//! never sees a reply reflecting revision R ahead of a notification for an
-//! event at a revision <= R.
+//! Pipelining. Clients may send many requests without waiting; replies go
+//! out strictly in request (xid) order. Writes that need no tree state to
+//! build their command (create, delete, setData, setACL, multi:
+//! [`cmd::Mode::Pipelined`]) are submitted to core as they arrive, each
+//! after the previous one (core applies proposals in the order it receives
+//! them), and their applies are awaited together, so one connection's
+//! writes share the raft loop's group commit. Every other request (reads,
+//! watch and session requests, sync, check, closeSession:
+//! [`cmd::Mode::Exclusive`]) waits until every earlier request has been
+//! answered, and the connection reads nothing more until it has run: a read
+//! sees every earlier write of the session and none of the later ones
+//! (ZooKeeper's FIFO client order). At most [`MAX_IN_FLIGHT`] requests
+//! ([`MAX_IN_FLIGHT_BYTES`] bytes) are in flight; beyond that the
+//! connection stops reading and TCP pushes back on the client.
+//!
+//! Ordering (D6): before a reply is written, every event the hub has
+//! already queued is applied to the watch tables and the resulting
+//! notifications are written *before* the reply (an exclusive request also
+//! drains before it runs). Core queues an event before any reply or read can
+//! reflect its revision, so a client never sees a reply reflecting revision
+//! R ahead of a notification for an event at a revision <= R.
 //!
 //! A malformed frame, an oversized frame or a ConnectRequest that does not
 //! decode closes this connection only (logged at warn), as ZooKeeper's
@@ -16,27 +29,54 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
 use futures::{SinkExt, StreamExt};
 use janus_core::watch::{Event, WatchRequest};
 use janus_core::znode::Id;
-use janus_core::{KvError, Watcher};
+use janus_core::{CoreError, KvError, Watcher};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 use tokio_util::codec::{Framed, FramedParts, LengthDelimitedCodec};
 use tracing::{debug, warn};
 
-use crate::cmd::{self, Ctx};
-use crate::proto::{self, ConnectRequest, ConnectResponse};
+use crate::cmd::write::Prep;
+use crate::cmd::{self, Ctx, Mode, Prepared, Reply};
+use crate::proto::{self, code, ConnectRequest, ConnectResponse, Request};
 use crate::server::Shared;
 use crate::session::{self, ConnInfo, SessionError};
 use crate::watches::{translate, WatchTable};
 use crate::{fourlw, ZkFrontendError};
 
 type Io = Framed<TcpStream, LengthDelimitedCodec>;
+
+/// Most requests a connection has submitted and not yet answered; beyond
+/// it the connection stops reading (TCP pushes back on the client).
+const MAX_IN_FLIGHT: usize = 1024;
+
+/// Most request bytes in flight per connection (frames may be up to
+/// `max_frame_bytes` each, so the count alone does not bound memory).
+const MAX_IN_FLIGHT_BYTES: usize = 16 << 20;
+
+/// A pipelined request's outcome.
+struct Answered {
+    xid: i32,
+    /// Frame size, returned to the in-flight byte budget when answered.
+    bytes: usize,
+    reply: Result<Reply, CoreError>,
+}
+
+type Job = BoxFuture<'static, Answered>;
+type InFlight = FuturesOrdered<Job>;
+
+fn done(xid: i32, bytes: usize, reply: Result<Reply, CoreError>) -> Job {
+    Box::pin(std::future::ready(Answered { xid, bytes, reply }))
+}
 
 /// How long a fresh connection may take to send its first frame.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -227,66 +267,98 @@ impl Connection {
         let mut check = tokio::time::interval((timeout / 3).max(Duration::from_millis(50)));
         let mut last_heard = Instant::now();
         let mut last_keepalive = Instant::now();
+        // Submitted writes (and replies decided without the log), in
+        // request order; `FuturesOrdered` yields them in that order.
+        let mut in_flight: InFlight = FuturesOrdered::new();
+        let mut in_flight_bytes = 0usize;
+        // An exclusive request waiting for `in_flight` to empty. While one
+        // waits, nothing is read, so nothing later starts before it.
+        let mut held: Option<(i32, Request)> = None;
         loop {
+            if in_flight.is_empty() {
+                if let Some((xid, req)) = held.take() {
+                    if self.exclusive(io, s, xid, req).await? {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            }
+            let reading = held.is_none()
+                && in_flight.len() < MAX_IN_FLIGHT
+                && in_flight_bytes < MAX_IN_FLIGHT_BYTES;
             tokio::select! {
-                _ = self.stop.recv() => return Ok(()),
-                frame = io.next() => {
-                    let frame = match frame {
-                        None => return Ok(()),
-                        Some(Ok(f)) => f,
-                        Some(Err(e)) => {
-                            warn!(peer = %self.peer, error = %e, "bad frame; closing connection");
-                            return Err(e.into());
+                _ = self.stop.recv() => {
+                    // Answer what was already submitted, then stop.
+                    while let Some(a) = in_flight.next().await {
+                        if self.answer(io, s, a.xid, a.reply?, Vec::new()).await? {
+                            break;
                         }
-                    };
-                    last_heard = Instant::now();
-                    self.shared.count_received();
-                    let (hdr, req) = match proto::decode_request(&frame) {
-                        Ok(r) => r,
-                        Err(_) => {
-                            warn!(peer = %self.peer, len = frame.len(), "malformed request; closing connection");
-                            return Err(ZkFrontendError::Malformed("request".into()));
-                        }
-                    };
-                    let is_ping = matches!(req, proto::Request::Ping);
-                    if is_ping || last_keepalive.elapsed() >= KEEPALIVE_SPACING {
-                        if self.shared.node.lease_keepalive(s.id).is_err() {
-                            debug!(session = s.id, "session expired; closing connection");
+                    }
+                    return Ok(());
+                }
+                Some(a) = in_flight.next(), if !in_flight.is_empty() => {
+                    in_flight_bytes -= a.bytes;
+                    if self.answer(io, s, a.xid, a.reply?, Vec::new()).await? {
+                        return Ok(());
+                    }
+                    // Answer everything else already done, then flush once.
+                    while let Poll::Ready(Some(a)) = futures::poll!(in_flight.next()) {
+                        in_flight_bytes -= a.bytes;
+                        if self.answer(io, s, a.xid, a.reply?, Vec::new()).await? {
                             return Ok(());
                         }
-                        last_keepalive = Instant::now();
                     }
-                    self.drain(io, s)?;
-                    let mut ctx = Ctx {
-                        node: &self.shared.node,
-                        cfg: &self.shared.cfg,
-                        session: s.id,
-                        auth: &mut s.auth,
-                        watches: &mut s.watches,
-                        immediate: Vec::new(),
-                    };
-                    let reply = cmd::dispatch(&mut ctx, req).await?;
-                    let immediate = std::mem::take(&mut ctx.immediate);
-                    self.drain(io, s)?;
-                    for (kind, path) in immediate {
-                        io.feed(proto::encode_notification(kind, &path).freeze()).await?;
-                    }
-                    let zxid = if hdr.xid == proto::xid::AUTH {
-                        reply.zxid
-                    } else {
-                        s.last_zxid = s.last_zxid.max(reply.zxid);
-                        s.last_zxid
-                    };
-                    io.send(proto::encode_reply(hdr.xid, zxid, reply.err, reply.body.as_deref()).freeze()).await?;
-                    self.shared.count_sent();
-                    if let Ok(mut i) = s.info.lock() {
-                        i.received += 1;
-                        i.sent += 1;
-                        i.last_zxid = s.last_zxid;
-                        i.watches = watch_paths(&s.watches);
-                    }
-                    if reply.close {
-                        return Ok(());
+                    SinkExt::<Bytes>::flush(io).await?;
+                }
+                frame = io.next(), if reading => {
+                    let mut frame = frame;
+                    loop {
+                        let f = match frame {
+                            None => return Ok(()),
+                            Some(Ok(f)) => f,
+                            Some(Err(e)) => {
+                                warn!(peer = %self.peer, error = %e, "bad frame; closing connection");
+                                return Err(e.into());
+                            }
+                        };
+                        last_heard = Instant::now();
+                        self.shared.count_received();
+                        let (hdr, req) = match proto::decode_request(&f) {
+                            Ok(r) => r,
+                            Err(_) => {
+                                warn!(peer = %self.peer, len = f.len(), "malformed request; closing connection");
+                                return Err(ZkFrontendError::Malformed("request".into()));
+                            }
+                        };
+                        let is_ping = matches!(req, Request::Ping);
+                        if is_ping || last_keepalive.elapsed() >= KEEPALIVE_SPACING {
+                            if self.shared.node.lease_keepalive(s.id).is_err() {
+                                debug!(session = s.id, "session expired; closing connection");
+                                return Ok(());
+                            }
+                            last_keepalive = Instant::now();
+                        }
+                        match cmd::mode(&req) {
+                            Mode::Exclusive => held = Some((hdr.xid, req)),
+                            Mode::Pipelined => {
+                                let bytes = f.len();
+                                in_flight_bytes += bytes;
+                                let job = self.submit(s, hdr.xid, bytes, req).await;
+                                in_flight.push_back(job);
+                            }
+                        }
+                        // Take further frames the client already sent, up
+                        // to the in-flight bounds, before answering.
+                        if held.is_some()
+                            || in_flight.len() >= MAX_IN_FLIGHT
+                            || in_flight_bytes >= MAX_IN_FLIGHT_BYTES
+                        {
+                            break;
+                        }
+                        match futures::poll!(io.next()) {
+                            Poll::Ready(next) => frame = next,
+                            Poll::Pending => break,
+                        }
                     }
                 }
                 evs = s.watcher.next() => {
@@ -307,6 +379,106 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Prepares a pipelined write and submits it to core *now*: the first
+    /// poll of `Node::propose` sends the proposal to the raft loop, and this
+    /// returns only after it, so writes reach core (which applies them in
+    /// the order it receives them) in request order. The returned future
+    /// waits for the apply and renders the reply.
+    async fn submit(&self, s: &mut Session, xid: i32, bytes: usize, req: Request) -> Job {
+        let ctx = Ctx {
+            node: &self.shared.node,
+            cfg: &self.shared.cfg,
+            session: s.id,
+            auth: &mut s.auth,
+            watches: &mut s.watches,
+            immediate: Vec::new(),
+        };
+        let prepared = match cmd::prepare(&ctx, req) {
+            Prepared::Write(Prep::Propose(p)) => p,
+            Prepared::Write(Prep::Reply(r)) => return done(xid, bytes, Ok(r)),
+            // `mode` said Pipelined, so `prepare` takes it; answer as an
+            // unknown request would be rather than panic.
+            Prepared::Other(_) => {
+                let r = Reply::err(self.shared.node.revision(), code::SYSTEM_ERROR);
+                return done(xid, bytes, Ok(r));
+            }
+        };
+        let shared = self.shared.clone();
+        let mut job: Job = Box::pin(async move {
+            let reply = match shared.node.propose(prepared.command).await {
+                Ok(applied) => prepared.render.reply(applied),
+                Err(e) => Err(e),
+            };
+            Answered { xid, bytes, reply }
+        });
+        match futures::poll!(job.as_mut()) {
+            Poll::Ready(a) => Box::pin(std::future::ready(a)),
+            Poll::Pending => job,
+        }
+    }
+
+    /// Runs a request that must see exactly the effects of the requests
+    /// before it, once they are all answered. True: close the connection.
+    async fn exclusive(
+        &mut self,
+        io: &mut Io,
+        s: &mut Session,
+        xid: i32,
+        req: Request,
+    ) -> Result<bool, ZkFrontendError> {
+        self.drain(io, s)?;
+        let mut ctx = Ctx {
+            node: &self.shared.node,
+            cfg: &self.shared.cfg,
+            session: s.id,
+            auth: &mut s.auth,
+            watches: &mut s.watches,
+            immediate: Vec::new(),
+        };
+        let reply = cmd::dispatch(&mut ctx, req).await?;
+        let immediate = std::mem::take(&mut ctx.immediate);
+        let close = self.answer(io, s, xid, reply, immediate).await?;
+        SinkExt::<Bytes>::flush(io).await?;
+        Ok(close)
+    }
+
+    /// Buffers one reply (not flushed), preceded by every notification for
+    /// the events the hub has queued so far (D6) and by `immediate`. True:
+    /// close the connection after it.
+    async fn answer(
+        &self,
+        io: &mut Io,
+        s: &mut Session,
+        xid: i32,
+        reply: Reply,
+        immediate: Vec<(i32, String)>,
+    ) -> Result<bool, ZkFrontendError> {
+        self.drain(io, s)?;
+        for (kind, path) in immediate {
+            io.feed(proto::encode_notification(kind, &path).freeze())
+                .await?;
+        }
+        let zxid = if xid == proto::xid::AUTH {
+            reply.zxid
+        } else {
+            s.last_zxid = s.last_zxid.max(reply.zxid);
+            s.last_zxid
+        };
+        io.feed(proto::encode_reply(xid, zxid, reply.err, reply.body.as_deref()).freeze())
+            .await?;
+        self.shared.count_sent();
+        if let Ok(mut i) = s.info.lock() {
+            i.received += 1;
+            i.sent += 1;
+            i.last_zxid = s.last_zxid;
+            i.watches = watch_paths(&s.watches);
+        }
+        if reply.close {
+            SinkExt::<Bytes>::flush(io).await?;
+        }
+        Ok(reply.close)
     }
 
     /// Applies every already-queued hub event to the watch tables and

@@ -273,3 +273,226 @@ fn set_watches_on_reconnect_fires_what_changed_meanwhile() {
         vec![(1, "/still-missing".into()), (3, "/sw/keep".into())]
     );
 }
+
+/// What one pipelined request must answer.
+enum Want {
+    /// Any reply with this error code.
+    Err(i32),
+    /// A successful write of `key`'s data (its zxid is remembered as that
+    /// key's latest data write).
+    Wrote(usize),
+    /// A successful write that leaves the keys' data alone.
+    WroteOther,
+    /// getData of `key`: this data, this version, and mzxid = the zxid of
+    /// the key's latest earlier write (the read sees exactly the writes
+    /// sent before it, none of the later ones).
+    Data(usize, Vec<u8>, i32),
+    /// getChildren2 with this many children.
+    Children(usize),
+}
+
+/// Hundreds of writes and reads sent back to back on one connection (more
+/// than the per-connection in-flight bound, so the server must push back
+/// and resume): replies come in xid order, zxids never decrease and
+/// successful writes take increasing zxids, versioned writes succeed only
+/// because the writes before them were applied first, and every read shows
+/// the writes sent before it and none sent after it.
+#[test]
+fn pipelined_writes_and_reads_keep_session_order() {
+    let j = Janus::start();
+    let mut c = Raw::connect(j.zk_addr(), 10000);
+    assert_eq!(c.create("/pp", b"", 0).0, 0);
+    const KEYS: usize = 40;
+    let path = |k: usize| format!("/pp/k{k}");
+    let mut reqs: Vec<(i32, Writer, Want)> = Vec::new();
+    let mut xid = 100;
+    let mut push = |op: i32, body: &dyn Fn(&mut Writer), want: Want| {
+        xid += 1;
+        let mut w = Writer::new();
+        w.int(xid).int(op);
+        body(&mut w);
+        reqs.push((xid, w, want));
+    };
+    let open = janus_core::znode::Acl::open();
+    // Round-robin over the keys, so each step has KEYS writes in flight.
+    for k in 0..KEYS {
+        push(
+            op::CREATE2,
+            &|w| {
+                w.ustring(&path(k)).buffer(b"c").acl_vec(&open).int(0);
+            },
+            Want::Wrote(k),
+        );
+    }
+    for (v, data) in [(0, b"1"), (1, b"2")] {
+        for k in 0..KEYS {
+            push(
+                op::SET_DATA,
+                &|w| {
+                    w.ustring(&path(k)).buffer(data).int(v);
+                },
+                Want::Wrote(k),
+            );
+        }
+    }
+    for k in 0..KEYS {
+        push(
+            op::GET_DATA,
+            &|w| {
+                w.ustring(&path(k)).boolean(false);
+            },
+            Want::Data(k, b"2".to_vec(), 2),
+        );
+        // A write right behind the read, which the read must not see.
+        push(
+            op::SET_DATA,
+            &|w| {
+                w.ustring(&path(k)).buffer(b"3").int(2);
+            },
+            Want::Wrote(k),
+        );
+        // A stale version fails (and takes no revision).
+        push(
+            op::SET_DATA,
+            &|w| {
+                w.ustring(&path(k)).buffer(b"x").int(2);
+            },
+            Want::Err(-103),
+        );
+    }
+    for k in 0..KEYS {
+        push(
+            op::MULTI,
+            &|w| {
+                common::mh(w, op::CHECK).ustring(&path(k)).int(3);
+                common::mh(w, op::SET_DATA)
+                    .ustring(&path(k))
+                    .buffer(b"4")
+                    .int(3);
+                w.int(-1).boolean(true).int(-1);
+            },
+            Want::Wrote(k),
+        );
+        push(
+            op::CREATE,
+            &|w| {
+                w.ustring(&format!("{}/s-", path(k)))
+                    .buffer(b"")
+                    .acl_vec(&open)
+                    .int(2);
+            },
+            Want::WroteOther,
+        );
+    }
+    push(
+        op::SYNC,
+        &|w| {
+            w.ustring("/pp");
+        },
+        Want::Err(0),
+    );
+    for k in 0..KEYS {
+        push(
+            op::GET_DATA,
+            &|w| {
+                w.ustring(&path(k)).boolean(false);
+            },
+            // The multi's setData is the key's latest data write.
+            Want::Data(k, b"4".to_vec(), 4),
+        );
+        push(
+            op::GET_CHILDREN2,
+            &|w| {
+                w.ustring(&path(k)).boolean(false);
+            },
+            Want::Children(1),
+        );
+        push(
+            op::DELETE,
+            &|w| {
+                w.ustring(&path(k)).int(-1);
+            },
+            Want::Err(-111),
+        );
+    }
+    // A long run of versioned writes to one node: each succeeds only if
+    // every earlier one was applied before it.
+    push(
+        op::CREATE,
+        &|w| {
+            w.ustring("/pp/hot").buffer(b"").acl_vec(&open).int(0);
+        },
+        Want::WroteOther,
+    );
+    for v in 0..2500 {
+        push(
+            op::SET_DATA,
+            &|w| {
+                w.ustring("/pp/hot").buffer(b"h").int(v);
+            },
+            Want::Wrote(KEYS),
+        );
+    }
+    push(
+        op::GET_DATA,
+        &|w| {
+            w.ustring("/pp/hot").boolean(false);
+        },
+        Want::Data(KEYS, b"h".to_vec(), 2500),
+    );
+
+    // Send everything from another thread while this one reads replies.
+    let mut buf = Vec::new();
+    for (_, w, _) in &reqs {
+        buf.extend_from_slice(&(w.buf.len() as u32).to_be_bytes());
+        buf.extend_from_slice(&w.buf);
+    }
+    let mut out = c.s.try_clone().expect("clone socket");
+    let sender = std::thread::spawn(move || out.write_all(&buf).expect("write batch"));
+
+    let mut last_write: Vec<i64> = vec![0; KEYS + 1];
+    let mut last_zxid = 0;
+    let mut last_write_zxid = 0;
+    for (i, (sent_xid, _, want)) in reqs.iter().enumerate() {
+        let f = read_frame(&mut c.s).expect("reply");
+        let (b, xid) = janus_zk::proto::jute::int(&f).expect("xid");
+        let (b, zxid) = janus_zk::proto::jute::long(b).expect("zxid");
+        let (body, err) = janus_zk::proto::jute::int(b).expect("err");
+        assert_ne!(xid, -1, "no watch was set");
+        assert_eq!(xid, *sent_xid, "reply {i} out of order");
+        assert!(
+            zxid >= last_zxid,
+            "zxid went back at {i}: {last_zxid} -> {zxid}"
+        );
+        last_zxid = zxid;
+        match want {
+            Want::Err(code) => assert_eq!(err, *code, "request {i} (xid {xid})"),
+            Want::Wrote(_) | Want::WroteOther => {
+                assert_eq!(err, 0, "write {i} (xid {xid}) failed");
+                assert!(zxid > last_write_zxid, "write {i} took no new zxid");
+                last_write_zxid = zxid;
+                if let Want::Wrote(k) = want {
+                    last_write[*k] = zxid;
+                }
+            }
+            Want::Data(k, data, version) => {
+                assert_eq!(err, 0, "read {i} (xid {xid}) failed");
+                let (b, d) = janus_zk::proto::jute::buffer(body).expect("data");
+                let (_, st) = janus_zk::proto::jute::stat(b).expect("stat");
+                assert_eq!(&d, data, "read {i} of key {k}");
+                assert_eq!(st.version, *version, "read {i} of key {k}");
+                assert_eq!(st.mzxid, last_write[*k], "read {i} of key {k}: mzxid");
+            }
+            Want::Children(n) => {
+                assert_eq!(err, 0, "getChildren {i} failed");
+                let (_, ch) = janus_zk::proto::jute::string_vec(body).expect("children");
+                assert_eq!(ch.len(), *n, "children of read {i}");
+            }
+        }
+    }
+    sender.join().expect("sender");
+    // The connection is still usable and in step.
+    let (e, d, st) = c.get_data("/pp/k0", false);
+    assert_eq!((e, d), (0, b"4".to_vec()));
+    assert_eq!(st.expect("stat").version, 4);
+}

@@ -84,22 +84,70 @@ impl Reply {
     }
 }
 
-/// Runs one request. `Err` means core failed (stopped, timed out): the
-/// request may or may not have been applied, so the connection is closed and
-/// the client sees ConnectionLoss, which is exactly ZooKeeper's contract for
-/// that situation.
-pub async fn dispatch(ctx: &mut Ctx<'_>, req: Request) -> Result<Reply, CoreError> {
+/// How a connection may overlap a request with the ones around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A write whose command is built without reading the tree
+    /// ([`prepare`]): it may be submitted while earlier writes are still in
+    /// flight, provided it is submitted after them (core applies proposals
+    /// in submission order).
+    Pipelined,
+    /// Everything else (reads, watch and session requests, sync, check,
+    /// closeSession): runs through [`dispatch`] once every earlier request
+    /// has been answered, and nothing later starts before it is answered,
+    /// so it sees exactly the effects of the requests before it.
+    Exclusive,
+}
+
+pub fn mode(req: &Request) -> Mode {
     match req {
-        Request::Create { op, req } => write::create(ctx, op, req).await,
-        Request::Delete { path, version, .. } => write::delete(ctx, path, version).await,
+        Request::Create { .. }
+        | Request::Delete { .. }
+        | Request::SetData { .. }
+        | Request::SetAcl { .. }
+        | Request::Multi(_) => Mode::Pipelined,
+        _ => Mode::Exclusive,
+    }
+}
+
+/// What [`prepare`] made of a request.
+pub enum Prepared {
+    /// A [`Mode::Pipelined`] write: a command, or a reply decided without
+    /// the log.
+    Write(write::Prep),
+    /// Any other request, unchanged.
+    Other(Request),
+}
+
+/// Translates a [`Mode::Pipelined`] write into a command (or a reply
+/// decided without the log); any other request comes back unchanged.
+pub fn prepare(ctx: &Ctx<'_>, req: Request) -> Prepared {
+    Prepared::Write(match req {
+        Request::Create { op, req } => write::create(ctx, op, req),
+        Request::Delete { path, version, .. } => write::delete(ctx, path, version),
         Request::SetData {
             path,
             data,
             version,
-        } => write::set_data(ctx, path, data, version).await,
-        Request::SetAcl { path, acl, version } => write::set_acl(ctx, path, acl, version).await,
+        } => write::set_data(ctx, path, data, version),
+        Request::SetAcl { path, acl, version } => write::set_acl(ctx, path, acl, version),
+        Request::Multi(ops) => write::multi(ctx, ops),
+        other => return Prepared::Other(other),
+    })
+}
+
+/// Runs one request to completion. `Err` means core failed (stopped, timed
+/// out): the request may or may not have been applied, so the connection is
+/// closed and the client sees ConnectionLoss, which is exactly ZooKeeper's
+/// contract for that situation.
+pub async fn dispatch(ctx: &mut Ctx<'_>, req: Request) -> Result<Reply, CoreError> {
+    let req = match prepare(ctx, req) {
+        Prepared::Write(write::Prep::Reply(r)) => return Ok(r),
+        Prepared::Write(write::Prep::Propose(p)) => return p.run(ctx.node).await,
+        Prepared::Other(req) => req,
+    };
+    match req {
         Request::Check { path, version } => write::check(ctx, path, version).await,
-        Request::Multi(ops) => write::multi(ctx, ops).await,
         Request::Exists { path, watch } => Ok(read::exists(ctx, &path, watch)),
         Request::GetData { path, watch } => Ok(read::get_data(ctx, &path, watch)),
         Request::GetAcl { path } => Ok(read::get_acl(ctx, &path)),
@@ -117,6 +165,12 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, req: Request) -> Result<Reply, CoreErro
         Request::CheckWatches { path, kind } => Ok(watch::check_watches(ctx, &path, kind)),
         Request::RemoveWatches { path, kind } => Ok(watch::remove_watches(ctx, &path, kind)),
         Request::Unsupported(opcode) => Ok(unsupported(ctx, opcode)),
+        Request::Create { .. }
+        | Request::Delete { .. }
+        | Request::SetData { .. }
+        | Request::SetAcl { .. }
+        // Handled by `prepare` above.
+        | Request::Multi(_) => Ok(Reply::err(ctx.node.revision(), code::SYSTEM_ERROR)),
     }
 }
 

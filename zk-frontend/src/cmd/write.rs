@@ -6,7 +6,7 @@
 //! the reserved `/zookeeper` subtree) and renders results.
 
 use janus_core::znode::{Acl, CreateMode, ZkOp, ZkOpResult, ZkWriteResult};
-use janus_core::{Command, CommandResult, CoreError};
+use janus_core::{Applied, Command, CommandResult, CoreError, Node};
 
 use super::{error_code, system, Ctx, Reply};
 use crate::proto::jute::Writer;
@@ -61,145 +61,190 @@ fn reserved_check(path: &str, create: bool) -> Result<(), i32> {
     Ok(())
 }
 
-/// Proposes ZooKeeper ops; returns the revision after apply and the result.
-async fn propose(
-    ctx: &Ctx<'_>,
-    ops: Vec<ZkOp>,
-    multi: bool,
-) -> Result<(i64, ZkWriteResult), CoreError> {
-    let applied = ctx
-        .node
-        .propose(Command::Zk {
-            session: ctx.session,
-            auth: ctx.auth.clone(),
-            ops,
-            multi,
-        })
-        .await?;
-    match applied.result {
-        CommandResult::Zk(r) => Ok((applied.revision, r)),
-        other => Err(CoreError::Encoding(format!(
-            "unexpected result to a Zk command: {other:?}"
-        ))),
+/// A write translated for the log: the command to propose and how to turn
+/// its outcome into a reply. Building one reads no tree state, so a
+/// connection may prepare and submit several before the first is applied.
+pub struct Prepared {
+    pub command: Command,
+    pub render: Render,
+}
+
+/// What a write needs to remember to render its reply once applied.
+pub enum Render {
+    /// create/create2/createContainer/createTTL, with the opcode as sent.
+    Create {
+        opcode: i32,
+    },
+    Delete,
+    SetData {
+        path: String,
+    },
+    SetAcl {
+        path: String,
+    },
+    /// Opcodes and paths of the ops, as sent.
+    Multi {
+        opcodes: Vec<i32>,
+        paths: Vec<String>,
+    },
+}
+
+/// The outcome of preparing a write: a command to propose, or a reply
+/// decided without the log (validation failures, refused system paths).
+pub enum Prep {
+    Propose(Prepared),
+    Reply(Reply),
+}
+
+fn zk_command(ctx: &Ctx<'_>, ops: Vec<ZkOp>, multi: bool) -> Command {
+    Command::Zk {
+        session: ctx.session,
+        auth: ctx.auth.clone(),
+        ops,
+        multi,
     }
 }
 
-/// Runs one non-multi op: the reply carries the error code, or the result.
-async fn single(ctx: &Ctx<'_>, o: ZkOp) -> Result<Result<(i64, ZkOpResult), Reply>, CoreError> {
-    let (rev, r) = propose(ctx, vec![o], false).await?;
-    Ok(match r {
-        ZkWriteResult::Failed { error, .. } => Err(Reply::err(rev, error_code(error))),
-        ZkWriteResult::Applied(mut v) if v.len() == 1 => Ok((rev, v.remove(0))),
-        ZkWriteResult::Applied(v) => {
-            return Err(CoreError::Encoding(format!(
-                "expected one result, got {}",
-                v.len()
-            )))
-        }
+fn prepared(ctx: &Ctx<'_>, ops: Vec<ZkOp>, multi: bool, render: Render) -> Prep {
+    Prep::Propose(Prepared {
+        command: zk_command(ctx, ops, multi),
+        render,
     })
 }
 
-pub async fn create(ctx: &mut Ctx<'_>, opcode: i32, req: CreateReq) -> Result<Reply, CoreError> {
-    let o = match create_op(ctx, opcode, req) {
-        Ok(o) => o,
-        Err(c) => return Ok(Reply::err(ctx.node.revision(), c)),
-    };
-    Ok(match single(ctx, o).await? {
-        Ok((rev, ZkOpResult::Create { path, stat })) => {
-            let mut w = Writer::new();
-            w.ustring(&path);
-            if opcode != op::CREATE {
-                w.stat(&system::fix_stat(&path, stat));
+impl Prepared {
+    /// Proposes and renders (the sequential path; a pipelining connection
+    /// submits [`Prepared::command`] itself and calls [`Render::reply`]).
+    pub async fn run(self, node: &Node) -> Result<Reply, CoreError> {
+        let applied = node.propose(self.command).await?;
+        self.render.reply(applied)
+    }
+}
+
+impl Render {
+    /// The reply to an applied write.
+    pub fn reply(self, applied: Applied) -> Result<Reply, CoreError> {
+        let rev = applied.revision;
+        let r = match applied.result {
+            CommandResult::Zk(r) => r,
+            other => {
+                return Err(CoreError::Encoding(format!(
+                    "unexpected result to a Zk command: {other:?}"
+                )))
             }
-            Reply::ok(rev, w.into_bytes())
+        };
+        if let Render::Multi { opcodes, paths } = &self {
+            return Ok(Reply::ok(
+                rev,
+                render_multi(opcodes, paths, &r).into_bytes(),
+            ));
         }
-        Ok((rev, _)) => Reply::err(rev, code::SYSTEM_ERROR),
-        Err(reply) => reply,
-    })
+        let one = match r {
+            ZkWriteResult::Failed { error, .. } => return Ok(Reply::err(rev, error_code(error))),
+            ZkWriteResult::Applied(mut v) if v.len() == 1 => v.remove(0),
+            ZkWriteResult::Applied(v) => {
+                return Err(CoreError::Encoding(format!(
+                    "expected one result, got {}",
+                    v.len()
+                )))
+            }
+        };
+        Ok(match (self, one) {
+            (Render::Create { opcode }, ZkOpResult::Create { path, stat }) => {
+                let mut w = Writer::new();
+                w.ustring(&path);
+                if opcode != op::CREATE {
+                    w.stat(&system::fix_stat(&path, stat));
+                }
+                Reply::ok(rev, w.into_bytes())
+            }
+            (Render::Delete, _) => Reply::empty(rev),
+            (Render::SetData { path }, ZkOpResult::SetData { stat })
+            | (Render::SetAcl { path }, ZkOpResult::SetAcl { stat }) => {
+                let mut w = Writer::new();
+                w.stat(&system::fix_stat(&path, stat));
+                Reply::ok(rev, w.into_bytes())
+            }
+            _ => Reply::err(rev, code::SYSTEM_ERROR),
+        })
+    }
 }
 
-pub async fn delete(ctx: &mut Ctx<'_>, path: String, version: i32) -> Result<Reply, CoreError> {
+pub fn create(ctx: &Ctx<'_>, opcode: i32, req: CreateReq) -> Prep {
+    match create_op(ctx, opcode, req) {
+        Ok(o) => prepared(ctx, vec![o], false, Render::Create { opcode }),
+        Err(c) => Prep::Reply(Reply::err(ctx.node.revision(), c)),
+    }
+}
+
+pub fn delete(ctx: &Ctx<'_>, path: String, version: i32) -> Prep {
     if system::is_reserved(&path) {
         let c = if path == system::ZOOKEEPER {
             code::NOT_EMPTY
         } else {
             code::NO_AUTH
         };
-        return Ok(Reply::err(ctx.node.revision(), c));
+        return Prep::Reply(Reply::err(ctx.node.revision(), c));
     }
-    Ok(match single(ctx, ZkOp::Delete { path, version }).await? {
-        Ok((rev, _)) => Reply::empty(rev),
-        Err(reply) => reply,
-    })
-}
-
-pub async fn set_data(
-    ctx: &mut Ctx<'_>,
-    path: String,
-    data: Vec<u8>,
-    version: i32,
-) -> Result<Reply, CoreError> {
-    if let Err(c) = reserved_check(&path, false) {
-        return Ok(Reply::err(ctx.node.revision(), c));
-    }
-    let p = path.clone();
-    Ok(
-        match single(
-            ctx,
-            ZkOp::SetData {
-                path,
-                data,
-                version,
-            },
-        )
-        .await?
-        {
-            Ok((rev, ZkOpResult::SetData { stat })) => {
-                let mut w = Writer::new();
-                w.stat(&system::fix_stat(&p, stat));
-                Reply::ok(rev, w.into_bytes())
-            }
-            Ok((rev, _)) => Reply::err(rev, code::SYSTEM_ERROR),
-            Err(reply) => reply,
-        },
+    prepared(
+        ctx,
+        vec![ZkOp::Delete { path, version }],
+        false,
+        Render::Delete,
     )
 }
 
-pub async fn set_acl(
-    ctx: &mut Ctx<'_>,
-    path: String,
-    acl: Vec<Acl>,
-    version: i32,
-) -> Result<Reply, CoreError> {
+pub fn set_data(ctx: &Ctx<'_>, path: String, data: Vec<u8>, version: i32) -> Prep {
     if let Err(c) = reserved_check(&path, false) {
-        return Ok(Reply::err(ctx.node.revision(), c));
+        return Prep::Reply(Reply::err(ctx.node.revision(), c));
     }
-    let p = path.clone();
-    Ok(
-        match single(ctx, ZkOp::SetAcl { path, acl, version }).await? {
-            Ok((rev, ZkOpResult::SetAcl { stat })) => {
-                let mut w = Writer::new();
-                w.stat(&system::fix_stat(&p, stat));
-                Reply::ok(rev, w.into_bytes())
-            }
-            Ok((rev, _)) => Reply::err(rev, code::SYSTEM_ERROR),
-            Err(reply) => reply,
-        },
+    let render = Render::SetData { path: path.clone() };
+    let o = ZkOp::SetData {
+        path,
+        data,
+        version,
+    };
+    prepared(ctx, vec![o], false, render)
+}
+
+pub fn set_acl(ctx: &Ctx<'_>, path: String, acl: Vec<Acl>, version: i32) -> Prep {
+    if let Err(c) = reserved_check(&path, false) {
+        return Prep::Reply(Reply::err(ctx.node.revision(), c));
+    }
+    let render = Render::SetAcl { path: path.clone() };
+    prepared(
+        ctx,
+        vec![ZkOp::SetAcl { path, acl, version }],
+        false,
+        render,
     )
 }
 
 /// The standalone check opcode (13) answers a SetDataResponse with the
-/// node's stat, as FinalRequestProcessor does.
+/// node's stat, as FinalRequestProcessor does. The stat is read after the
+/// apply, so a connection runs check alone (see `cmd::Mode::Exclusive`).
 pub async fn check(ctx: &mut Ctx<'_>, path: String, version: i32) -> Result<Reply, CoreError> {
     let p = path.clone();
-    Ok(match single(ctx, ZkOp::Check { path, version }).await? {
-        Ok((rev, _)) => {
+    let applied = ctx
+        .node
+        .propose(zk_command(ctx, vec![ZkOp::Check { path, version }], false))
+        .await?;
+    let rev = applied.revision;
+    Ok(match applied.result {
+        CommandResult::Zk(ZkWriteResult::Failed { error, .. }) => {
+            Reply::err(rev, error_code(error))
+        }
+        CommandResult::Zk(ZkWriteResult::Applied(_)) => {
             let stat = ctx.node.zk_exists(&p).unwrap_or_default();
             let mut w = Writer::new();
             w.stat(&system::fix_stat(&p, stat));
             Reply::ok(rev, w.into_bytes())
         }
-        Err(reply) => reply,
+        other => {
+            return Err(CoreError::Encoding(format!(
+                "unexpected result to a Zk command: {other:?}"
+            )))
+        }
     })
 }
 
@@ -273,7 +318,7 @@ fn render_failed(w: &mut Writer, n: usize, index: usize, err: i32) {
 
 /// multi: all or nothing, one revision. The reply header's err is 0 even
 /// when an op failed; the per-op results carry the codes.
-pub async fn multi(ctx: &mut Ctx<'_>, ops: Vec<MultiOp>) -> Result<Reply, CoreError> {
+pub fn multi(ctx: &Ctx<'_>, ops: Vec<MultiOp>) -> Prep {
     let mut opcodes = Vec::with_capacity(ops.len());
     let mut paths = Vec::with_capacity(ops.len());
     let mut zk_ops = Vec::with_capacity(ops.len());
@@ -310,7 +355,7 @@ pub async fn multi(ctx: &mut Ctx<'_>, ops: Vec<MultiOp>) -> Result<Reply, CoreEr
             }
             MultiOp::GetChildren { .. } | MultiOp::GetData { .. } => {
                 // Reads in a write multi: ZooKeeper fails to decode the record.
-                return Ok(Reply::err(ctx.node.revision(), code::MARSHALLING_ERROR));
+                return Prep::Reply(Reply::err(ctx.node.revision(), code::MARSHALLING_ERROR));
             }
         };
         opcodes.push(opcode);
@@ -327,18 +372,14 @@ pub async fn multi(ctx: &mut Ctx<'_>, ops: Vec<MultiOp>) -> Result<Reply, CoreEr
         let mut w = Writer::new();
         render_failed(&mut w, opcodes.len(), index, c);
         w.int(-1).boolean(true).int(-1);
-        return Ok(Reply::ok(ctx.node.revision(), w.into_bytes()));
+        return Prep::Reply(Reply::ok(ctx.node.revision(), w.into_bytes()));
     }
     if zk_ops.is_empty() {
         let mut w = Writer::new();
         w.int(-1).boolean(true).int(-1);
-        return Ok(Reply::ok(ctx.node.revision(), w.into_bytes()));
+        return Prep::Reply(Reply::ok(ctx.node.revision(), w.into_bytes()));
     }
-    let (rev, result) = propose(ctx, zk_ops, true).await?;
-    Ok(Reply::ok(
-        rev,
-        render_multi(&opcodes, &paths, &result).into_bytes(),
-    ))
+    prepared(ctx, zk_ops, true, Render::Multi { opcodes, paths })
 }
 
 #[cfg(test)]
