@@ -357,12 +357,18 @@ async fn tree_events_for_child_changes() {
     let (r, _) = put(&n, "/q/r/s", "").await;
     let evs = collect_until(&mut root, r).await;
     let kinds: Vec<EventKind> = evs.iter().map(|e| e.kind).collect();
-    assert_eq!(kinds, vec![EventKind::ChildrenChanged, EventKind::ImplicitCreated]);
+    assert_eq!(
+        kinds,
+        vec![EventKind::ChildrenChanged, EventKind::ImplicitCreated]
+    );
     // ... and one saying they vanished when the last key below goes.
     let r = delete(&n, "/q/r/s").await;
     let evs = collect_until(&mut root, r).await;
     let kinds: Vec<EventKind> = evs.iter().map(|e| e.kind).collect();
-    assert_eq!(kinds, vec![EventKind::ChildrenChanged, EventKind::ImplicitDeleted]);
+    assert_eq!(
+        kinds,
+        vec![EventKind::ChildrenChanged, EventKind::ImplicitDeleted]
+    );
 }
 
 /// Replaying history must produce the events live delivery produced, so a
