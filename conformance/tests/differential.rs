@@ -39,7 +39,12 @@ fn every_scenario_parses_and_has_a_recording() {
     assert!(!all.is_empty());
     for sc in all {
         let rec = differential::load_recorded(&sc).expect("recording");
-        let o = differential::compare(&sc, &rec, &rec, &differential::readme_rows(&differential::readme().unwrap()));
+        let o = differential::compare(
+            &sc,
+            &rec,
+            &rec,
+            &differential::readme_rows(&differential::readme().unwrap()),
+        );
         // Against itself only allow-list problems can show (unused allows
         // are expected here), so look for stale recordings / unknown rows.
         for f in o.failures {

@@ -349,7 +349,10 @@ impl Runner {
             x => bail!("compare operator {x:?}"),
         };
         let arg = o.arg(3, "compare argument")?;
-        let num = || arg.parse::<i64>().with_context(|| format!("number {arg:?}"));
+        let num = || {
+            arg.parse::<i64>()
+                .with_context(|| format!("number {arg:?}"))
+        };
         let mut c = match o.arg(0, "compare target")? {
             "value" => Compare::value(key, op, arg),
             "version" => Compare::version(key, op, num()?),
@@ -367,25 +370,42 @@ impl Runner {
         Ok(c)
     }
 
-    fn watch_lines(&mut self, r: &etcd::WatchResponse, out: &mut Vec<String>) {
-        let mut s = format!("watch id={} {}", r.watch_id(), rev(r.header()));
-        if r.created() {
-            s.push_str(" created");
+    /// A watch response. Events are printed one per line without the
+    /// response they came in: how a server batches revisions into
+    /// responses is its own choice (so is the header revision of such a
+    /// batch). What the protocol does promise is checked: one revision's
+    /// events are never split across responses (`SPLIT REVISION` if they
+    /// are). Created/canceled/compacted responses print a line of their own.
+    fn watch_lines(&mut self, r: &etcd::WatchResponse, last_rev: &mut i64, out: &mut Vec<String>) {
+        if r.created() || r.canceled() || r.compact_revision() != 0 || r.events().is_empty() {
+            let mut s = format!("watch id={}", r.watch_id());
+            if r.created() {
+                s.push_str(" created");
+            }
+            if r.canceled() {
+                s.push_str(" canceled");
+            }
+            if r.compact_revision() != 0 {
+                s.push_str(&format!(" compact_revision={}", r.compact_revision()));
+            }
+            if !r.cancel_reason().is_empty() {
+                s.push_str(&format!(" reason={:?}", r.cancel_reason()));
+            }
+            if !r.created() && !r.canceled() && r.compact_revision() == 0 {
+                s.push_str(" (progress)");
+            }
+            out.push(s);
         }
-        if r.canceled() {
-            s.push_str(" canceled");
+        if let Some(first) = r.events().first().and_then(|e| e.kv()) {
+            if first.mod_revision() == *last_rev {
+                out.push(format!("SPLIT REVISION {last_rev} across responses"));
+            }
         }
-        if r.compact_revision() != 0 {
-            s.push_str(&format!(" compact_revision={}", r.compact_revision()));
-        }
-        if !r.cancel_reason().is_empty() {
-            s.push_str(&format!(" reason={:?}", r.cancel_reason()));
-        }
-        out.push(s);
         for e in r.events() {
-            let mut s = format!("  {:?}", e.event_type());
+            let mut s = format!("{:?}", e.event_type());
             if let Some(kv) = e.kv() {
                 s.push_str(&format!(" {}", self.kv(kv)));
+                *last_rev = kv.mod_revision();
             }
             if let Some(p) = e.prev_kv() {
                 s.push_str(&format!(" prev {}", self.kv(p)));
@@ -403,21 +423,30 @@ impl Runner {
                 let p = self.put_options(&o)?;
                 let v = o.pos.get(1).context("missing value")?.s.clone();
                 match timed(c.put(o.arg(0, "key")?, v, Some(p))).await? {
-                    Ok(r) => self.put_lines(&r, "ok ", &mut out),
+                    Ok(r) => {
+                        self.put_lines(&r, "", &mut out);
+                        out[0].insert_str(0, "ok ");
+                    }
                     Err(e) => out.push(eerr(&e)),
                 }
             }
             "get" => {
                 let g = get_options(&o)?;
                 match timed(c.get(o.arg(0, "key")?, Some(g))).await? {
-                    Ok(r) => self.get_lines(&r, "ok ", &mut out),
+                    Ok(r) => {
+                        self.get_lines(&r, "", &mut out);
+                        out[0].insert_str(0, "ok ");
+                    }
                     Err(e) => out.push(eerr(&e)),
                 }
             }
             "del" => {
                 let d = delete_options(&o)?;
                 match timed(c.delete(o.arg(0, "key")?, Some(d))).await? {
-                    Ok(r) => self.del_lines(&r, "ok ", &mut out),
+                    Ok(r) => {
+                        self.del_lines(&r, "", &mut out);
+                        out[0].insert_str(0, "ok ");
+                    }
                     Err(e) => out.push(eerr(&e)),
                 }
             }
@@ -427,14 +456,19 @@ impl Runner {
                     bail!("trailing tokens after txn");
                 }
                 match timed(c.txn(t)).await? {
-                    Ok(r) => self.txn_lines(&r, "ok ", &mut out),
+                    Ok(r) => {
+                        self.txn_lines(&r, "", &mut out);
+                        out[0].insert_str(0, "ok ");
+                    }
                     Err(e) => out.push(eerr(&e)),
                 }
             }
             "compact" => {
                 o.check(&["physical"])?;
                 let r: i64 = o.arg(0, "revision")?.parse()?;
-                let opts = o.has("physical").then(|| CompactionOptions::new().with_physical());
+                let opts = o
+                    .has("physical")
+                    .then(|| CompactionOptions::new().with_physical());
                 match timed(c.compact(r, opts)).await? {
                     Ok(r) => out.push(format!("ok {}", rev(r.header()))),
                     Err(e) => out.push(eerr(&e)),
@@ -478,11 +512,9 @@ impl Runner {
                 })
                 .await?;
                 match res {
-                    Ok(Some(r)) => out.push(format!(
-                        "ok id={} ttl={}",
-                        self.lease_name(r.id()),
-                        r.ttl()
-                    )),
+                    Ok(Some(r)) => {
+                        out.push(format!("ok id={} ttl={}", self.lease_name(r.id()), r.ttl()))
+                    }
                     Ok(None) => out.push("stream closed".into()),
                     Err(e) => out.push(eerr(&e)),
                 }
@@ -490,7 +522,9 @@ impl Runner {
             "lease-ttl" => {
                 o.check(&["keys"])?;
                 let id = self.lease_id(o.arg(0, "lease")?)?;
-                let opts = o.has("keys").then(|| LeaseTimeToLiveOptions::new().with_keys());
+                let opts = o
+                    .has("keys")
+                    .then(|| LeaseTimeToLiveOptions::new().with_keys());
                 match timed(c.lease_time_to_live(id, opts)).await? {
                     Ok(r) => {
                         let g = r.granted_ttl();
@@ -536,7 +570,14 @@ impl Runner {
                 out.push("ok".into());
             }
             "watch" => {
-                o.check(&["prefix", "from-key", "range-end", "rev", "prev-kv", "progress-notify"])?;
+                o.check(&[
+                    "prefix",
+                    "from-key",
+                    "range-end",
+                    "rev",
+                    "prev-kv",
+                    "progress-notify",
+                ])?;
                 let name = o.arg(0, "watch name")?.to_string();
                 let key = o.arg(1, "key")?.to_string();
                 let mut w = WatchOptions::new();
@@ -596,9 +637,10 @@ impl Runner {
                         }
                     }
                 }
+                let mut last = 0;
                 for r in resps {
                     match r {
-                        Ok(r) => self.watch_lines(&r, &mut out),
+                        Ok(r) => self.watch_lines(&r, &mut last, &mut out),
                         Err(e) => out.push(e),
                     }
                 }
@@ -615,7 +657,7 @@ impl Runner {
                     .with_context(|| format!("no watch {name}"))?;
                 timed(watcher.cancel()).await??;
                 match timed(stream.message()).await? {
-                    Ok(Some(r)) => self.watch_lines(&r, &mut out),
+                    Ok(Some(r)) => self.watch_lines(&r, &mut 0, &mut out),
                     Ok(None) => out.push("stream closed".into()),
                     Err(e) => out.push(eerr(&e)),
                 }

@@ -174,19 +174,31 @@ pub fn run_scenario(sc: &Scenario, target: Target) -> Result<Transcript> {
                 Protocol::Etcd => rt.block_on(etcd::run(&j.etcd_endpoint(), sc)),
             };
             drop(rt);
-            res.map_err(|e| anyhow::anyhow!("{e:#}\n--- janus log (tail) ---\n{}", tail(&j.log(), 40)))
+            res.map_err(|e| {
+                anyhow::anyhow!("{e:#}\n--- janus log (tail) ---\n{}", tail(&j.log(), 40))
+            })
         }
         (Target::Reference, Protocol::Zk) => {
             let z = RealZk::start()?;
             let res = rt.block_on(zk::run(&z.connect_string(), sc));
             drop(rt);
-            res.map_err(|e| anyhow::anyhow!("{e:#}\n--- zookeeper log (tail) ---\n{}", tail(&z.log(), 20)))
+            res.map_err(|e| {
+                anyhow::anyhow!(
+                    "{e:#}\n--- zookeeper log (tail) ---\n{}",
+                    tail(&z.log(), 20)
+                )
+            })
         }
         (Target::Reference, Protocol::Etcd) => {
             let server = RealEtcd::start()?;
             let res = rt.block_on(etcd::run(&server.endpoint(), sc));
             drop(rt);
-            res.map_err(|e| anyhow::anyhow!("{e:#}\n--- etcd log (tail) ---\n{}", tail(&server.log(), 20)))
+            res.map_err(|e| {
+                anyhow::anyhow!(
+                    "{e:#}\n--- etcd log (tail) ---\n{}",
+                    tail(&server.log(), 20)
+                )
+            })
         }
     }
 }
@@ -320,17 +332,12 @@ fn diff(expected: &[String], got: &[String]) -> String {
 
 /// Compares `got` (janus) with `expected` (the reference) for `sc`, using
 /// the scenario's allow-list and the README's rows.
-pub fn compare(
-    sc: &Scenario,
-    expected: &Transcript,
-    got: &Transcript,
-    rows: &[String],
-) -> Outcome {
+pub fn compare(sc: &Scenario, expected: &Transcript, got: &Transcript, rows: &[String]) -> Outcome {
     let mut o = Outcome::default();
     let file = format!("{}.scn", sc.name);
     for st in &sc.steps {
         for a in st.allow.iter().filter(|a| !a.bug) {
-            if !rows.iter().any(|r| *r == a.row) {
+            if !rows.contains(&a.row) {
                 o.failures.push(format!(
                     "{file}:{}: allow names {:?}, which is not a row of README.md's compatibility table (rows: {rows:?})",
                     st.line, a.row
@@ -354,8 +361,10 @@ pub fn compare(
     for (i, st) in sc.steps.iter().enumerate() {
         let e = &expected.blocks[i];
         let Some(g) = got.blocks.get(i) else {
-            o.failures
-                .push(format!("{file}:{}: {}\n    janus: no output", st.line, st.text));
+            o.failures.push(format!(
+                "{file}:{}: {}\n    janus: no output",
+                st.line, st.text
+            ));
             continue;
         };
         let same = e.out == g.out;
@@ -420,11 +429,20 @@ pub fn check(filters: &[String], live: bool, strict: bool) -> Result<(String, bo
                     .zip(&now.blocks)
                     .filter(|(a, b)| a.out != b.out)
                     .map(|(a, b)| {
-                        format!("{}.scn:{}: {}\n{}", sc.name, a.line, a.text, diff(&a.out, &b.out))
+                        format!(
+                            "{}.scn:{}: {}\n{}",
+                            sc.name,
+                            a.line,
+                            a.text,
+                            diff(&a.out, &b.out)
+                        )
                     })
                     .collect();
                 if stale.is_empty() {
-                    report.push_str(&format!("{}: live reference matches the recording\n", sc.name));
+                    report.push_str(&format!(
+                        "{}: live reference matches the recording\n",
+                        sc.name
+                    ));
                 } else {
                     ok = false;
                     report.push_str(&format!(

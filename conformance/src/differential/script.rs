@@ -165,7 +165,11 @@ impl Scenario {
             } else if let Some(s) = client.s.strip_prefix("zk@") {
                 (Protocol::Zk, s.to_string())
             } else {
-                bail!("{}: unknown client {:?} (zk, zk@NAME, etcd)", ctx(), client.s);
+                bail!(
+                    "{}: unknown client {:?} (zk, zk@NAME, etcd)",
+                    ctx(),
+                    client.s
+                );
             };
             match protocol {
                 None => protocol = Some(p),
@@ -242,7 +246,10 @@ impl Opts {
 
     pub fn num(&self, name: &str) -> Result<Option<i64>> {
         self.val(name)
-            .map(|v| v.parse().with_context(|| format!("--{name}={v}: not a number")))
+            .map(|v| {
+                v.parse()
+                    .with_context(|| format!("--{name}={v}: not a number"))
+            })
             .transpose()
     }
 
@@ -272,7 +279,10 @@ mod tests {
     fn tokens_quotes_and_allow() {
         let t = tokenize(r#"zk create /a "x y" persistent "" "q\"" ;"#).unwrap();
         let s: Vec<_> = t.iter().map(|t| t.s.as_str()).collect();
-        assert_eq!(s, ["zk", "create", "/a", "x y", "persistent", "", "q\"", ";"]);
+        assert_eq!(
+            s,
+            ["zk", "create", "/a", "x y", "persistent", "", "q\"", ";"]
+        );
         let sc = Scenario::parse(
             "t",
             "# c\nallow \"setACL\": no zxid\nzk set-acl /a open\nzk@s2 get /a\n",

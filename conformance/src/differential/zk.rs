@@ -146,7 +146,9 @@ fn parse_mode(s: &str) -> Result<CreateMode> {
         "ephemeral" => CreateMode::Ephemeral,
         "ephemeral-seq" => CreateMode::EphemeralSequential,
         "container" => CreateMode::Container,
-        _ => bail!("create mode {s:?}: persistent|persistent-seq|ephemeral|ephemeral-seq|container"),
+        _ => {
+            bail!("create mode {s:?}: persistent|persistent-seq|ephemeral|ephemeral-seq|container")
+        }
     })
 }
 
@@ -157,7 +159,10 @@ fn data(t: &Tok) -> Vec<u8> {
 fn version(o: &Opts, i: usize) -> Result<Option<i32>> {
     o.pos
         .get(i)
-        .map(|t| t.s.parse::<i32>().with_context(|| format!("version {:?}", t.s)))
+        .map(|t| {
+            t.s.parse::<i32>()
+                .with_context(|| format!("version {:?}", t.s))
+        })
         .transpose()
 }
 
