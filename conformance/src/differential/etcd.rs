@@ -208,7 +208,7 @@ impl Runner {
     }
 
     fn put_options(&self, o: &Opts) -> Result<PutOptions> {
-        o.check(&["lease", "prev-kv", "ignore-value", "ignore-lease"])?;
+        o.check(&["lease", "prev-kv", "ignore-value", "ignore-lease", "repeat"])?;
         let mut p = PutOptions::new();
         if let Some(l) = o.val("lease") {
             p = p.with_lease(self.lease_id(l)?);
@@ -421,7 +421,10 @@ impl Runner {
         match st.op.as_str() {
             "put" => {
                 let p = self.put_options(&o)?;
-                let v = o.pos.get(1).context("missing value")?.s.clone();
+                let mut v = o.pos.get(1).context("missing value")?.s.clone();
+                if let Some(n) = o.num("repeat")? {
+                    v = v.repeat(n as usize);
+                }
                 match timed(c.put(o.arg(0, "key")?, v, Some(p))).await? {
                     Ok(r) => {
                         self.put_lines(&r, "", &mut out);
@@ -475,15 +478,19 @@ impl Runner {
                 }
             }
             "lease-grant" => {
-                o.check(&[])?;
+                o.check(&["id"])?;
                 let name = o.arg(0, "lease name")?.to_string();
                 let ttl: i64 = o.arg(1, "ttl")?.parse()?;
-                match timed(c.lease_grant(ttl, None)).await? {
+                let opts = match o.val("id") {
+                    Some(id) => Some(etcd::LeaseGrantOptions::new().with_id(self.lease_id(id)?)),
+                    None => None,
+                };
+                match timed(c.lease_grant(ttl, opts)).await? {
                     Ok(r) => {
                         if !r.error().is_empty() {
                             out.push(format!("error {:?}", r.error()));
                         }
-                        self.leases.insert(name, r.id());
+                        self.leases.entry(name).or_insert(r.id());
                         out.push(format!(
                             "ok {} id={} ttl={}",
                             rev(r.header()),
@@ -564,6 +571,20 @@ impl Runner {
                     Err(e) => out.push(eerr(&e)),
                 }
             }
+            "alarms" => {
+                o.check(&[])?;
+                match timed(c.alarm(etcd::AlarmAction::Get, etcd::AlarmType::None, None)).await? {
+                    Ok(r) => {
+                        let v: Vec<String> = r
+                            .alarms()
+                            .iter()
+                            .map(|a| format!("{:?}", a.alarm()))
+                            .collect();
+                        out.push(format!("ok {} [{}]", rev(r.header()), v.join(", ")));
+                    }
+                    Err(e) => out.push(eerr(&e)),
+                }
+            }
             "sleep" => {
                 let ms: u64 = o.arg(0, "milliseconds")?.parse()?;
                 tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
@@ -577,6 +598,8 @@ impl Runner {
                     "rev",
                     "prev-kv",
                     "progress-notify",
+                    "no-put",
+                    "no-delete",
                 ])?;
                 let name = o.arg(0, "watch name")?.to_string();
                 let key = o.arg(1, "key")?.to_string();
@@ -598,6 +621,16 @@ impl Runner {
                 }
                 if o.has("progress-notify") {
                     w = w.with_progress_notify();
+                }
+                let mut filters = Vec::new();
+                if o.has("no-put") {
+                    filters.push(etcd::WatchFilterType::NoPut);
+                }
+                if o.has("no-delete") {
+                    filters.push(etcd::WatchFilterType::NoDelete);
+                }
+                if !filters.is_empty() {
+                    w = w.with_filters(filters);
                 }
                 match timed(c.watch(key, Some(w))).await? {
                     Ok((watcher, stream)) => {
