@@ -272,10 +272,11 @@ impl Runner {
         name: &str,
         timeout_ms: u64,
         auth: Option<&str>,
+        version: (u32, u32, u32),
     ) -> Result<std::result::Result<zk::Client, zk::Error>> {
         let mut c = zk::Client::connector();
         c.session_timeout(Duration::from_millis(timeout_ms))
-            .server_version(3, 8, 0);
+            .server_version(version.0, version.1, version.2);
         if let Some(a) = auth {
             let (scheme, cred) = a.split_once(':').context("--auth=SCHEME:CRED")?;
             c.auth(scheme.to_string(), cred.as_bytes().to_vec());
@@ -294,7 +295,7 @@ impl Runner {
         if let Some(c) = self.clients.get(name) {
             return Ok(c.clone());
         }
-        match self.connect(name, 10_000, None).await? {
+        match self.connect(name, 10_000, None, (3, 8, 0)).await? {
             Ok(c) => Ok(c),
             Err(e) => bail!("implicit connect of session {name}: {e:?}"),
         }
@@ -305,12 +306,22 @@ impl Runner {
         let mut out = Vec::new();
         match st.op.as_str() {
             "connect" => {
-                o.check(&["timeout", "auth"])?;
+                o.check(&["timeout", "auth", "assume-version"])?;
                 if self.clients.contains_key(&st.session) {
                     bail!("session {} is already connected", st.session);
                 }
                 let t = o.num("timeout")?.unwrap_or(10_000) as u64;
-                match self.connect(&st.session, t, o.val("auth")).await? {
+                let v: Vec<u32> = o
+                    .val("assume-version")
+                    .unwrap_or("3.8.0")
+                    .split('.')
+                    .map(|x| x.parse().context("--assume-version=X.Y.Z"))
+                    .collect::<Result<_>>()?;
+                let v = match v[..] {
+                    [a, b, c] => (a, b, c),
+                    _ => bail!("--assume-version=X.Y.Z"),
+                };
+                match self.connect(&st.session, t, o.val("auth"), v).await? {
                     Ok(c) => out.push(format!(
                         "connected timeout={}ms",
                         c.session_timeout().as_millis()
@@ -487,6 +498,20 @@ impl Runner {
                 o.check(&[])?;
                 let c = self.client(&st.session).await?;
                 match timed(c.get_config()).await? {
+                    Ok((d, s)) => out.push(format!("ok {} {}", quote(&d), self.stat(&s))),
+                    Err(e) => out.push(zerr(&e)),
+                }
+            }
+            "reconfig" => {
+                // `reconfig SERVER...`: a non-incremental reconfig to the
+                // given server lines (standalone servers refuse it).
+                o.check(&[])?;
+                let c = self.client(&st.session).await?;
+                let servers: Vec<&str> = o.pos.iter().map(|t| t.s.as_str()).collect();
+                let update = zk::EnsembleUpdate::New {
+                    ensemble: servers.iter().copied(),
+                };
+                match timed(c.update_ensemble(update, None)).await? {
                     Ok((d, s)) => out.push(format!("ok {} {}", quote(&d), self.stat(&s))),
                     Err(e) => out.push(zerr(&e)),
                 }
