@@ -479,7 +479,7 @@ pub fn check(filters: &[String], live: bool, strict: bool) -> Result<(String, bo
         }
         if o.failures.is_empty() {
             report.push_str(&format!(
-                "{}: janus matches ({} steps)\n",
+                "{}: no unexpected difference ({} steps)\n",
                 sc.name,
                 sc.steps.len()
             ));
