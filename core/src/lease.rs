@@ -24,8 +24,10 @@ impl State {
         id: i64,
         ttl_ms: i64,
     ) -> Result<LeaseGrantResponse, Fail> {
-        if id <= 0 {
-            // Proposers pick positive ids (D4: session ids stay positive).
+        if id == 0 {
+            // 0 means "pick one"; proposers replace it by a positive id
+            // (D4: session ids stay positive). A negative id an etcd client
+            // chose itself is granted, as etcd does.
             return Err(KvError::LeaseNotFound.into());
         }
         if self.leases.contains_key(&id) {

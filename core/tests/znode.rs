@@ -561,7 +561,12 @@ async fn acls_are_enforced() {
         Err(ZkError::InvalidAcl)
     );
     assert!(zk1(&n, op).await.is_ok());
-    assert_eq!(n.zk_get_acl("/sec").unwrap().0, acl);
+    // getACL needs READ or ADMIN (ZooKeeper 3.8); the owner has both.
+    assert_eq!(n.zk_get_acl("/sec", &[]), Err(ZkError::NoAuth));
+    assert_eq!(
+        n.zk_get_acl("/sec", std::slice::from_ref(&me)).unwrap().0,
+        acl
+    );
     assert_eq!(n.zk_get_data("/sec", &[]), Err(ZkError::NoAuth));
     assert_eq!(
         n.zk_get_data("/sec", std::slice::from_ref(&other)),
@@ -639,7 +644,9 @@ async fn acls_are_enforced() {
         .await
         .is_ok());
     assert_eq!(
-        n.zk_get_acl("/auth1").unwrap().0,
+        n.zk_get_acl("/auth1", std::slice::from_ref(&other))
+            .unwrap()
+            .0,
         vec![Acl {
             perms: perms::ALL,
             id: other.clone()
@@ -647,8 +654,8 @@ async fn acls_are_enforced() {
     );
     // ACLs survive a restart.
     let n2 = common::restart(n);
-    assert_eq!(n2.zk_get_acl("/sec").unwrap().0, open_read);
-    assert_eq!(n2.zk_get_acl("/sec").unwrap().1.aversion, 1);
+    assert_eq!(n2.zk_get_acl("/sec", &[]).unwrap().0, open_read);
+    assert_eq!(n2.zk_get_acl("/sec", &[]).unwrap().1.aversion, 1);
     assert_eq!(n2.zk_get_data("/auth1", &[]), Err(ZkError::NoAuth));
 }
 

@@ -765,9 +765,10 @@ impl Node {
         self.state().zk_all_children_number(path, auth)
     }
 
-    /// getACL (no permission check, as ZooKeeper 3.8 does for getACL).
-    pub fn zk_get_acl(&self, path: &str) -> Result<(Vec<Acl>, Stat), ZkError> {
-        self.state().zk_get_acl(path)
+    /// getACL as ZooKeeper 3.8: READ or ADMIN needed; without ADMIN the
+    /// digest hashes are masked (`user:x`).
+    pub fn zk_get_acl(&self, path: &str, auth: &[Id]) -> Result<(Vec<Acl>, Stat), ZkError> {
+        self.state().zk_get_acl(path, auth)
     }
 
     /// getEphemerals: paths owned by `session` starting with `prefix`.

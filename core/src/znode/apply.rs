@@ -267,6 +267,10 @@ impl State {
                 }
             }
             ZkOp::Delete { path: p, version } => {
+                if p == "/" {
+                    // DataTree.isSpecialPath: the root cannot be deleted.
+                    return Ok(Err(ZkError::BadArguments));
+                }
                 let parent_path = zk!(parent_of(p));
                 let key = p.as_bytes().to_vec();
                 let mut parent = self.rec(pend, w, &parent_path)?;

@@ -35,6 +35,12 @@ impl State {
             st.ephemeral_owner = meta.ephemeral_owner(live.lease);
             st.data_length = rec.value.len() as i32;
         }
+        if key == b"/" {
+            // The root is never created: ZooKeeper keeps its czxid and
+            // ctime at 0 even after setData.
+            st.czxid = 0;
+            st.ctime = 0;
+        }
         st.pzxid = match node.map_or(0, |n| n.pzxid) {
             0 => st.czxid,
             p => p,
@@ -112,7 +118,7 @@ impl State {
         Ok(count)
     }
 
-    pub fn zk_get_acl(&self, p: &str) -> Result<(Vec<Acl>, Stat), ZkError> {
+    pub fn zk_get_acl(&self, p: &str, auth: &[Id]) -> Result<(Vec<Acl>, Stat), ZkError> {
         path::validate(p)?;
         let st = self
             .zk_stat(None, p.as_bytes())
@@ -121,7 +127,22 @@ impl State {
         let meta = self
             .zmeta(None, p.as_bytes())
             .map_err(|_| ZkError::NoNode)?;
-        Ok((meta.acl, st))
+        acl::check(&meta.acl, perms::READ | perms::ADMIN, auth)?;
+        if acl::allowed(&meta.acl, perms::ADMIN, auth) {
+            return Ok((meta.acl, st));
+        }
+        let masked = meta
+            .acl
+            .into_iter()
+            .map(|mut a| {
+                if a.id.scheme == "digest" {
+                    let user = a.id.id.split(':').next().unwrap_or("").to_string();
+                    a.id.id = format!("{user}:x");
+                }
+                a
+            })
+            .collect();
+        Ok((masked, st))
     }
 
     pub fn zk_ephemerals(&self, session: i64, prefix: &str) -> Vec<String> {

@@ -87,7 +87,7 @@ pub fn get_acl(ctx: &mut Ctx<'_>, path: &str) -> Reply {
         Ok((system::acl(path), system::stat(path)))
     } else {
         ctx.node
-            .zk_get_acl(path)
+            .zk_get_acl(path, ctx.auth)
             .map(|(a, s)| (a, system::fix_stat(path, s)))
     };
     match r {

@@ -178,9 +178,11 @@ pub fn create(ctx: &Ctx<'_>, opcode: i32, req: CreateReq) -> Prep {
 }
 
 pub fn delete(ctx: &Ctx<'_>, path: String, version: i32) -> Prep {
-    if system::is_reserved(&path) {
-        let c = if path == system::ZOOKEEPER {
-            code::NOT_EMPTY
+    if system::is_reserved(&path) || path == "/" {
+        // ZooKeeper refuses to delete its special paths (the root and the
+        // system nodes) with BadArguments (DataTree.isSpecialPath).
+        let c = if path == "/" || system::is_system(&path) {
+            code::BAD_ARGUMENTS
         } else {
             code::NO_AUTH
         };
