@@ -12,10 +12,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use base64::Engine;
 use janus_core::{Command, CommandResult, KvError, Node};
 use rand::Rng;
-use sha1::{Digest, Sha1};
 
 use crate::ZkConfig;
 
@@ -70,17 +68,11 @@ pub fn resume(node: &Node, id: i64, passwd: &[u8]) -> Result<(), SessionError> {
     Ok(())
 }
 
-/// ZooKeeper's digest id: `user:base64(sha1("user:password"))`
-/// (DigestAuthenticationProvider.generateDigest). Like ZooKeeper, a
-/// credential without `:` is accepted and is its own user name.
+/// ZooKeeper's digest id for an auth packet `user:password`: the rule
+/// lives in core (`janus_core::znode::acl::digest_id`, one place for ACL
+/// rules); like ZooKeeper, a credential without `:` is its own user name.
 pub fn digest_id(auth: &[u8]) -> String {
-    let s = String::from_utf8_lossy(auth);
-    let user = s.split(':').next().unwrap_or_default();
-    let hash = Sha1::digest(s.as_bytes());
-    format!(
-        "{user}:{}",
-        base64::engine::general_purpose::STANDARD.encode(hash)
-    )
+    janus_core::znode::acl::digest_id(&String::from_utf8_lossy(auth))
 }
 
 /// What the four-letter words report about one connection.
