@@ -137,6 +137,11 @@ pub enum ZkError {
     SessionExpired,
     #[error("Unimplemented")]
     Unimplemented,
+    /// A sequenced write came after a gap in its session's sequence (an
+    /// earlier write of the session was lost): refused, nothing changed.
+    /// The frontend drops the connection (the client sees ConnectionLoss).
+    #[error("OutOfOrder")]
+    OutOfOrder,
 }
 
 impl CoreError {

@@ -31,11 +31,14 @@ pub(crate) const META_COMPACT: &[u8] = b"compact_revision";
 pub struct Lease {
     pub ttl_ms: i64,
     pub keys: BTreeSet<Vec<u8>>,
+    /// Last applied ZooKeeper write sequence number of this session.
+    pub zk_seq: u64,
 }
 
 #[derive(Serialize, Deserialize)]
 pub(crate) struct LeaseRecord {
     pub ttl_ms: i64,
+    pub zk_seq: u64,
 }
 
 /// The writes of one command in progress: its revision, the batch, and the
@@ -171,6 +174,7 @@ impl State {
                 Lease {
                     ttl_ms: rec.ttl_ms,
                     keys: BTreeSet::new(),
+                    zk_seq: rec.zk_seq,
                 },
             );
         }
@@ -441,8 +445,17 @@ impl State {
                 CommandResult::LeaseRevoke(kv(self.apply_lease_revoke(&mut w, *id))?)
             }
             Command::Zk {
-                session, auth, ops, ..
-            } => CommandResult::Zk(self.apply_zk(&mut w, *session, auth, ops)?),
+                session,
+                auth,
+                ops,
+                seq,
+                ..
+            } => match self.zk_seq_check(*session, *seq) {
+                Err(error) => {
+                    CommandResult::Zk(crate::znode::ZkWriteResult::Failed { index: 0, error })
+                }
+                Ok(()) => CommandResult::Zk(self.apply_zk(&mut w, *session, auth, ops)?),
+            },
             Command::ZkReap { path } => CommandResult::Reaped(self.apply_reap(&mut w, path)?),
             Command::MemberUpdate {
                 id,
@@ -473,11 +486,48 @@ impl State {
             // written nothing; only the applied index moves.
             w = self.begin(p.now_ms);
         }
+        if let Command::Zk { session, seq, .. } = &p.command {
+            let refused = matches!(
+                &result,
+                CommandResult::Zk(crate::znode::ZkWriteResult::Failed {
+                    error: crate::ZkError::OutOfOrder,
+                    ..
+                })
+            );
+            if *seq != 0 && !refused {
+                // In order, applied or answered with a ZooKeeper error:
+                // either way the session's sequence moves on.
+                self.zk_seq_advance(&mut w, *session, *seq);
+            }
+        }
         self.commit(w, index)?;
         Ok(crate::command::Applied {
             revision: self.revision,
             result,
         })
+    }
+
+    /// FIFO per session: a sequenced write must follow the last one applied.
+    fn zk_seq_check(&self, session: i64, seq: u64) -> Result<(), crate::ZkError> {
+        match self.leases.get(&session) {
+            Some(l) if seq != 0 && seq != l.zk_seq + 1 => Err(crate::ZkError::OutOfOrder),
+            _ => Ok(()),
+        }
+    }
+
+    fn zk_seq_advance(&mut self, w: &mut Wtx, session: i64, seq: u64) {
+        if let Some(l) = self.leases.get_mut(&session) {
+            l.zk_seq = seq;
+            let rec = LeaseRecord {
+                ttl_ms: l.ttl_ms,
+                zk_seq: seq,
+            };
+            w.batch.put(
+                Space::Leases,
+                session.to_be_bytes().to_vec(),
+                postcard::to_stdvec(&rec).unwrap_or_default(),
+            );
+        }
     }
 
     /// Records an applied raft entry that carries no command (leader no-ops,

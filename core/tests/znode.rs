@@ -793,3 +793,64 @@ async fn etcd_put_with_lease_is_an_ephemeral() {
     zk1(&n, set_data("/e2", "new", -1)).await.unwrap();
     assert_eq!(n.zk_exists("/e2").unwrap().ephemeral_owner, 92);
 }
+
+/// A session's sequenced writes apply only in order: a write after a gap
+/// (an earlier write lost) is refused and changes nothing; a write answered
+/// with a ZooKeeper error still moves the sequence on; the sequence
+/// survives a restart.
+#[tokio::test]
+async fn session_writes_apply_in_sequence() {
+    let n = common::start();
+    let session = janus_core::new_lease_id();
+    common::propose(
+        &n,
+        Command::LeaseGrant {
+            id: session,
+            ttl_ms: 60_000,
+        },
+    )
+    .await;
+    let write = |path: &str, seq: u64| Command::Zk {
+        session,
+        auth: vec![],
+        ops: vec![create_op(path, "", CreateMode::Persistent)],
+        multi: false,
+        seq,
+    };
+    let result = |a: janus_core::Applied| match a.result {
+        janus_core::CommandResult::Zk(r) => r,
+        other => panic!("{other:?}"),
+    };
+    assert!(matches!(
+        result(common::propose(&n, write("/s1", 1)).await),
+        ZkWriteResult::Applied(_)
+    ));
+    let before = n.revision();
+    assert_eq!(
+        result(common::propose(&n, write("/s3", 3)).await),
+        ZkWriteResult::Failed {
+            index: 0,
+            error: ZkError::OutOfOrder
+        }
+    );
+    assert_eq!(n.revision(), before, "a refused write takes no revision");
+    assert_eq!(n.zk_exists("/s3"), None);
+    assert!(matches!(
+        result(common::propose(&n, write("/s2", 2)).await),
+        ZkWriteResult::Applied(_)
+    ));
+    assert_eq!(
+        result(common::propose(&n, write("/s2", 3)).await),
+        ZkWriteResult::Failed {
+            index: 0,
+            error: ZkError::NodeExists
+        }
+    );
+    assert_eq!(n.zk_session_seq(session), 3);
+    let n = common::restart(n);
+    assert_eq!(n.zk_session_seq(session), 3);
+    assert!(matches!(
+        result(common::propose(&n, write("/s4", 4)).await),
+        ZkWriteResult::Applied(_)
+    ));
+}

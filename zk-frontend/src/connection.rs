@@ -102,6 +102,9 @@ struct Session {
     watcher: Watcher,
     last_zxid: i64,
     info: Arc<Mutex<ConnInfo>>,
+    /// Last write sequence number of the session (continues across
+    /// reconnects from what core applied).
+    seq: std::sync::atomic::AtomicU64,
 }
 
 impl Connection {
@@ -259,6 +262,7 @@ impl Connection {
             watcher,
             last_zxid: creq.last_zxid_seen.max(0),
             info,
+            seq: std::sync::atomic::AtomicU64::new(self.shared.node.zk_session_seq(id)),
         }))
     }
 
@@ -394,6 +398,7 @@ impl Connection {
             auth: &mut s.auth,
             watches: &mut s.watches,
             immediate: Vec::new(),
+            seq: &s.seq,
         };
         let prepared = match cmd::prepare(&ctx, req) {
             Prepared::Write(Prep::Propose(p)) => p,
@@ -436,6 +441,7 @@ impl Connection {
             auth: &mut s.auth,
             watches: &mut s.watches,
             immediate: Vec::new(),
+            seq: &s.seq,
         };
         let reply = cmd::dispatch(&mut ctx, req).await?;
         let immediate = std::mem::take(&mut ctx.immediate);

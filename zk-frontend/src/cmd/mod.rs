@@ -30,6 +30,7 @@ pub fn error_code(e: ZkError) -> i32 {
         ZkError::RuntimeInconsistency => code::RUNTIME_INCONSISTENCY,
         ZkError::SessionExpired => code::SESSION_EXPIRED,
         ZkError::Unimplemented => code::UNIMPLEMENTED,
+        ZkError::OutOfOrder => code::CONNECTION_LOSS,
     }
 }
 
@@ -44,6 +45,8 @@ pub struct Ctx<'a> {
     pub watches: &'a mut WatchTable,
     /// Notifications to send before the reply (SetWatches finding changes).
     pub immediate: Vec<(i32, String)>,
+    /// The session's last write sequence number (see `Command::Zk::seq`).
+    pub seq: &'a std::sync::atomic::AtomicU64,
 }
 
 /// A reply to one request (the header's xid is added by the connection).

@@ -6,6 +6,7 @@
 //! the reserved `/zookeeper` subtree) and renders results.
 
 use janus_core::znode::{Acl, CreateMode, ZkOp, ZkOpResult, ZkWriteResult};
+use janus_core::ZkError;
 use janus_core::{Applied, Command, CommandResult, CoreError, Node};
 
 use super::{error_code, system, Ctx, Reply};
@@ -96,12 +97,19 @@ pub enum Prep {
     Reply(Reply),
 }
 
+/// Every write carries the session's next sequence number, so core never
+/// applies it after a lost earlier write of the session (FIFO order, which
+/// pipelining alone cannot guarantee).
 fn zk_command(ctx: &Ctx<'_>, ops: Vec<ZkOp>, multi: bool) -> Command {
+    // One connection prepares its requests one at a time; the atomic only
+    // makes the context Send.
+    let seq = ctx.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
     Command::Zk {
         session: ctx.session,
         auth: ctx.auth.clone(),
         ops,
         multi,
+        seq,
     }
 }
 
@@ -126,6 +134,16 @@ impl Render {
     pub fn reply(self, applied: Applied) -> Result<Reply, CoreError> {
         let rev = applied.revision;
         let r = match applied.result {
+            CommandResult::Zk(ZkWriteResult::Failed {
+                error: ZkError::OutOfOrder,
+                ..
+            }) => {
+                // An earlier write of this session was lost: drop the
+                // connection (ConnectionLoss) rather than answer out of order.
+                return Err(CoreError::Raft(
+                    "a write of this session was lost; later writes refused".into(),
+                ));
+            }
             CommandResult::Zk(r) => r,
             other => {
                 return Err(CoreError::Encoding(format!(
