@@ -179,16 +179,14 @@ impl Args {
             }
             for (name, urls) in by_name {
                 let id = member_id_for(&urls, token);
-                let client = if name == self.name {
-                    client_urls.clone()
-                } else {
-                    Vec::new()
-                };
+                // Client URLs are not part of --initial-cluster: every member
+                // bootstraps the same table (no client URLs) and publishes its
+                // own through the log once a leader is known.
                 initial.push(janus_core::Member {
                     id,
                     name,
                     peer_urls: urls,
-                    client_urls: client,
+                    client_urls: Vec::new(),
                     is_learner: false,
                 });
             }
