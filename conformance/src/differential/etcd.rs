@@ -19,7 +19,7 @@ use etcd::{
 use etcd_client as etcd;
 
 use super::script::{Opts, Scenario, Step, Tok};
-use super::{quote, Block, Transcript, OP_TIMEOUT};
+use super::{quote, Transcript, OP_TIMEOUT};
 
 struct Runner {
     client: etcd::Client,
@@ -41,19 +41,7 @@ pub async fn run(endpoint: &str, sc: &Scenario) -> Result<Transcript> {
         unknown: HashMap::new(),
         watches: BTreeMap::new(),
     };
-    let mut blocks = Vec::new();
-    for st in &sc.steps {
-        let out = r
-            .step(st)
-            .await
-            .with_context(|| format!("{}.scn:{}: {}", sc.name, st.line, st.text))?;
-        blocks.push(Block {
-            line: st.line,
-            text: st.text.clone(),
-            out,
-        });
-    }
-    Ok(Transcript { blocks })
+    super::run_steps(&mut r, sc).await
 }
 
 fn eerr(e: &etcd::Error) -> String {
@@ -166,6 +154,12 @@ fn delete_options(o: &Opts) -> Result<DeleteOptions> {
         d = d.with_prev_key();
     }
     Ok(d)
+}
+
+impl super::Steps for Runner {
+    async fn step(&mut self, st: &Step) -> Result<Vec<String>> {
+        Runner::step(self, st).await
+    }
 }
 
 impl Runner {

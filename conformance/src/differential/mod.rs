@@ -31,6 +31,29 @@ use anyhow::{bail, Context, Result};
 
 pub use script::{Protocol, Scenario};
 
+/// One protocol's scenario interpreter: a step's output lines.
+pub(crate) trait Steps {
+    async fn step(&mut self, st: &script::Step) -> Result<Vec<String>>;
+}
+
+/// Runs every step of `sc` in order into a transcript (shared by both
+/// protocols' runners); an error names the scenario line.
+pub(crate) async fn run_steps<R: Steps>(r: &mut R, sc: &Scenario) -> Result<Transcript> {
+    let mut blocks = Vec::new();
+    for st in &sc.steps {
+        let out = r
+            .step(st)
+            .await
+            .with_context(|| format!("{}.scn:{}: {}", sc.name, st.line, st.text))?;
+        blocks.push(Block {
+            line: st.line,
+            text: st.text.clone(),
+            out,
+        });
+    }
+    Ok(Transcript { blocks })
+}
+
 use crate::harness::Janus;
 use crate::reference::{RealEtcd, RealZk};
 

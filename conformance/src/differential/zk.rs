@@ -18,7 +18,7 @@ use zookeeper_client as zk;
 
 use super::digest::digest_id;
 use super::script::{Opts, Scenario, Step, Tok};
-use super::{quote, Block, Transcript, OP_TIMEOUT};
+use super::{quote, Transcript, OP_TIMEOUT};
 
 type EventFuture = Pin<Box<dyn Future<Output = zk::WatchedEvent> + Send>>;
 
@@ -53,23 +53,7 @@ pub async fn run(addr: &str, sc: &Scenario) -> Result<Transcript> {
         watches: BTreeMap::new(),
         zxids: HashMap::new(),
     };
-    let mut blocks = Vec::new();
-    for st in &sc.steps {
-        let out = r
-            .step(st)
-            .await
-            .with_context(|| format!("{}.scn:{}: {}", sc.name, st.line, st.text))?;
-        blocks.push(Block {
-            line: st.line,
-            text: st.text.clone(),
-            out,
-        });
-    }
-    // Close sessions cleanly, so servers do not keep them until expiry.
-    for (_, c) in std::mem::take(&mut r.clients) {
-        drop(c);
-    }
-    Ok(Transcript { blocks })
+    super::run_steps(&mut r, sc).await
 }
 
 fn zerr(e: &zk::Error) -> String {
@@ -201,6 +185,12 @@ async fn timed<T>(f: impl Future<Output = T>) -> Result<T> {
     tokio::time::timeout(OP_TIMEOUT, f)
         .await
         .map_err(|_| anyhow::anyhow!("no answer within {OP_TIMEOUT:?}"))
+}
+
+impl super::Steps for Runner {
+    async fn step(&mut self, st: &Step) -> Result<Vec<String>> {
+        Runner::step(self, st).await
+    }
 }
 
 impl Runner {
