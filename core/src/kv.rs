@@ -157,6 +157,47 @@ pub struct TxnResponse {
     pub responses: Vec<ResponseOp>,
 }
 
+/// The checks on a put that need no state (etcd's `checkPutRequest`):
+/// a key, and no value/lease given together with ignore_value/ignore_lease.
+/// The one place these rules live: the state machine applies them, and the
+/// etcd frontend calls them early to answer in etcd's error order.
+pub fn check_put(req: &PutRequest) -> Result<(), crate::KvError> {
+    check_put_parts(
+        &req.key,
+        !req.value.is_empty(),
+        req.lease,
+        req.ignore_value,
+        req.ignore_lease,
+    )
+}
+
+/// [`check_put`] on borrowed parts (callers holding another message type
+/// need not copy the value).
+pub fn check_put_parts(
+    key: &[u8],
+    has_value: bool,
+    lease: i64,
+    ignore_value: bool,
+    ignore_lease: bool,
+) -> Result<(), crate::KvError> {
+    check_key(key)?;
+    if ignore_value && has_value {
+        return Err(crate::KvError::ValueProvided);
+    }
+    if ignore_lease && lease != 0 {
+        return Err(crate::KvError::LeaseProvided);
+    }
+    Ok(())
+}
+
+/// etcd's `checkRangeRequest` / `checkDeleteRequest`: a key is required.
+pub fn check_key(key: &[u8]) -> Result<(), crate::KvError> {
+    if key.is_empty() {
+        return Err(crate::KvError::EmptyKey);
+    }
+    Ok(())
+}
+
 /// Whether `key` lies in the range described by (`start`, `end`) with etcd's
 /// conventions (see the module docs).
 pub fn in_range(key: &[u8], start: &[u8], end: &[u8]) -> bool {

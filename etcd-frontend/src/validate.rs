@@ -1,6 +1,8 @@
 //! The request checks etcd makes in its API layer (`v3rpc/key.go`) before a
-//! request reaches raft: empty keys, ignore_value/ignore_lease misuse, txn op
-//! counts, put/delete overlaps inside one txn, and the request size limit.
+//! request reaches raft: txn op counts, put/delete overlaps inside one txn,
+//! and the request size limit. The key and ignore_value/ignore_lease rules
+//! live in core (`janus_core::kv::check_put`/`check_key`) and are called from
+//! here for etcd's error order.
 //!
 //! They are ported line by line, quirks included, because clients observe
 //! which error wins when a request breaks several rules.
@@ -15,32 +17,23 @@ use janus_core::KvError;
 
 /// etcd's `checkRangeRequest`.
 pub fn range(r: &pb::RangeRequest) -> Result<(), ApiError> {
-    if r.key.is_empty() {
-        return Err(KvError::EmptyKey.into());
-    }
-    Ok(())
+    Ok(janus_core::kv::check_key(&r.key)?)
 }
 
-/// etcd's `checkPutRequest`.
+/// etcd's `checkPutRequest` (the rule itself is core's).
 pub fn put(r: &pb::PutRequest) -> Result<(), ApiError> {
-    if r.key.is_empty() {
-        return Err(KvError::EmptyKey.into());
-    }
-    if r.ignore_value && !r.value.is_empty() {
-        return Err(KvError::ValueProvided.into());
-    }
-    if r.ignore_lease && r.lease != 0 {
-        return Err(KvError::LeaseProvided.into());
-    }
-    Ok(())
+    Ok(janus_core::kv::check_put_parts(
+        &r.key,
+        !r.value.is_empty(),
+        r.lease,
+        r.ignore_value,
+        r.ignore_lease,
+    )?)
 }
 
 /// etcd's `checkDeleteRequest`.
 pub fn delete(r: &pb::DeleteRangeRequest) -> Result<(), ApiError> {
-    if r.key.is_empty() {
-        return Err(KvError::EmptyKey.into());
-    }
-    Ok(())
+    Ok(janus_core::kv::check_key(&r.key)?)
 }
 
 /// etcd's `Txn` handler checks: `checkTxnRequest` then `checkIntervals` on
@@ -59,8 +52,8 @@ fn check_txn(r: &pb::TxnRequest, max_txn_ops: i64) -> Result<(), ApiError> {
     if opc > max_txn_ops {
         return Err(KvError::TooManyOps.into());
     }
-    if r.compare.iter().any(|c| c.key.is_empty()) {
-        return Err(KvError::EmptyKey.into());
+    for c in &r.compare {
+        janus_core::kv::check_key(&c.key)?;
     }
     for op in r.success.iter().chain(&r.failure) {
         check_op(op, max_txn_ops - opc)?;

@@ -16,15 +16,7 @@ use crate::KvError;
 
 impl State {
     fn check_put(&self, req: &PutRequest) -> Result<(), Fail> {
-        if req.key.is_empty() {
-            return Err(KvError::EmptyKey.into());
-        }
-        if req.ignore_value && !req.value.is_empty() {
-            return Err(KvError::ValueProvided.into());
-        }
-        if req.ignore_lease && req.lease != 0 {
-            return Err(KvError::LeaseProvided.into());
-        }
+        crate::kv::check_put(req)?;
         if (req.ignore_value || req.ignore_lease)
             && self.keys.get(&req.key).and_then(|k| k.live).is_none()
         {
@@ -62,9 +54,7 @@ impl State {
         w: &mut Wtx,
         req: &DeleteRangeRequest,
     ) -> Result<DeleteRangeResponse, Fail> {
-        if req.key.is_empty() {
-            return Err(KvError::EmptyKey.into());
-        }
+        crate::kv::check_key(&req.key)?;
         self.do_delete_range(w, req)
     }
 
