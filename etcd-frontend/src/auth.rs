@@ -5,8 +5,8 @@
 
 use tonic::{Request, Response, Status};
 
+use crate::context::Shared;
 use crate::pb::etcdserverpb as pb;
-use crate::state::Shared;
 use crate::status::ApiError;
 
 #[derive(Clone)]

@@ -27,13 +27,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 use crate::cluster::ClusterService;
-use crate::kv::KvService;
-use crate::lease::LeaseService;
+use crate::context::{Shared, CLUSTER_VERSION, ETCD_VERSION};
+use crate::kv_service::KvService;
+use crate::lease_service::LeaseService;
 use crate::maintenance::MaintenanceService;
 use crate::pb::{self, etcdserverpb as epb};
-use crate::state::{Shared, CLUSTER_VERSION, ETCD_VERSION};
 use crate::status::{http_status, ApiError};
-use crate::watch::WatchService;
+use crate::watch_service::WatchService;
 
 static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
     // The descriptor set is produced by build.rs from our own protos; it

@@ -10,18 +10,18 @@
 
 mod auth;
 mod cluster;
+mod context;
 mod convert;
 mod gateway;
-mod kv;
-mod lease;
+mod kv_service;
+mod lease_service;
 mod maintenance;
 pub mod pb;
-mod state;
 pub mod status;
 mod validate;
-mod watch;
+mod watch_service;
 
-pub use state::{CLUSTER_VERSION, ETCD_VERSION};
+pub use context::{CLUSTER_VERSION, ETCD_VERSION};
 
 use std::net::SocketAddr;
 
@@ -86,7 +86,7 @@ pub async fn serve(
     };
     use tower::ServiceExt;
 
-    let s = state::Shared::new(node, cfg.clone());
+    let s = context::Shared::new(node, cfg.clone());
     // gRPC refuses messages past etcd's limit plus its gRPC overhead
     // allowance; between max_request_bytes and that, the request reaches
     // the API layer and gets etcd's `request is too large`.
@@ -99,9 +99,9 @@ pub async fn serve(
                 .max_encoding_message_size(send_limit)
         };
     }
-    let grpc = tonic::service::Routes::new(svc!(KvServer, kv::KvService(s.clone())))
-        .add_service(svc!(WatchServer, watch::WatchService(s.clone())))
-        .add_service(svc!(LeaseServer, lease::LeaseService(s.clone())))
+    let grpc = tonic::service::Routes::new(svc!(KvServer, kv_service::KvService(s.clone())))
+        .add_service(svc!(WatchServer, watch_service::WatchService(s.clone())))
+        .add_service(svc!(LeaseServer, lease_service::LeaseService(s.clone())))
         .add_service(svc!(ClusterServer, cluster::ClusterService(s.clone())))
         .add_service(svc!(
             MaintenanceServer,

@@ -7,8 +7,8 @@ use futures::Stream;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
+use crate::context::{Shared, ETCD_VERSION};
 use crate::pb::etcdserverpb as pb;
-use crate::state::{Shared, ETCD_VERSION};
 use crate::status::ApiError;
 
 /// etcd's `snapshotSendBufferSize`: bytes per snapshot message.

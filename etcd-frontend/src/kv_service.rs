@@ -8,9 +8,9 @@
 use janus_core::{Applied, Command, CommandResult};
 use tonic::{Request, Response, Status};
 
+use crate::context::Shared;
 use crate::convert;
 use crate::pb::etcdserverpb as pb;
-use crate::state::Shared;
 use crate::status::ApiError;
 use crate::validate;
 

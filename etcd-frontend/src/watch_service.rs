@@ -20,10 +20,10 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::context::Shared;
 use crate::convert;
 use crate::pb::etcdserverpb as pb;
 use crate::pb::mvccpb;
-use crate::state::Shared;
 
 /// Responses buffered per stream before watcher tasks wait for the client.
 const OUT_BUFFER: usize = 128;

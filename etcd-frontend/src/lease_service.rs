@@ -7,9 +7,9 @@ use futures::{Stream, StreamExt};
 use janus_core::{Applied, Command, CommandResult, KvError};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::kv::{propose, unexpected};
+use crate::context::{Shared, MAX_LEASE_TTL, MIN_LEASE_TTL};
+use crate::kv_service::{propose, unexpected};
 use crate::pb::etcdserverpb as pb;
-use crate::state::{Shared, MAX_LEASE_TTL, MIN_LEASE_TTL};
 use crate::status::ApiError;
 
 /// etcd's quota cost of a lease grant (`leaseOverhead`).
