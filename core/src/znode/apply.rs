@@ -20,7 +20,7 @@ const MAX_TTL_MS: i64 = 0x00FF_FFFF_FFFF;
 
 /// What an op will see of a node, including earlier ops of the same request.
 #[derive(Clone, Debug)]
-struct Rec {
+struct NodeView {
     /// Present in the tree (explicitly or implicitly).
     exists: bool,
     /// Has a key of its own.
@@ -33,7 +33,7 @@ struct Rec {
     cversion: i32,
 }
 
-impl Rec {
+impl NodeView {
     /// The version ZooKeeper shows: etcd version - 1, 0 for an implicit node.
     fn zk_version(&self) -> i32 {
         if self.explicit {
@@ -44,7 +44,7 @@ impl Rec {
     }
 }
 
-type Pending = HashMap<Vec<u8>, Rec>;
+type Pending = HashMap<Vec<u8>, NodeView>;
 
 /// ZooKeeper's validatePathForCreate / getParentPathAndValidate: the path up
 /// to its last `/` (the root for `/x`); only a path without `/` or with a NUL
@@ -117,13 +117,13 @@ impl State {
         w.zmeta.insert(key.to_vec(), Some(meta));
     }
 
-    fn rec(&self, pend: &Pending, w: &Wtx, p: &[u8]) -> Result<Rec, CoreError> {
+    fn view(&self, pend: &Pending, w: &Wtx, p: &[u8]) -> Result<NodeView, CoreError> {
         if let Some(r) = pend.get(p) {
             return Ok(r.clone());
         }
         if !path::is_valid(p) {
             // Keys that are not ZooKeeper paths are invisible to ZooKeeper.
-            return Ok(Rec {
+            return Ok(NodeView {
                 exists: false,
                 explicit: false,
                 version: 0,
@@ -139,7 +139,7 @@ impl State {
             .tree
             .present(p, |k| keys.get(k).is_some_and(|ki| ki.live.is_some()));
         let node = self.tree.get(p);
-        Ok(Rec {
+        Ok(NodeView {
             exists,
             explicit: live.is_some(),
             version: live.map_or(0, |l| l.version),
@@ -210,7 +210,7 @@ impl State {
                 // (NoNode), and only then full validation of the final name.
                 let parent_path = zk!(parent_of(p));
                 let acl_list = zk!(acl::fixup(a, auth));
-                let mut parent = self.rec(pend, w, &parent_path)?;
+                let mut parent = self.view(pend, w, &parent_path)?;
                 if !parent.exists {
                     return Ok(Err(ZkError::NoNode));
                 }
@@ -222,7 +222,7 @@ impl State {
                 };
                 zk!(path::validate(&name));
                 let key = name.into_bytes();
-                if self.rec(pend, w, &key)?.exists {
+                if self.view(pend, w, &key)?.exists {
                     return Ok(Err(ZkError::NodeExists));
                 }
                 if parent.explicit && parent.lease != 0 {
@@ -249,7 +249,7 @@ impl State {
                 parent.children += 1;
                 parent.cversion = parent.cversion.wrapping_add(1);
                 pend.insert(parent_path, parent);
-                let rec = Rec {
+                let rec = NodeView {
                     exists: true,
                     explicit: true,
                     version: 1,
@@ -273,12 +273,12 @@ impl State {
                 }
                 let parent_path = zk!(parent_of(p));
                 let key = p.as_bytes().to_vec();
-                let mut parent = self.rec(pend, w, &parent_path)?;
+                let mut parent = self.view(pend, w, &parent_path)?;
                 if !parent.exists {
                     return Ok(Err(ZkError::NoNode));
                 }
                 zk!(acl::check(&parent.meta.acl, perms::DELETE, auth));
-                let node = self.rec(pend, w, &key)?;
+                let node = self.view(pend, w, &key)?;
                 if !node.exists {
                     return Ok(Err(ZkError::NoNode));
                 }
@@ -289,7 +289,7 @@ impl State {
                 parent.children -= 1;
                 parent.cversion = parent.cversion.wrapping_add(1);
                 pend.insert(parent_path, parent);
-                let gone = Rec {
+                let gone = NodeView {
                     exists: false,
                     explicit: false,
                     version: 0,
@@ -308,7 +308,7 @@ impl State {
             } => {
                 zk!(path::validate(p));
                 let key = p.as_bytes().to_vec();
-                let mut node = self.rec(pend, w, &key)?;
+                let mut node = self.view(pend, w, &key)?;
                 if !node.exists {
                     return Ok(Err(ZkError::NoNode));
                 }
@@ -330,7 +330,7 @@ impl State {
                 zk!(path::validate(p));
                 let acl_list = zk!(acl::fixup(a, auth));
                 let key = p.as_bytes().to_vec();
-                let mut node = self.rec(pend, w, &key)?;
+                let mut node = self.view(pend, w, &key)?;
                 if !node.exists || !node.explicit {
                     return Ok(Err(ZkError::NoNode));
                 }
@@ -344,7 +344,7 @@ impl State {
             }
             ZkOp::Check { path: p, version } => {
                 zk!(path::validate(p));
-                let node = self.rec(pend, w, p.as_bytes())?;
+                let node = self.view(pend, w, p.as_bytes())?;
                 if !node.exists {
                     return Ok(Err(ZkError::NoNode));
                 }
