@@ -1,4 +1,4 @@
-//! Cross-protocol suite (DESIGN.md D1-D6, issue 6 item 2): one janus, an
+//! Cross-protocol suite (D1-D6 of docs/ARCHITECTURE.md): one janus, an
 //! etcd client (`etcd-client`) and ZooKeeper clients (`zookeeper-client`)
 //! on the same data. Every test checks that one protocol sees exactly what
 //! the other wrote: values, revisions/zxids, versions, children, sessions

@@ -1,4 +1,4 @@
-//! Differential scenarios (issue 6, item 1): every
+//! Differential scenarios: every
 //! `conformance/scenarios/*.scn` runs against a fresh janus and is compared
 //! with the checked-in transcript recorded from real ZooKeeper 3.8 / etcd
 //! 3.4; differences must be allowed by the scenario, naming a row of the

@@ -1,4 +1,4 @@
-//! Fault-checked linearizability (issue 6, item 3): a 3-member janus cluster
+//! Fault-checked linearizability: a 3-member janus cluster
 //! on loopback, concurrent etcd and ZooKeeper clients doing reads, writes and
 //! compare-and-set on a few registers while members are killed (-9) and
 //! restarted and stopped (SIGSTOP) and continued, then checked:
@@ -24,7 +24,7 @@
 //!    (client gone without closeSession) keep it in every observation that
 //!    completed before last contact + session timeout, lose it afterwards,
 //!    and never get it back. No session may expire during the run: every
-//!    fault is shorter than the session timeout (DESIGN.md D9).
+//!    fault is shorter than the session timeout (D9).
 //!
 //! Choices:
 //! - A register's value is a decimal u64, unique per write; its version is

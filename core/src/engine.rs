@@ -107,7 +107,7 @@ impl Engine {
         let db = Database::builder(dir)
             // We decide when to fsync (group commit per raft Ready).
             .manual_journal_persist(true)
-            // Memory bounds (issue 8: 100k keys of 256 B in < 100 MB RSS):
+            // Memory bounds (100k keys of 256 B must fit in 100 MB RSS):
             // a small block cache and memtables flushed early; the hot
             // data (latest revisions) is indexed in memory by the state
             // machine anyway.

@@ -1,10 +1,10 @@
-//! Settings of the ZooKeeper endpoint (DESIGN D12: `--zk-*` flags).
+//! Settings of the ZooKeeper endpoint (D12: `--zk-*` flags).
 
 use std::net::SocketAddr;
 
 /// How the ZooKeeper endpoint behaves. Defaults follow ZooKeeper 3.8's
 /// (`tickTime=2000`, min/max session timeout 2/20 ticks, jute.maxbuffer 1 MiB)
-/// except that four-letter words and TTL nodes are on (DESIGN, wire facts).
+/// except that four-letter words and TTL nodes are on (docs/ARCHITECTURE.md, wire facts).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ZkConfig {
     pub listen: SocketAddr,

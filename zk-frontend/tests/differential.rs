@@ -365,7 +365,7 @@ fn same_transcript_as_zookeeper_3_8() {
 }
 
 /// The script against ZooKeeper alone (no janus needed): prints the
-/// reference transcript, and checks the few facts DESIGN relies on.
+/// reference transcript, and checks the few facts docs/ARCHITECTURE.md relies on.
 #[test]
 fn zookeeper_reference_transcript() {
     let zk = RealZk::start();

@@ -1,4 +1,4 @@
-//! The differential scenario runner (issue 6, item 1).
+//! The differential scenario runner.
 //!
 //! A scenario (`conformance/scenarios/*.scn`, format in
 //! `conformance/scenarios/README.md`) is a list of ZooKeeper or etcd client

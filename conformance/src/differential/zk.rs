@@ -588,7 +588,7 @@ impl Runner {
                     .clone();
                 // A round trip on the watch's connection: ZooKeeper writes
                 // every notification for changes up to this read's zxid
-                // before the reply (janus: DESIGN D6).
+                // before the reply (janus: D6).
                 if let Some(c) = self.clients.get(&session).cloned() {
                     let _ = timed(c.check_stat("/")).await?;
                 }

@@ -1,5 +1,5 @@
 //! Test support: a deterministic, seeded simulation of a janus cluster in
-//! one thread (issue 5's in-process fault evidence).
+//! one thread, so fault scenarios replay exactly from their seed.
 //!
 //! Every member is the production raft loop ([`Runner`]) on its own real
 //! fjall data dir; what is simulated is everything around it:

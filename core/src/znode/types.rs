@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// ZooKeeper's `Stat`, computed from MVCC and znode metadata as DESIGN D3 says.
+/// ZooKeeper's `Stat`, computed from MVCC and znode metadata as D3 says.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stat {
     pub czxid: i64,
