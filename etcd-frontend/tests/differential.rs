@@ -8,8 +8,9 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{error_lines, etcdctl, etcdctl_for, RealEtcd};
+use common::{error_lines, etcdctl, etcdctl_for};
 use janus_conformance::harness::Janus;
+use janus_conformance::reference::RealEtcd;
 use serde_json::Value;
 
 /// One step: etcdctl arguments (`{L1}` = the first granted lease id, in
@@ -279,7 +280,7 @@ fn zero_ids(v: &mut Value, leases: &HashMap<i64, usize>) {
 
 #[test]
 fn etcdctl_session_matches_real_etcd() {
-    let etcd = RealEtcd::start();
+    let etcd = RealEtcd::start().expect("real etcd 3.4 is needed: apt-get install etcd-server");
     let janus = Janus::start();
     let want = run_session(&etcd.endpoint());
     let got = run_session(&janus.etcd_endpoint());

@@ -9,8 +9,9 @@ mod common;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use common::{mh, Raw, RealZk};
+use common::{mh, Raw};
 use janus_conformance::harness::Janus;
+use janus_conformance::reference::RealZk;
 use janus_core::znode::{Acl, Id, Stat};
 use janus_zk::proto::op;
 
@@ -331,8 +332,8 @@ const KNOWN_CORE_DIFFERENCES: &[(&str, &str)] = &[
 
 #[test]
 fn same_transcript_as_zookeeper_3_8() {
-    let zk = RealZk::start();
-    let expected = script(zk.addr);
+    let zk = RealZk::start().expect("real ZooKeeper 3.8 is needed: apt-get install zookeeper");
+    let expected = script(zk.addr());
     drop(zk);
     let janus = Janus::start();
     let got = script(janus.zk_addr());
@@ -368,8 +369,8 @@ fn same_transcript_as_zookeeper_3_8() {
 /// reference transcript, and checks the few facts docs/ARCHITECTURE.md relies on.
 #[test]
 fn zookeeper_reference_transcript() {
-    let zk = RealZk::start();
-    let t = script(zk.addr);
+    let zk = RealZk::start().expect("real ZooKeeper 3.8 is needed: apt-get install zookeeper");
+    let t = script(zk.addr());
     for l in &t {
         println!("{l}");
     }

@@ -1,75 +1,10 @@
-//! Helpers shared by the etcd frontend's integration tests: a real etcd
-//! started on free ports (for differential runs), and running `etcdctl`.
+//! Helpers shared by the etcd frontend's integration tests: running
+//! `etcdctl`. Real etcd for the differential run comes from
+//! `janus_conformance::reference`.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-use janus_conformance::harness::free_port;
-
-/// A real etcd (Debian `etcd-server`) with a temp data dir, killed on drop.
-pub struct RealEtcd {
-    child: Child,
-    _dir: tempfile::TempDir,
-    pub client: SocketAddr,
-}
-
-impl RealEtcd {
-    pub fn start() -> RealEtcd {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let client = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let peer = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let log = std::fs::File::create(dir.path().join("etcd.log")).expect("log");
-        let child = Command::new("etcd")
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--listen-client-urls", &format!("http://{client}")])
-            .args(["--advertise-client-urls", &format!("http://{client}")])
-            .args(["--listen-peer-urls", &format!("http://{peer}")])
-            .args(["--initial-advertise-peer-urls", &format!("http://{peer}")])
-            .args(["--initial-cluster", &format!("default=http://{peer}")])
-            .stdout(Stdio::from(log.try_clone().expect("log")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("real etcd is needed for differential tests: apt-get install etcd-server");
-        let e = RealEtcd {
-            child,
-            _dir: dir,
-            client,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect_timeout(&client, Duration::from_millis(200)).is_err() {
-            assert!(Instant::now() < deadline, "etcd did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // Wait until it has a leader and serves writes.
-        loop {
-            let out = etcdctl(&e.endpoint(), &["endpoint", "health"], None);
-            if out.status.success() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "etcd not healthy: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        e
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.client)
-    }
-}
-
-impl Drop for RealEtcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 /// Runs `etcdctl --endpoints=<endpoint> args...` (API v3) with optional stdin.
 pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {

@@ -1,14 +1,12 @@
-//! Shared test helpers: a raw, synchronous jute client (to see exact error
-//! codes, stats and notification order, which client libraries hide) and a
-//! launcher for a real ZooKeeper 3.8 (Debian's `zookeeper` package) for the
-//! differential tests.
+//! Shared test helpers: a raw, synchronous jute client, to see exact error
+//! codes, stats and notification order, which client libraries hide. Real
+//! ZooKeeper for the differential tests comes from
+//! `janus_conformance::reference`.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use janus_core::znode::{Acl, Stat};
 use janus_zk::proto::jute::{self, Writer};
@@ -354,107 +352,11 @@ pub fn mh(w: &mut Writer, t: i32) -> &mut Writer {
     w.int(t).boolean(false).int(-1)
 }
 
-/// Sends `word` and returns the text answer.
+/// Sends `word` and returns the text answer (the conformance crate's
+/// client, failing the test on an I/O error).
 pub fn four_letter(addr: SocketAddr, word: &str) -> String {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    s.write_all(word.as_bytes()).expect("write");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
-
-/// A real ZooKeeper 3.8 (Debian `zookeeper` package) on a free port with a
-/// temp data dir; killed on drop.
-pub struct RealZk {
-    child: Child,
-    pub addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-/// Where Debian installs ZooKeeper's jar.
-pub const ZK_JAR: &str = "/usr/share/java/zookeeper.jar";
-
-impl RealZk {
-    pub fn start() -> RealZk {
-        assert!(
-            std::path::Path::new(ZK_JAR).exists(),
-            "{ZK_JAR} missing: install Debian's `zookeeper` package (apt-get install -y zookeeper)"
-        );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = janus_conformance::harness::free_port();
-        let cfg: PathBuf = dir.path().join("zoo.cfg");
-        std::fs::create_dir_all(dir.path().join("data")).expect("data dir");
-        std::fs::write(
-            &cfg,
-            format!(
-                "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
-                 admin.enableServer=false\n4lw.commands.whitelist=*\nextendedTypesEnabled=true\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .expect("zoo.cfg");
-        let log = std::fs::File::create(dir.path().join("zk.log")).expect("log");
-        let child = Command::new("java")
-            .args([
-                "-cp",
-                &format!("/etc/zookeeper/conf:{ZK_JAR}"),
-                "org.apache.zookeeper.server.ZooKeeperServerMain",
-            ])
-            .arg(&cfg)
-            .stdout(Stdio::from(log.try_clone().expect("log")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn java (is a JRE installed?)");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        // `ruok` answers before the server accepts sessions: wait for both.
-        while four_letter_ok(addr).is_none() || !session_ok(addr) {
-            assert!(
-                Instant::now() < deadline,
-                "ZooKeeper did not start within 60s"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        RealZk {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-}
-
-fn session_ok(addr: SocketAddr) -> bool {
-    let (s, r) = connect_raw(addr, 30000, 0, &[0; 16]);
-    let Some((_, sid, pw)) = r else { return false };
-    let mut raw = Raw {
-        s,
-        session: sid,
-        passwd: pw,
-        timeout: 0,
-        xid: 0,
-        events: Vec::new(),
-        zxids: Vec::new(),
-    };
-    raw.call(op::CLOSE_SESSION, |_| {});
-    true
-}
-
-fn four_letter_ok(addr: SocketAddr) -> Option<()> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"ruok").ok()?;
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    (out == "imok").then_some(())
-}
-
-impl Drop for RealZk {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    janus_conformance::reference::four_letter(addr, word)
+        .unwrap_or_else(|e| panic!("four-letter word {word}: {e}"))
 }
 
 /// Decodes a ConnectRequest to check our own encoder in tests.
