@@ -408,288 +408,376 @@ impl Runner {
         }
     }
 
+    /// Runs one step: one function per operation, each returning the
+    /// step's transcript lines.
     async fn step(&mut self, st: &Step) -> Result<Vec<String>> {
+        match st.op.as_str() {
+            "put" => self.op_put(st).await,
+            "get" => self.op_get(st).await,
+            "del" => self.op_del(st).await,
+            "txn" => self.op_txn(st).await,
+            "compact" => self.op_compact(st).await,
+            "lease-grant" => self.op_lease_grant(st).await,
+            "lease-revoke" => self.op_lease_revoke(st).await,
+            "lease-keepalive" => self.op_lease_keepalive(st).await,
+            "lease-ttl" => self.op_lease_ttl(st).await,
+            "leases" => self.op_leases(st).await,
+            "status" => self.op_status(st).await,
+            "alarms" => self.op_alarms(st).await,
+            "sleep" => self.op_sleep(st).await,
+            "watch" => self.op_watch(st).await,
+            "events" => self.op_events(st).await,
+            "cancel-watch" => self.op_cancel_watch(st).await,
+            op => bail!("unknown etcd op {op:?}"),
+        }
+    }
+
+    async fn op_put(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut c = self.client.clone();
+        let mut out = Vec::new();
+        let p = self.put_options(&o)?;
+        let mut v = o.pos.get(1).context("missing value")?.s.clone();
+        if let Some(n) = o.num("repeat")? {
+            v = v.repeat(n as usize);
+        }
+        match timed(c.put(o.arg(0, "key")?, v, Some(p))).await? {
+            Ok(r) => {
+                self.put_lines(&r, "", &mut out);
+                out[0].insert_str(0, "ok ");
+            }
+            Err(e) => out.push(eerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_get(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut c = self.client.clone();
+        let mut out = Vec::new();
+        let g = get_options(&o)?;
+        match timed(c.get(o.arg(0, "key")?, Some(g))).await? {
+            Ok(r) => {
+                self.get_lines(&r, "", &mut out);
+                out[0].insert_str(0, "ok ");
+            }
+            Err(e) => out.push(eerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_del(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut c = self.client.clone();
+        let mut out = Vec::new();
+        let d = delete_options(&o)?;
+        match timed(c.delete(o.arg(0, "key")?, Some(d))).await? {
+            Ok(r) => {
+                self.del_lines(&r, "", &mut out);
+                out[0].insert_str(0, "ok ");
+            }
+            Err(e) => out.push(eerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_txn(&mut self, st: &Step) -> Result<Vec<String>> {
+        let mut c = self.client.clone();
+        let mut out = Vec::new();
+        let (t, n) = self.parse_txn(&st.args)?;
+        if n != st.args.len() {
+            bail!("trailing tokens after txn");
+        }
+        match timed(c.txn(t)).await? {
+            Ok(r) => {
+                self.txn_lines(&r, "", &mut out);
+                out[0].insert_str(0, "ok ");
+            }
+            Err(e) => out.push(eerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_compact(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut c = self.client.clone();
+        let mut out = Vec::new();
+        o.check(&["physical"])?;
+        let r: i64 = o.arg(0, "revision")?.parse()?;
+        let opts = o
+            .has("physical")
+            .then(|| CompactionOptions::new().with_physical());
+        match timed(c.compact(r, opts)).await? {
+            Ok(r) => out.push(format!("ok {}", rev(r.header()))),
+            Err(e) => out.push(eerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_lease_grant(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut c = self.client.clone();
+        let mut out = Vec::new();
+        o.check(&["id"])?;
+        let name = o.arg(0, "lease name")?.to_string();
+        let ttl: i64 = o.arg(1, "ttl")?.parse()?;
+        let opts = match o.val("id") {
+            Some(id) => Some(etcd::LeaseGrantOptions::new().with_id(self.lease_id(id)?)),
+            None => None,
+        };
+        match timed(c.lease_grant(ttl, opts)).await? {
+            Ok(r) => {
+                if !r.error().is_empty() {
+                    out.push(format!("error {:?}", r.error()));
+                }
+                self.leases.entry(name).or_insert(r.id());
+                out.push(format!(
+                    "ok {} id={} ttl={}",
+                    rev(r.header()),
+                    self.lease_name(r.id()),
+                    r.ttl()
+                ));
+            }
+            Err(e) => out.push(eerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_lease_revoke(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut c = self.client.clone();
+        let mut out = Vec::new();
+        o.check(&[])?;
+        let id = self.lease_id(o.arg(0, "lease")?)?;
+        match timed(c.lease_revoke(id)).await? {
+            Ok(r) => out.push(format!("ok {}", rev(r.header()))),
+            Err(e) => out.push(eerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_lease_keepalive(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut c = self.client.clone();
+        let mut out = Vec::new();
+        o.check(&[])?;
+        let id = self.lease_id(o.arg(0, "lease")?)?;
+        let res = timed(async {
+            let (mut keeper, mut stream) = c.lease_keep_alive(id).await?;
+            keeper.keep_alive().await?;
+            stream.message().await
+        })
+        .await?;
+        match res {
+            Ok(Some(r)) => out.push(format!("ok id={} ttl={}", self.lease_name(r.id()), r.ttl())),
+            Ok(None) => out.push("stream closed".into()),
+            Err(e) => out.push(eerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_lease_ttl(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut c = self.client.clone();
+        let mut out = Vec::new();
+        o.check(&["keys"])?;
+        let id = self.lease_id(o.arg(0, "lease")?)?;
+        let opts = o
+            .has("keys")
+            .then(|| LeaseTimeToLiveOptions::new().with_keys());
+        match timed(c.lease_time_to_live(id, opts)).await? {
+            Ok(r) => {
+                let g = r.granted_ttl();
+                let ttl = if g > 0 && r.ttl() <= g && r.ttl() >= g - 2 {
+                    format!("~{g}")
+                } else {
+                    r.ttl().to_string()
+                };
+                let mut keys: Vec<String> = r.keys().iter().map(|k| quote(k)).collect();
+                keys.sort();
+                out.push(format!(
+                    "ok {} id={} ttl={ttl} granted={g} keys=[{}]",
+                    rev(r.header()),
+                    self.lease_name(r.id()),
+                    keys.join(", ")
+                ));
+            }
+            Err(e) => out.push(eerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_leases(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut c = self.client.clone();
+        let mut out = Vec::new();
+        o.check(&[])?;
+        match timed(c.leases()).await? {
+            Ok(r) => {
+                let mut ids: Vec<String> =
+                    r.leases().iter().map(|l| self.lease_name(l.id())).collect();
+                ids.sort();
+                out.push(format!("ok {} [{}]", rev(r.header()), ids.join(", ")));
+            }
+            Err(e) => out.push(eerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_status(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut c = self.client.clone();
+        let mut out = Vec::new();
+        o.check(&[])?;
+        match timed(c.status()).await? {
+            Ok(r) => out.push(format!("ok version={} {}", r.version(), rev(r.header()))),
+            Err(e) => out.push(eerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_alarms(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut c = self.client.clone();
+        let mut out = Vec::new();
+        o.check(&[])?;
+        match timed(c.alarm(etcd::AlarmAction::Get, etcd::AlarmType::None, None)).await? {
+            Ok(r) => {
+                let v: Vec<String> = r
+                    .alarms()
+                    .iter()
+                    .map(|a| format!("{:?}", a.alarm()))
+                    .collect();
+                out.push(format!("ok {} [{}]", rev(r.header()), v.join(", ")));
+            }
+            Err(e) => out.push(eerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_sleep(&mut self, st: &Step) -> Result<Vec<String>> {
         let o = Opts::split(&st.args);
         let mut out = Vec::new();
+        let ms: u64 = o.arg(0, "milliseconds")?.parse()?;
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        out.push("ok".into());
+        Ok(out)
+    }
+
+    async fn op_watch(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
         let mut c = self.client.clone();
-        match st.op.as_str() {
-            "put" => {
-                let p = self.put_options(&o)?;
-                let mut v = o.pos.get(1).context("missing value")?.s.clone();
-                if let Some(n) = o.num("repeat")? {
-                    v = v.repeat(n as usize);
+        let mut out = Vec::new();
+        o.check(&[
+            "prefix",
+            "from-key",
+            "range-end",
+            "rev",
+            "prev-kv",
+            "progress-notify",
+            "no-put",
+            "no-delete",
+        ])?;
+        let name = o.arg(0, "watch name")?.to_string();
+        let key = o.arg(1, "key")?.to_string();
+        let mut w = WatchOptions::new();
+        if o.has("prefix") {
+            w = w.with_prefix();
+        }
+        if o.has("from-key") {
+            w = w.with_from_key();
+        }
+        if let Some(e) = o.val("range-end") {
+            w = w.with_range(e);
+        }
+        if let Some(r) = o.num("rev")? {
+            w = w.with_start_revision(r);
+        }
+        if o.has("prev-kv") {
+            w = w.with_prev_key();
+        }
+        if o.has("progress-notify") {
+            w = w.with_progress_notify();
+        }
+        let mut filters = Vec::new();
+        if o.has("no-put") {
+            filters.push(etcd::WatchFilterType::NoPut);
+        }
+        if o.has("no-delete") {
+            filters.push(etcd::WatchFilterType::NoDelete);
+        }
+        if !filters.is_empty() {
+            w = w.with_filters(filters);
+        }
+        match timed(c.watch(key, Some(w))).await? {
+            Ok((watcher, stream)) => {
+                out.push(format!("ok watch id={}", watcher.watch_id()));
+                self.watches.insert(name, (watcher, stream));
+            }
+            Err(e) => out.push(eerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_events(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut out = Vec::new();
+        // `events W N`: waits for N items (events, or a cancel) on
+        // W, up to a timeout, then prints the responses.
+        o.check(&[])?;
+        let name = o.arg(0, "watch name")?.to_string();
+        let want: usize = o.arg(1, "how many events")?.parse()?;
+        let (_, stream) = self
+            .watches
+            .get_mut(&name)
+            .with_context(|| format!("no watch {name}"))?;
+        let mut got = 0;
+        let mut resps = Vec::new();
+        let deadline = tokio::time::Instant::now() + OP_TIMEOUT;
+        while got < want {
+            match tokio::time::timeout_at(deadline, stream.message()).await {
+                Err(_) => break,
+                Ok(Ok(Some(r))) => {
+                    got += r.events().len() + usize::from(r.canceled());
+                    resps.push(Ok(r));
                 }
-                match timed(c.put(o.arg(0, "key")?, v, Some(p))).await? {
-                    Ok(r) => {
-                        self.put_lines(&r, "", &mut out);
-                        out[0].insert_str(0, "ok ");
-                    }
-                    Err(e) => out.push(eerr(&e)),
+                Ok(Ok(None)) => {
+                    resps.push(Err("stream closed".to_string()));
+                    break;
+                }
+                Ok(Err(e)) => {
+                    resps.push(Err(eerr(&e)));
+                    break;
                 }
             }
-            "get" => {
-                let g = get_options(&o)?;
-                match timed(c.get(o.arg(0, "key")?, Some(g))).await? {
-                    Ok(r) => {
-                        self.get_lines(&r, "", &mut out);
-                        out[0].insert_str(0, "ok ");
-                    }
-                    Err(e) => out.push(eerr(&e)),
-                }
+        }
+        let mut last = 0;
+        for r in resps {
+            match r {
+                Ok(r) => self.watch_lines(&r, &mut last, &mut out),
+                Err(e) => out.push(e),
             }
-            "del" => {
-                let d = delete_options(&o)?;
-                match timed(c.delete(o.arg(0, "key")?, Some(d))).await? {
-                    Ok(r) => {
-                        self.del_lines(&r, "", &mut out);
-                        out[0].insert_str(0, "ok ");
-                    }
-                    Err(e) => out.push(eerr(&e)),
-                }
-            }
-            "txn" => {
-                let (t, n) = self.parse_txn(&st.args)?;
-                if n != st.args.len() {
-                    bail!("trailing tokens after txn");
-                }
-                match timed(c.txn(t)).await? {
-                    Ok(r) => {
-                        self.txn_lines(&r, "", &mut out);
-                        out[0].insert_str(0, "ok ");
-                    }
-                    Err(e) => out.push(eerr(&e)),
-                }
-            }
-            "compact" => {
-                o.check(&["physical"])?;
-                let r: i64 = o.arg(0, "revision")?.parse()?;
-                let opts = o
-                    .has("physical")
-                    .then(|| CompactionOptions::new().with_physical());
-                match timed(c.compact(r, opts)).await? {
-                    Ok(r) => out.push(format!("ok {}", rev(r.header()))),
-                    Err(e) => out.push(eerr(&e)),
-                }
-            }
-            "lease-grant" => {
-                o.check(&["id"])?;
-                let name = o.arg(0, "lease name")?.to_string();
-                let ttl: i64 = o.arg(1, "ttl")?.parse()?;
-                let opts = match o.val("id") {
-                    Some(id) => Some(etcd::LeaseGrantOptions::new().with_id(self.lease_id(id)?)),
-                    None => None,
-                };
-                match timed(c.lease_grant(ttl, opts)).await? {
-                    Ok(r) => {
-                        if !r.error().is_empty() {
-                            out.push(format!("error {:?}", r.error()));
-                        }
-                        self.leases.entry(name).or_insert(r.id());
-                        out.push(format!(
-                            "ok {} id={} ttl={}",
-                            rev(r.header()),
-                            self.lease_name(r.id()),
-                            r.ttl()
-                        ));
-                    }
-                    Err(e) => out.push(eerr(&e)),
-                }
-            }
-            "lease-revoke" => {
-                o.check(&[])?;
-                let id = self.lease_id(o.arg(0, "lease")?)?;
-                match timed(c.lease_revoke(id)).await? {
-                    Ok(r) => out.push(format!("ok {}", rev(r.header()))),
-                    Err(e) => out.push(eerr(&e)),
-                }
-            }
-            "lease-keepalive" => {
-                o.check(&[])?;
-                let id = self.lease_id(o.arg(0, "lease")?)?;
-                let res = timed(async {
-                    let (mut keeper, mut stream) = c.lease_keep_alive(id).await?;
-                    keeper.keep_alive().await?;
-                    stream.message().await
-                })
-                .await?;
-                match res {
-                    Ok(Some(r)) => {
-                        out.push(format!("ok id={} ttl={}", self.lease_name(r.id()), r.ttl()))
-                    }
-                    Ok(None) => out.push("stream closed".into()),
-                    Err(e) => out.push(eerr(&e)),
-                }
-            }
-            "lease-ttl" => {
-                o.check(&["keys"])?;
-                let id = self.lease_id(o.arg(0, "lease")?)?;
-                let opts = o
-                    .has("keys")
-                    .then(|| LeaseTimeToLiveOptions::new().with_keys());
-                match timed(c.lease_time_to_live(id, opts)).await? {
-                    Ok(r) => {
-                        let g = r.granted_ttl();
-                        let ttl = if g > 0 && r.ttl() <= g && r.ttl() >= g - 2 {
-                            format!("~{g}")
-                        } else {
-                            r.ttl().to_string()
-                        };
-                        let mut keys: Vec<String> = r.keys().iter().map(|k| quote(k)).collect();
-                        keys.sort();
-                        out.push(format!(
-                            "ok {} id={} ttl={ttl} granted={g} keys=[{}]",
-                            rev(r.header()),
-                            self.lease_name(r.id()),
-                            keys.join(", ")
-                        ));
-                    }
-                    Err(e) => out.push(eerr(&e)),
-                }
-            }
-            "leases" => {
-                o.check(&[])?;
-                match timed(c.leases()).await? {
-                    Ok(r) => {
-                        let mut ids: Vec<String> =
-                            r.leases().iter().map(|l| self.lease_name(l.id())).collect();
-                        ids.sort();
-                        out.push(format!("ok {} [{}]", rev(r.header()), ids.join(", ")));
-                    }
-                    Err(e) => out.push(eerr(&e)),
-                }
-            }
-            "status" => {
-                o.check(&[])?;
-                match timed(c.status()).await? {
-                    Ok(r) => out.push(format!("ok version={} {}", r.version(), rev(r.header()))),
-                    Err(e) => out.push(eerr(&e)),
-                }
-            }
-            "alarms" => {
-                o.check(&[])?;
-                match timed(c.alarm(etcd::AlarmAction::Get, etcd::AlarmType::None, None)).await? {
-                    Ok(r) => {
-                        let v: Vec<String> = r
-                            .alarms()
-                            .iter()
-                            .map(|a| format!("{:?}", a.alarm()))
-                            .collect();
-                        out.push(format!("ok {} [{}]", rev(r.header()), v.join(", ")));
-                    }
-                    Err(e) => out.push(eerr(&e)),
-                }
-            }
-            "sleep" => {
-                let ms: u64 = o.arg(0, "milliseconds")?.parse()?;
-                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-                out.push("ok".into());
-            }
-            "watch" => {
-                o.check(&[
-                    "prefix",
-                    "from-key",
-                    "range-end",
-                    "rev",
-                    "prev-kv",
-                    "progress-notify",
-                    "no-put",
-                    "no-delete",
-                ])?;
-                let name = o.arg(0, "watch name")?.to_string();
-                let key = o.arg(1, "key")?.to_string();
-                let mut w = WatchOptions::new();
-                if o.has("prefix") {
-                    w = w.with_prefix();
-                }
-                if o.has("from-key") {
-                    w = w.with_from_key();
-                }
-                if let Some(e) = o.val("range-end") {
-                    w = w.with_range(e);
-                }
-                if let Some(r) = o.num("rev")? {
-                    w = w.with_start_revision(r);
-                }
-                if o.has("prev-kv") {
-                    w = w.with_prev_key();
-                }
-                if o.has("progress-notify") {
-                    w = w.with_progress_notify();
-                }
-                let mut filters = Vec::new();
-                if o.has("no-put") {
-                    filters.push(etcd::WatchFilterType::NoPut);
-                }
-                if o.has("no-delete") {
-                    filters.push(etcd::WatchFilterType::NoDelete);
-                }
-                if !filters.is_empty() {
-                    w = w.with_filters(filters);
-                }
-                match timed(c.watch(key, Some(w))).await? {
-                    Ok((watcher, stream)) => {
-                        out.push(format!("ok watch id={}", watcher.watch_id()));
-                        self.watches.insert(name, (watcher, stream));
-                    }
-                    Err(e) => out.push(eerr(&e)),
-                }
-            }
-            "events" => {
-                // `events W N`: waits for N items (events, or a cancel) on
-                // W, up to a timeout, then prints the responses.
-                o.check(&[])?;
-                let name = o.arg(0, "watch name")?.to_string();
-                let want: usize = o.arg(1, "how many events")?.parse()?;
-                let (_, stream) = self
-                    .watches
-                    .get_mut(&name)
-                    .with_context(|| format!("no watch {name}"))?;
-                let mut got = 0;
-                let mut resps = Vec::new();
-                let deadline = tokio::time::Instant::now() + OP_TIMEOUT;
-                while got < want {
-                    match tokio::time::timeout_at(deadline, stream.message()).await {
-                        Err(_) => break,
-                        Ok(Ok(Some(r))) => {
-                            got += r.events().len() + usize::from(r.canceled());
-                            resps.push(Ok(r));
-                        }
-                        Ok(Ok(None)) => {
-                            resps.push(Err("stream closed".to_string()));
-                            break;
-                        }
-                        Ok(Err(e)) => {
-                            resps.push(Err(eerr(&e)));
-                            break;
-                        }
-                    }
-                }
-                let mut last = 0;
-                for r in resps {
-                    match r {
-                        Ok(r) => self.watch_lines(&r, &mut last, &mut out),
-                        Err(e) => out.push(e),
-                    }
-                }
-                if got < want {
-                    out.push(format!("only {got} of {want} within {OP_TIMEOUT:?}"));
-                }
-            }
-            "cancel-watch" => {
-                o.check(&[])?;
-                let name = o.arg(0, "watch name")?.to_string();
-                let (mut watcher, mut stream) = self
-                    .watches
-                    .remove(&name)
-                    .with_context(|| format!("no watch {name}"))?;
-                timed(watcher.cancel()).await??;
-                match timed(stream.message()).await? {
-                    Ok(Some(r)) => self.watch_lines(&r, &mut 0, &mut out),
-                    Ok(None) => out.push("stream closed".into()),
-                    Err(e) => out.push(eerr(&e)),
-                }
-            }
-            op => bail!("unknown etcd op {op:?}"),
+        }
+        if got < want {
+            out.push(format!("only {got} of {want} within {OP_TIMEOUT:?}"));
+        }
+        Ok(out)
+    }
+
+    async fn op_cancel_watch(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut out = Vec::new();
+        o.check(&[])?;
+        let name = o.arg(0, "watch name")?.to_string();
+        let (mut watcher, mut stream) = self
+            .watches
+            .remove(&name)
+            .with_context(|| format!("no watch {name}"))?;
+        timed(watcher.cancel()).await??;
+        match timed(stream.message()).await? {
+            Ok(Some(r)) => self.watch_lines(&r, &mut 0, &mut out),
+            Ok(None) => out.push("stream closed".into()),
+            Err(e) => out.push(eerr(&e)),
         }
         Ok(out)
     }

@@ -291,463 +291,578 @@ impl Runner {
         }
     }
 
+    /// Runs one step: one function per operation, each returning the
+    /// step's transcript lines.
     async fn step(&mut self, st: &Step) -> Result<Vec<String>> {
+        match st.op.as_str() {
+            "connect" => self.op_connect(st).await,
+            "close" => self.op_close(st).await,
+            "sleep" => self.op_sleep(st).await,
+            "create" => self.op_create(st).await,
+            "delete" => self.op_delete(st).await,
+            "exists" => self.op_exists(st).await,
+            "get" => self.op_get(st).await,
+            "set" => self.op_set(st).await,
+            "children" => self.op_children(st).await,
+            "list" => self.op_list(st).await,
+            "count" => self.op_count(st).await,
+            "ephemerals" => self.op_ephemerals(st).await,
+            "get-acl" => self.op_get_acl(st).await,
+            "set-acl" => self.op_set_acl(st).await,
+            "auth" => self.op_auth(st).await,
+            "whoami" => self.op_whoami(st).await,
+            "sync" => self.op_sync(st).await,
+            "config" => self.op_config(st).await,
+            "reconfig" => self.op_reconfig(st).await,
+            "watch-data" | "watch-exists" | "watch-children" | "add-watch" => {
+                self.op_watch(st).await
+            }
+            "events" => self.op_events(st).await,
+            "remove-watch" => self.op_remove_watch(st).await,
+            "multi" => self.op_multi(st).await,
+            "multi-read" => self.op_multi_read(st).await,
+            op => bail!("unknown zk op {op:?}"),
+        }
+    }
+
+    async fn op_connect(&mut self, st: &Step) -> Result<Vec<String>> {
         let o = Opts::split(&st.args);
         let mut out = Vec::new();
-        match st.op.as_str() {
-            "connect" => {
-                o.check(&["timeout", "auth", "assume-version"])?;
-                if self.clients.contains_key(&st.session) {
-                    bail!("session {} is already connected", st.session);
-                }
-                let t = o.num("timeout")?.unwrap_or(10_000) as u64;
-                let v: Vec<u32> = o
-                    .val("assume-version")
-                    .unwrap_or("3.8.0")
-                    .split('.')
-                    .map(|x| x.parse().context("--assume-version=X.Y.Z"))
-                    .collect::<Result<_>>()?;
-                let v = match v[..] {
-                    [a, b, c] => (a, b, c),
-                    _ => bail!("--assume-version=X.Y.Z"),
-                };
-                match self.connect(&st.session, t, o.val("auth"), v).await? {
-                    Ok(c) => out.push(format!(
-                        "connected timeout={}ms",
-                        c.session_timeout().as_millis()
-                    )),
-                    Err(e) => out.push(zerr(&e)),
+        o.check(&["timeout", "auth", "assume-version"])?;
+        if self.clients.contains_key(&st.session) {
+            bail!("session {} is already connected", st.session);
+        }
+        let t = o.num("timeout")?.unwrap_or(10_000) as u64;
+        let v: Vec<u32> = o
+            .val("assume-version")
+            .unwrap_or("3.8.0")
+            .split('.')
+            .map(|x| x.parse().context("--assume-version=X.Y.Z"))
+            .collect::<Result<_>>()?;
+        let v = match v[..] {
+            [a, b, c] => (a, b, c),
+            _ => bail!("--assume-version=X.Y.Z"),
+        };
+        match self.connect(&st.session, t, o.val("auth"), v).await? {
+            Ok(c) => out.push(format!(
+                "connected timeout={}ms",
+                c.session_timeout().as_millis()
+            )),
+            Err(e) => out.push(zerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_close(&mut self, st: &Step) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let c = self
+            .clients
+            .remove(&st.session)
+            .with_context(|| format!("session {} is not open", st.session))?;
+        let mut state = c.state_watcher();
+        drop(c);
+        let end = timed(async {
+            loop {
+                let s = state.changed().await;
+                if s.is_terminated() {
+                    return s;
                 }
             }
-            "close" => {
-                let c = self
-                    .clients
-                    .remove(&st.session)
-                    .with_context(|| format!("session {} is not open", st.session))?;
-                let mut state = c.state_watcher();
-                drop(c);
-                let end = timed(async {
-                    loop {
-                        let s = state.changed().await;
-                        if s.is_terminated() {
-                            return s;
+        })
+        .await?;
+        out.push(format!("closed state={end:?}"));
+        Ok(out)
+    }
+
+    async fn op_sleep(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut out = Vec::new();
+        let ms: u64 = o.arg(0, "milliseconds")?.parse()?;
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        out.push("ok".into());
+        Ok(out)
+    }
+
+    async fn op_create(&mut self, st: &Step) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let c = self.client(&st.session).await?;
+        let a = create_args(&st.args)?;
+        match timed(c.create(&a.path, &a.data, &a.options())).await? {
+            Ok((stat, seq)) => {
+                let path = if seq.into_i64() >= 0 {
+                    format!("{}{:010}", a.path, seq.into_i64())
+                } else {
+                    a.path.clone()
+                };
+                let s = self.stat(&stat);
+                out.push(format!("ok {path} {s}"));
+            }
+            Err(e) => out.push(zerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_delete(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut out = Vec::new();
+        o.check(&[])?;
+        let c = self.client(&st.session).await?;
+        match timed(c.delete(o.arg(0, "path")?, version(&o, 1)?)).await? {
+            Ok(()) => out.push("ok".into()),
+            Err(e) => out.push(zerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_exists(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut out = Vec::new();
+        o.check(&[])?;
+        let c = self.client(&st.session).await?;
+        match timed(c.check_stat(o.arg(0, "path")?)).await? {
+            Ok(Some(s)) => out.push(format!("ok {}", self.stat(&s))),
+            Ok(None) => out.push("ok none".into()),
+            Err(e) => out.push(zerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_get(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut out = Vec::new();
+        o.check(&[])?;
+        let c = self.client(&st.session).await?;
+        match timed(c.get_data(o.arg(0, "path")?)).await? {
+            Ok((d, s)) => out.push(format!("ok {} {}", quote(&d), self.stat(&s))),
+            Err(e) => out.push(zerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_set(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut out = Vec::new();
+        o.check(&[])?;
+        let c = self.client(&st.session).await?;
+        let d = data(o.pos.get(1).context("missing data")?);
+        match timed(c.set_data(o.arg(0, "path")?, &d, version(&o, 2)?)).await? {
+            Ok(s) => out.push(format!("ok {}", self.stat(&s))),
+            Err(e) => out.push(zerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_children(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut out = Vec::new();
+        o.check(&[])?;
+        let c = self.client(&st.session).await?;
+        match timed(c.get_children(o.arg(0, "path")?)).await? {
+            Ok((mut v, s)) => {
+                v.sort();
+                out.push(format!("ok [{}] {}", v.join(", "), self.stat(&s)))
+            }
+            Err(e) => out.push(zerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_list(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut out = Vec::new();
+        o.check(&[])?;
+        let c = self.client(&st.session).await?;
+        match timed(c.list_children(o.arg(0, "path")?)).await? {
+            Ok(mut v) => {
+                v.sort();
+                out.push(format!("ok [{}]", v.join(", ")))
+            }
+            Err(e) => out.push(zerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_count(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut out = Vec::new();
+        o.check(&[])?;
+        let c = self.client(&st.session).await?;
+        match timed(c.count_descendants_number(o.arg(0, "path")?)).await? {
+            Ok(n) => out.push(format!("ok {n}")),
+            Err(e) => out.push(zerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_ephemerals(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut out = Vec::new();
+        o.check(&[])?;
+        let c = self.client(&st.session).await?;
+        match timed(c.list_ephemerals(o.arg(0, "path")?)).await? {
+            Ok(mut v) => {
+                v.sort();
+                out.push(format!("ok [{}]", v.join(", ")))
+            }
+            Err(e) => out.push(zerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_get_acl(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut out = Vec::new();
+        o.check(&[])?;
+        let c = self.client(&st.session).await?;
+        match timed(c.get_acl(o.arg(0, "path")?)).await? {
+            Ok((a, s)) => out.push(format!("ok {} {}", fmt_acls(&a), self.stat(&s))),
+            Err(e) => out.push(zerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_set_acl(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut out = Vec::new();
+        o.check(&[])?;
+        let c = self.client(&st.session).await?;
+        let acls = parse_acls(o.arg(1, "acl")?)?;
+        let v = version(&o, 2)?;
+        match timed(c.set_acl(o.arg(0, "path")?, &acls, v)).await? {
+            Ok(s) => out.push(format!("ok {}", self.stat(&s))),
+            Err(e) => out.push(zerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_auth(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut out = Vec::new();
+        o.check(&[])?;
+        let c = self.client(&st.session).await?;
+        let scheme = o.arg(0, "scheme")?.to_string();
+        let cred = o.arg(1, "credentials")?.as_bytes().to_vec();
+        match timed(c.auth(scheme, cred)).await? {
+            Ok(()) => out.push("ok".into()),
+            Err(e) => out.push(zerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_whoami(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut out = Vec::new();
+        o.check(&[])?;
+        let c = self.client(&st.session).await?;
+        match timed(c.list_auth_users()).await? {
+            Ok(users) => {
+                let mut v: Vec<String> = users
+                    .iter()
+                    .map(|u| format!("{}:{}", u.scheme(), u.user()))
+                    .collect();
+                v.sort();
+                out.push(format!("ok [{}]", v.join(", ")))
+            }
+            Err(e) => out.push(zerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_sync(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut out = Vec::new();
+        o.check(&[])?;
+        let c = self.client(&st.session).await?;
+        match timed(c.sync(o.arg(0, "path")?)).await? {
+            Ok(()) => out.push("ok".into()),
+            Err(e) => out.push(zerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_config(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut out = Vec::new();
+        o.check(&[])?;
+        let c = self.client(&st.session).await?;
+        match timed(c.get_config()).await? {
+            Ok((d, s)) => out.push(format!("ok {} {}", quote(&d), self.stat(&s))),
+            Err(e) => out.push(zerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_reconfig(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut out = Vec::new();
+        // `reconfig SERVER...`: a non-incremental reconfig to the
+        // given server lines (standalone servers refuse it).
+        o.check(&[])?;
+        let c = self.client(&st.session).await?;
+        let servers: Vec<&str> = o.pos.iter().map(|t| t.s.as_str()).collect();
+        let update = zk::EnsembleUpdate::New {
+            ensemble: servers.iter().copied(),
+        };
+        match timed(c.update_ensemble(update, None)).await? {
+            Ok((d, s)) => out.push(format!("ok {} {}", quote(&d), self.stat(&s))),
+            Err(e) => out.push(zerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_watch(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut out = Vec::new();
+        o.check(&[])?;
+        let c = self.client(&st.session).await?;
+        let name = o.arg(0, "watch name")?.to_string();
+        if self.watches.contains_key(&name) {
+            bail!("watch {name} already exists");
+        }
+        let path = o.arg(1, "path")?;
+        let watch = match st.op.as_str() {
+            "watch-data" => match timed(c.get_and_watch_data(path)).await? {
+                Ok((d, s, w)) => {
+                    out.push(format!("ok {} {}", quote(&d), self.stat(&s)));
+                    Some(Watch::Armed(w))
+                }
+                Err(e) => {
+                    out.push(zerr(&e));
+                    None
+                }
+            },
+            "watch-exists" => match timed(c.check_and_watch_stat(path)).await? {
+                Ok((s, w)) => {
+                    match s {
+                        Some(s) => out.push(format!("ok {}", self.stat(&s))),
+                        None => out.push("ok none".into()),
+                    }
+                    Some(Watch::Armed(w))
+                }
+                Err(e) => {
+                    out.push(zerr(&e));
+                    None
+                }
+            },
+            "watch-children" => match timed(c.get_and_watch_children(path)).await? {
+                Ok((mut v, s, w)) => {
+                    v.sort();
+                    out.push(format!("ok [{}] {}", v.join(", "), self.stat(&s)));
+                    Some(Watch::Armed(w))
+                }
+                Err(e) => {
+                    out.push(zerr(&e));
+                    None
+                }
+            },
+            _ => {
+                let mode = match o.arg(2, "persistent|recursive")? {
+                    "persistent" => AddWatchMode::Persistent,
+                    "recursive" => AddWatchMode::PersistentRecursive,
+                    m => bail!("watch mode {m:?}: persistent|recursive"),
+                };
+                match timed(c.watch(path, mode)).await? {
+                    Ok(w) => {
+                        out.push("ok".into());
+                        Some(Watch::Persistent(Some(w)))
+                    }
+                    Err(e) => {
+                        out.push(zerr(&e));
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(watch) = watch {
+            self.watches.insert(
+                name,
+                WatchEntry {
+                    session: st.session.clone(),
+                    watch,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    async fn op_events(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut out = Vec::new();
+        o.check(&[])?;
+        let name = o.arg(0, "watch name")?;
+        let session = self
+            .watches
+            .get(name)
+            .with_context(|| format!("no watch {name}"))?
+            .session
+            .clone();
+        // A round trip on the watch's connection: ZooKeeper writes
+        // every notification for changes up to this read's zxid
+        // before the reply (janus: D6).
+        if let Some(c) = self.clients.get(&session).cloned() {
+            let _ = timed(c.check_stat("/")).await?;
+        }
+        let entry = self.watches.get_mut(name).expect("checked");
+        let mut events = Vec::new();
+        match &mut entry.watch {
+            Watch::Armed(_) => {
+                let Watch::Armed(w) = std::mem::replace(&mut entry.watch, Watch::Polling(None))
+                else {
+                    unreachable!()
+                };
+                let mut fut: EventFuture = Box::pin(w.changed());
+                match (&mut fut).now_or_never() {
+                    Some(e) => events.push(e),
+                    None => entry.watch = Watch::Polling(Some(fut)),
+                }
+            }
+            Watch::Polling(f) => {
+                if let Some(fut) = f {
+                    if let Some(e) = fut.now_or_never() {
+                        events.push(e);
+                        *f = None;
+                    }
+                }
+            }
+            Watch::Persistent(w) => {
+                if let Some(w) = w {
+                    while let Some(e) = w.changed().now_or_never() {
+                        let terminal = e.event_type == zk::EventType::Session
+                            && e.session_state.is_terminated();
+                        events.push(e);
+                        if terminal {
+                            break;
                         }
                     }
-                })
-                .await?;
-                out.push(format!("closed state={end:?}"));
+                }
             }
-            "sleep" => {
-                let ms: u64 = o.arg(0, "milliseconds")?.parse()?;
-                tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        if events.is_empty() {
+            out.push("none".into());
+        }
+        for e in &events {
+            let s = self.event(e);
+            out.push(s);
+        }
+        Ok(out)
+    }
+
+    async fn op_remove_watch(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        let mut out = Vec::new();
+        o.check(&[])?;
+        let name = o.arg(0, "watch name")?;
+        let entry = self
+            .watches
+            .remove(name)
+            .with_context(|| format!("no watch {name}"))?;
+        let res = match entry.watch {
+            Watch::Armed(w) => timed(w.remove()).await?,
+            Watch::Persistent(Some(w)) => timed(w.remove()).await?,
+            _ => bail!("watch {name} was already looked at; remove it before `events`"),
+        };
+        match res {
+            Ok(()) => out.push("ok".into()),
+            Err(e) => out.push(zerr(&e)),
+        }
+        Ok(out)
+    }
+
+    async fn op_multi(&mut self, st: &Step) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let c = self.client(&st.session).await?;
+        let mut w = c.new_multi_writer();
+        for op in st.args.split(|t| t.is(";")) {
+            let (kind, rest) = op.split_first().context("empty multi op")?;
+            let ro = Opts::split(rest);
+            match kind.s.as_str() {
+                "create" => {
+                    let a = create_args(rest)?;
+                    if let Err(e) = w.add_create(&a.path, &a.data, &a.options()) {
+                        bail!("client refused multi create: {e:?}");
+                    }
+                }
+                "delete" => {
+                    if let Err(e) = w.add_delete(ro.arg(0, "path")?, version(&ro, 1)?) {
+                        bail!("client refused multi delete: {e:?}");
+                    }
+                }
+                "set" => {
+                    let d = data(ro.pos.get(1).context("missing data")?);
+                    if let Err(e) = w.add_set_data(ro.arg(0, "path")?, &d, version(&ro, 2)?) {
+                        bail!("client refused multi set: {e:?}");
+                    }
+                }
+                "check" => {
+                    let v = version(&ro, 1)?.context("check needs a version")?;
+                    if let Err(e) = w.add_check_version(ro.arg(0, "path")?, v) {
+                        bail!("client refused multi check: {e:?}");
+                    }
+                }
+                k => bail!("multi op {k:?}: create|delete|set|check"),
+            }
+        }
+        match timed(w.commit()).await? {
+            Ok(results) => {
                 out.push("ok".into());
-            }
-            "create" => {
-                let c = self.client(&st.session).await?;
-                let a = create_args(&st.args)?;
-                match timed(c.create(&a.path, &a.data, &a.options())).await? {
-                    Ok((stat, seq)) => {
-                        let path = if seq.into_i64() >= 0 {
-                            format!("{}{:010}", a.path, seq.into_i64())
-                        } else {
-                            a.path.clone()
-                        };
-                        let s = self.stat(&stat);
-                        out.push(format!("ok {path} {s}"));
-                    }
-                    Err(e) => out.push(zerr(&e)),
-                }
-            }
-            "delete" => {
-                o.check(&[])?;
-                let c = self.client(&st.session).await?;
-                match timed(c.delete(o.arg(0, "path")?, version(&o, 1)?)).await? {
-                    Ok(()) => out.push("ok".into()),
-                    Err(e) => out.push(zerr(&e)),
-                }
-            }
-            "exists" => {
-                o.check(&[])?;
-                let c = self.client(&st.session).await?;
-                match timed(c.check_stat(o.arg(0, "path")?)).await? {
-                    Ok(Some(s)) => out.push(format!("ok {}", self.stat(&s))),
-                    Ok(None) => out.push("ok none".into()),
-                    Err(e) => out.push(zerr(&e)),
-                }
-            }
-            "get" => {
-                o.check(&[])?;
-                let c = self.client(&st.session).await?;
-                match timed(c.get_data(o.arg(0, "path")?)).await? {
-                    Ok((d, s)) => out.push(format!("ok {} {}", quote(&d), self.stat(&s))),
-                    Err(e) => out.push(zerr(&e)),
-                }
-            }
-            "set" => {
-                o.check(&[])?;
-                let c = self.client(&st.session).await?;
-                let d = data(o.pos.get(1).context("missing data")?);
-                match timed(c.set_data(o.arg(0, "path")?, &d, version(&o, 2)?)).await? {
-                    Ok(s) => out.push(format!("ok {}", self.stat(&s))),
-                    Err(e) => out.push(zerr(&e)),
-                }
-            }
-            "children" => {
-                o.check(&[])?;
-                let c = self.client(&st.session).await?;
-                match timed(c.get_children(o.arg(0, "path")?)).await? {
-                    Ok((mut v, s)) => {
-                        v.sort();
-                        out.push(format!("ok [{}] {}", v.join(", "), self.stat(&s)))
-                    }
-                    Err(e) => out.push(zerr(&e)),
-                }
-            }
-            "list" => {
-                o.check(&[])?;
-                let c = self.client(&st.session).await?;
-                match timed(c.list_children(o.arg(0, "path")?)).await? {
-                    Ok(mut v) => {
-                        v.sort();
-                        out.push(format!("ok [{}]", v.join(", ")))
-                    }
-                    Err(e) => out.push(zerr(&e)),
-                }
-            }
-            "count" => {
-                o.check(&[])?;
-                let c = self.client(&st.session).await?;
-                match timed(c.count_descendants_number(o.arg(0, "path")?)).await? {
-                    Ok(n) => out.push(format!("ok {n}")),
-                    Err(e) => out.push(zerr(&e)),
-                }
-            }
-            "ephemerals" => {
-                o.check(&[])?;
-                let c = self.client(&st.session).await?;
-                match timed(c.list_ephemerals(o.arg(0, "path")?)).await? {
-                    Ok(mut v) => {
-                        v.sort();
-                        out.push(format!("ok [{}]", v.join(", ")))
-                    }
-                    Err(e) => out.push(zerr(&e)),
-                }
-            }
-            "get-acl" => {
-                o.check(&[])?;
-                let c = self.client(&st.session).await?;
-                match timed(c.get_acl(o.arg(0, "path")?)).await? {
-                    Ok((a, s)) => out.push(format!("ok {} {}", fmt_acls(&a), self.stat(&s))),
-                    Err(e) => out.push(zerr(&e)),
-                }
-            }
-            "set-acl" => {
-                o.check(&[])?;
-                let c = self.client(&st.session).await?;
-                let acls = parse_acls(o.arg(1, "acl")?)?;
-                let v = version(&o, 2)?;
-                match timed(c.set_acl(o.arg(0, "path")?, &acls, v)).await? {
-                    Ok(s) => out.push(format!("ok {}", self.stat(&s))),
-                    Err(e) => out.push(zerr(&e)),
-                }
-            }
-            "auth" => {
-                o.check(&[])?;
-                let c = self.client(&st.session).await?;
-                let scheme = o.arg(0, "scheme")?.to_string();
-                let cred = o.arg(1, "credentials")?.as_bytes().to_vec();
-                match timed(c.auth(scheme, cred)).await? {
-                    Ok(()) => out.push("ok".into()),
-                    Err(e) => out.push(zerr(&e)),
-                }
-            }
-            "whoami" => {
-                o.check(&[])?;
-                let c = self.client(&st.session).await?;
-                match timed(c.list_auth_users()).await? {
-                    Ok(users) => {
-                        let mut v: Vec<String> = users
-                            .iter()
-                            .map(|u| format!("{}:{}", u.scheme(), u.user()))
-                            .collect();
-                        v.sort();
-                        out.push(format!("ok [{}]", v.join(", ")))
-                    }
-                    Err(e) => out.push(zerr(&e)),
-                }
-            }
-            "sync" => {
-                o.check(&[])?;
-                let c = self.client(&st.session).await?;
-                match timed(c.sync(o.arg(0, "path")?)).await? {
-                    Ok(()) => out.push("ok".into()),
-                    Err(e) => out.push(zerr(&e)),
-                }
-            }
-            "config" => {
-                o.check(&[])?;
-                let c = self.client(&st.session).await?;
-                match timed(c.get_config()).await? {
-                    Ok((d, s)) => out.push(format!("ok {} {}", quote(&d), self.stat(&s))),
-                    Err(e) => out.push(zerr(&e)),
-                }
-            }
-            "reconfig" => {
-                // `reconfig SERVER...`: a non-incremental reconfig to the
-                // given server lines (standalone servers refuse it).
-                o.check(&[])?;
-                let c = self.client(&st.session).await?;
-                let servers: Vec<&str> = o.pos.iter().map(|t| t.s.as_str()).collect();
-                let update = zk::EnsembleUpdate::New {
-                    ensemble: servers.iter().copied(),
-                };
-                match timed(c.update_ensemble(update, None)).await? {
-                    Ok((d, s)) => out.push(format!("ok {} {}", quote(&d), self.stat(&s))),
-                    Err(e) => out.push(zerr(&e)),
-                }
-            }
-            "watch-data" | "watch-exists" | "watch-children" | "add-watch" => {
-                o.check(&[])?;
-                let c = self.client(&st.session).await?;
-                let name = o.arg(0, "watch name")?.to_string();
-                if self.watches.contains_key(&name) {
-                    bail!("watch {name} already exists");
-                }
-                let path = o.arg(1, "path")?;
-                let watch = match st.op.as_str() {
-                    "watch-data" => match timed(c.get_and_watch_data(path)).await? {
-                        Ok((d, s, w)) => {
-                            out.push(format!("ok {} {}", quote(&d), self.stat(&s)));
-                            Some(Watch::Armed(w))
+                for r in results {
+                    let line = match r {
+                        zk::MultiWriteResult::Check => "  check".to_string(),
+                        zk::MultiWriteResult::Delete => "  delete".to_string(),
+                        zk::MultiWriteResult::Create { path, stat } => {
+                            format!("  create {path} {}", self.stat(&stat))
                         }
-                        Err(e) => {
-                            out.push(zerr(&e));
-                            None
+                        zk::MultiWriteResult::SetData { stat } => {
+                            format!("  set {}", self.stat(&stat))
                         }
-                    },
-                    "watch-exists" => match timed(c.check_and_watch_stat(path)).await? {
-                        Ok((s, w)) => {
-                            match s {
-                                Some(s) => out.push(format!("ok {}", self.stat(&s))),
-                                None => out.push("ok none".into()),
-                            }
-                            Some(Watch::Armed(w))
-                        }
-                        Err(e) => {
-                            out.push(zerr(&e));
-                            None
-                        }
-                    },
-                    "watch-children" => match timed(c.get_and_watch_children(path)).await? {
-                        Ok((mut v, s, w)) => {
-                            v.sort();
-                            out.push(format!("ok [{}] {}", v.join(", "), self.stat(&s)));
-                            Some(Watch::Armed(w))
-                        }
-                        Err(e) => {
-                            out.push(zerr(&e));
-                            None
-                        }
-                    },
-                    _ => {
-                        let mode = match o.arg(2, "persistent|recursive")? {
-                            "persistent" => AddWatchMode::Persistent,
-                            "recursive" => AddWatchMode::PersistentRecursive,
-                            m => bail!("watch mode {m:?}: persistent|recursive"),
-                        };
-                        match timed(c.watch(path, mode)).await? {
-                            Ok(w) => {
-                                out.push("ok".into());
-                                Some(Watch::Persistent(Some(w)))
-                            }
-                            Err(e) => {
-                                out.push(zerr(&e));
-                                None
-                            }
-                        }
-                    }
-                };
-                if let Some(watch) = watch {
-                    self.watches.insert(
-                        name,
-                        WatchEntry {
-                            session: st.session.clone(),
-                            watch,
-                        },
-                    );
-                }
-            }
-            "events" => {
-                o.check(&[])?;
-                let name = o.arg(0, "watch name")?;
-                let session = self
-                    .watches
-                    .get(name)
-                    .with_context(|| format!("no watch {name}"))?
-                    .session
-                    .clone();
-                // A round trip on the watch's connection: ZooKeeper writes
-                // every notification for changes up to this read's zxid
-                // before the reply (janus: D6).
-                if let Some(c) = self.clients.get(&session).cloned() {
-                    let _ = timed(c.check_stat("/")).await?;
-                }
-                let entry = self.watches.get_mut(name).expect("checked");
-                let mut events = Vec::new();
-                match &mut entry.watch {
-                    Watch::Armed(_) => {
-                        let Watch::Armed(w) =
-                            std::mem::replace(&mut entry.watch, Watch::Polling(None))
-                        else {
-                            unreachable!()
-                        };
-                        let mut fut: EventFuture = Box::pin(w.changed());
-                        match (&mut fut).now_or_never() {
-                            Some(e) => events.push(e),
-                            None => entry.watch = Watch::Polling(Some(fut)),
-                        }
-                    }
-                    Watch::Polling(f) => {
-                        if let Some(fut) = f {
-                            if let Some(e) = fut.now_or_never() {
-                                events.push(e);
-                                *f = None;
-                            }
-                        }
-                    }
-                    Watch::Persistent(w) => {
-                        if let Some(w) = w {
-                            while let Some(e) = w.changed().now_or_never() {
-                                let terminal = e.event_type == zk::EventType::Session
-                                    && e.session_state.is_terminated();
-                                events.push(e);
-                                if terminal {
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                }
-                if events.is_empty() {
-                    out.push("none".into());
-                }
-                for e in &events {
-                    let s = self.event(e);
-                    out.push(s);
-                }
-            }
-            "remove-watch" => {
-                o.check(&[])?;
-                let name = o.arg(0, "watch name")?;
-                let entry = self
-                    .watches
-                    .remove(name)
-                    .with_context(|| format!("no watch {name}"))?;
-                let res = match entry.watch {
-                    Watch::Armed(w) => timed(w.remove()).await?,
-                    Watch::Persistent(Some(w)) => timed(w.remove()).await?,
-                    _ => bail!("watch {name} was already looked at; remove it before `events`"),
-                };
-                match res {
-                    Ok(()) => out.push("ok".into()),
-                    Err(e) => out.push(zerr(&e)),
-                }
-            }
-            "multi" => {
-                let c = self.client(&st.session).await?;
-                let mut w = c.new_multi_writer();
-                for op in st.args.split(|t| t.is(";")) {
-                    let (kind, rest) = op.split_first().context("empty multi op")?;
-                    let ro = Opts::split(rest);
-                    match kind.s.as_str() {
-                        "create" => {
-                            let a = create_args(rest)?;
-                            if let Err(e) = w.add_create(&a.path, &a.data, &a.options()) {
-                                bail!("client refused multi create: {e:?}");
-                            }
-                        }
-                        "delete" => {
-                            if let Err(e) = w.add_delete(ro.arg(0, "path")?, version(&ro, 1)?) {
-                                bail!("client refused multi delete: {e:?}");
-                            }
-                        }
-                        "set" => {
-                            let d = data(ro.pos.get(1).context("missing data")?);
-                            if let Err(e) = w.add_set_data(ro.arg(0, "path")?, &d, version(&ro, 2)?)
-                            {
-                                bail!("client refused multi set: {e:?}");
-                            }
-                        }
-                        "check" => {
-                            let v = version(&ro, 1)?.context("check needs a version")?;
-                            if let Err(e) = w.add_check_version(ro.arg(0, "path")?, v) {
-                                bail!("client refused multi check: {e:?}");
-                            }
-                        }
-                        k => bail!("multi op {k:?}: create|delete|set|check"),
-                    }
-                }
-                match timed(w.commit()).await? {
-                    Ok(results) => {
-                        out.push("ok".into());
-                        for r in results {
-                            let line = match r {
-                                zk::MultiWriteResult::Check => "  check".to_string(),
-                                zk::MultiWriteResult::Delete => "  delete".to_string(),
-                                zk::MultiWriteResult::Create { path, stat } => {
-                                    format!("  create {path} {}", self.stat(&stat))
-                                }
-                                zk::MultiWriteResult::SetData { stat } => {
-                                    format!("  set {}", self.stat(&stat))
-                                }
-                                other => format!("  {other:?}"),
-                            };
-                            out.push(line);
-                        }
-                    }
-                    Err(zk::MultiWriteError::OperationFailed { index, source }) => {
-                        out.push(format!("error at op {index}: {source:?}"))
-                    }
-                    Err(zk::MultiWriteError::RequestFailed { source }) => out.push(zerr(&source)),
-                }
-            }
-            "multi-read" => {
-                let c = self.client(&st.session).await?;
-                let mut r = c.new_multi_reader();
-                for op in st.args.split(|t| t.is(";")) {
-                    let (kind, rest) = op.split_first().context("empty multi-read op")?;
-                    let path = &rest.first().context("path")?.s;
-                    let res = match kind.s.as_str() {
-                        "get" => r.add_get_data(path),
-                        "children" => r.add_get_children(path),
-                        k => bail!("multi-read op {k:?}: get|children"),
+                        other => format!("  {other:?}"),
                     };
-                    if let Err(e) = res {
-                        bail!("client refused multi-read op: {e:?}");
-                    }
-                }
-                match timed(r.commit()).await? {
-                    Ok(results) => {
-                        out.push("ok".into());
-                        for r in results {
-                            let line = match r {
-                                zk::MultiReadResult::Data { data, stat } => {
-                                    format!("  data {} {}", quote(&data), self.stat(&stat))
-                                }
-                                zk::MultiReadResult::Children { mut children } => {
-                                    children.sort();
-                                    format!("  children [{}]", children.join(", "))
-                                }
-                                zk::MultiReadResult::Error { err } => format!("  {}", zerr(&err)),
-                                other => format!("  {other:?}"),
-                            };
-                            out.push(line);
-                        }
-                    }
-                    Err(e) => out.push(zerr(&e)),
+                    out.push(line);
                 }
             }
-            op => bail!("unknown zk op {op:?}"),
+            Err(zk::MultiWriteError::OperationFailed { index, source }) => {
+                out.push(format!("error at op {index}: {source:?}"))
+            }
+            Err(zk::MultiWriteError::RequestFailed { source }) => out.push(zerr(&source)),
+        }
+        Ok(out)
+    }
+
+    async fn op_multi_read(&mut self, st: &Step) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let c = self.client(&st.session).await?;
+        let mut r = c.new_multi_reader();
+        for op in st.args.split(|t| t.is(";")) {
+            let (kind, rest) = op.split_first().context("empty multi-read op")?;
+            let path = &rest.first().context("path")?.s;
+            let res = match kind.s.as_str() {
+                "get" => r.add_get_data(path),
+                "children" => r.add_get_children(path),
+                k => bail!("multi-read op {k:?}: get|children"),
+            };
+            if let Err(e) = res {
+                bail!("client refused multi-read op: {e:?}");
+            }
+        }
+        match timed(r.commit()).await? {
+            Ok(results) => {
+                out.push("ok".into());
+                for r in results {
+                    let line = match r {
+                        zk::MultiReadResult::Data { data, stat } => {
+                            format!("  data {} {}", quote(&data), self.stat(&stat))
+                        }
+                        zk::MultiReadResult::Children { mut children } => {
+                            children.sort();
+                            format!("  children [{}]", children.join(", "))
+                        }
+                        zk::MultiReadResult::Error { err } => format!("  {}", zerr(&err)),
+                        other => format!("  {other:?}"),
+                    };
+                    out.push(line);
+                }
+            }
+            Err(e) => out.push(zerr(&e)),
         }
         Ok(out)
     }
