@@ -267,6 +267,13 @@ impl Watcher {
         }
         let mut out = Vec::new();
         let mut last_main = self.next_rev - 1;
+        // Whether the step stopped early; if not, every revision up to the
+        // current one has been read, including revisions that left no
+        // record (a fresh store's revision 1, a tombstone dropped by
+        // compaction). Deciding "caught up" from the last record seen
+        // instead left such a watcher lagging forever, fed neither live
+        // nor from history.
+        let mut cut_short = false;
         let start = Rev::new(self.next_rev.max(1), 0).to_bytes();
         for item in st.engine.scan(Space::Revs, start.., false) {
             let (k, v) = item?;
@@ -274,13 +281,14 @@ impl Watcher {
                 continue;
             };
             if out.len() >= CATCH_UP_EVENTS && rev.main != last_main {
+                cut_short = true;
                 break;
             }
             last_main = rev.main;
             let rec = Record::decode(&v).map_err(|e| KvError::Internal(e.to_string()))?;
             history_events(&st, &self.sub, rev, rec, &mut out)?;
         }
-        if last_main >= st.revision {
+        if !cut_short {
             self.next_rev = st.revision + 1;
             // Caught up: rejoin live delivery before releasing the lock.
             self.sub.lagging.store(false, Ordering::Release);

@@ -393,3 +393,72 @@ async fn replayed_tree_events_equal_live_ones() {
     let b: Vec<_> = replay_evs.iter().map(key).collect();
     assert_eq!(b, a);
 }
+
+/// Waits in one `next()` call (as a frontend's watch task does) while `key`
+/// is put; the events it returns, or a panic after 5 s.
+async fn next_while_put(n: &Node, w: &mut Watcher, key: &str) -> (i64, Vec<Event>) {
+    let writer = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        put(n, key, "1").await.0
+    };
+    let (evs, r) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(5), w.next()),
+        writer
+    );
+    let evs = evs
+        .unwrap_or_else(|_| panic!("no event for the put of {key} at {r}"))
+        .expect("watch ok");
+    (r, evs)
+}
+
+/// A watch from the current revision when no record carries that revision
+/// (a fresh store at revision 1, or a compaction that dropped the
+/// tombstone at the top) must go live, as etcd's does: the put after it is
+/// delivered. Start = current + 1 works the same way.
+#[tokio::test]
+async fn watch_from_current_revision_without_a_record_goes_live() {
+    let n = common::start();
+    let cur = n.revision();
+    assert_eq!(cur, 1, "a fresh store");
+    let mut fresh = watch(&n, "/s", "/t", cur, false);
+    let (r, evs) = next_while_put(&n, &mut fresh, "/s/x").await;
+    assert_eq!(evs.len(), 1);
+    assert_eq!(
+        (evs[0].kv.key.as_slice(), evs[0].kv.mod_revision),
+        (&b"/s/x"[..], r)
+    );
+    let mut next = watch(&n, "/s", "/t", n.revision() + 1, false);
+    let (r, evs) = next_while_put(&n, &mut next, "/s/y").await;
+    assert_eq!((evs.len(), evs[0].kv.mod_revision), (1, r));
+
+    // The newest revision is a delete, then compacted: its tombstone goes.
+    delete(&n, "/s/x").await;
+    let d = n.revision();
+    let a = common::propose(&n, Command::Compact { revision: d }).await;
+    assert_eq!(a.result, CommandResult::Compact(Ok(())));
+    let mut w = watch(&n, "/s", "/t", d, false);
+    let (r, mut evs) = next_while_put(&n, &mut w, "/s/z").await;
+    if evs.last().is_some_and(|e| e.kv.mod_revision == d) {
+        evs.extend(collect_until(&mut w, r).await);
+    }
+    assert_eq!(evs.last().map(|e| e.kv.key.clone()), Some(b"/s/z".to_vec()));
+    assert!(evs
+        .iter()
+        .all(|e| e.kv.mod_revision == d || e.kv.mod_revision == r));
+}
+
+/// After a restart the current revision is watchable the same way.
+#[tokio::test]
+async fn watch_from_current_revision_after_restart() {
+    let mut t = common::start();
+    put(&t.node, "/r/a", "1").await;
+    delete(&t.node, "/r/a").await;
+    let d = t.node.revision();
+    common::propose(&t.node, Command::Compact { revision: d }).await;
+    t = common::restart(t);
+    assert_eq!(t.node.revision(), d);
+    let mut w = watch(&t.node, "/r", "/s", d, false);
+    let (r, evs) = next_while_put(&t.node, &mut w, "/r/b").await;
+    assert_eq!((evs.len(), evs[0].kv.mod_revision), (1, r));
+    drop(w);
+}
