@@ -20,6 +20,7 @@ pub mod raft_log;
 pub mod snapshot;
 pub mod state;
 pub mod transport;
+pub mod wal;
 pub mod watch;
 pub mod znode;
 
