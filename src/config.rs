@@ -104,6 +104,13 @@ pub struct Args {
         default_value_t = 10_000
     )]
     pub experimental_snapshot_catchup_entries: u64,
+    /// Level of janus's own log lines: debug, info, warn or error
+    /// (dependencies log at warn; RUST_LOG overrides both).
+    #[arg(long, env = "JANUS_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Log line format: text or json (one object per line).
+    #[arg(long, env = "JANUS_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
     /// Address of the ZooKeeper client endpoint.
     #[arg(long, env = "JANUS_LISTEN_ZK_ADDR", default_value = "127.0.0.1:2181")]
     pub listen_zk_addr: String,

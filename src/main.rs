@@ -6,6 +6,7 @@
 //! `ETCD_`.
 
 mod config;
+mod logging;
 
 use std::net::SocketAddr;
 
@@ -17,12 +18,7 @@ use config::Args;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    logging::init(&args.log_level, &args.log_format)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

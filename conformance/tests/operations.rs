@@ -130,3 +130,95 @@ async fn zookeeper_only_writes_keep_bounded_history_and_size() {
         "db size {sizes:?} after {written} bytes written"
     );
 }
+
+/// Runs the janus binary without RUST_LOG for `run` (the etcd endpoint is
+/// handed to it), then stops it and returns what it logged.
+fn log_of_a_default_start(extra: &[&str], run: impl FnOnce(&str)) -> String {
+    use janus_conformance::harness::{free_port, janus_binary};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let etcd = format!("127.0.0.1:{}", free_port());
+    let zk = format!("127.0.0.1:{}", free_port());
+    let peer = format!("http://127.0.0.1:{}", free_port());
+    let log_path = dir.path().join("log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut child = Command::new(janus_binary())
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--listen-client-urls", &format!("http://{etcd}")])
+        .args(["--advertise-client-urls", &format!("http://{etcd}")])
+        .args(["--listen-peer-urls", &peer])
+        .args(["--initial-advertise-peer-urls", &peer])
+        .args(["--listen-zk-addr", &zk])
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("spawn janus");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&etcd).is_err() {
+        assert!(std::time::Instant::now() < deadline, "janus did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    run(&format!("http://{etcd}"));
+    // SIGTERM: a clean shutdown logs its lifecycle lines too.
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    std::fs::read_to_string(&log_path).unwrap_or_default()
+}
+
+fn put_some(ep: &str) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let mut c = etcd::Client::connect([ep], None).await.expect("connect");
+        for i in 0..20 {
+            c.put(format!("k{i}"), "v", None).await.expect("put");
+        }
+    });
+}
+
+#[test]
+fn default_log_is_quiet_and_json_is_one_object_per_line() {
+    let text = log_of_a_default_start(&[], put_some);
+    assert!(text.contains("starting janus"), "{text}");
+    assert!(text.contains("stopped"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour codes in a log file: {text}"
+    );
+    for line in text.lines() {
+        // `<time> <LEVEL> <target>: <message>`; dependencies (fjall,
+        // lsm-tree, raft, h2, tonic) only at WARN and above.
+        let mut words = line.split_whitespace();
+        let (level, target) = (words.nth(1), words.next());
+        if matches!(level, Some("INFO" | "DEBUG" | "TRACE")) {
+            assert!(
+                target.is_some_and(|t| t.starts_with("janus")),
+                "dependency line below WARN: {line}"
+            );
+        }
+    }
+
+    let json = log_of_a_default_start(&["--log-format", "json", "--log-level", "warn"], put_some);
+    for line in json.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("a JSON object per line");
+        assert!(v["level"] == "WARN" || v["level"] == "ERROR", "{line}");
+    }
+    let debug = log_of_a_default_start(&["--log-format", "json", "--log-level", "debug"], put_some);
+    let lines: Vec<serde_json::Value> = debug
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON object per line"))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|v| v["message"] == "starting janus" && v["level"] == "INFO"),
+        "{debug}"
+    );
+    assert!(
+        lines.iter().all(|v| v["level"] != "DEBUG"
+            || v["target"].as_str().is_some_and(|t| t.starts_with("janus"))),
+        "{debug}"
+    );
+}
