@@ -84,6 +84,33 @@ pub struct Args {
         default_value_t = 600_000
     )]
     pub watch_progress_notify_interval_ms: u64,
+    /// How `--auto-compaction-retention` is read: `periodic` (a duration; a
+    /// bare number is hours) or `revision` (a number of revisions).
+    #[arg(long, env = "JANUS_AUTO_COMPACTION_MODE", default_value = "periodic")]
+    pub auto_compaction_mode: String,
+    /// History kept by auto-compaction; 0 turns it off. janus compacts by
+    /// default (etcd does not) because ZooKeeper clients never compact.
+    #[arg(long, env = "JANUS_AUTO_COMPACTION_RETENTION", default_value = "5m")]
+    pub auto_compaction_retention: String,
+    /// How often `revision` mode compacts (etcd: fixed 5 minutes).
+    #[arg(long, env = "JANUS_AUTO_COMPACTION_INTERVAL", default_value = "5m")]
+    pub auto_compaction_interval: String,
+    /// Raft entries kept when the log is truncated, so a slow follower
+    /// catches up without a snapshot (etcd 3.5's
+    /// --experimental-snapshot-catchup-entries).
+    #[arg(
+        long,
+        env = "JANUS_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES",
+        default_value_t = 10_000
+    )]
+    pub experimental_snapshot_catchup_entries: u64,
+    /// Level of janus's own log lines: debug, info, warn or error
+    /// (dependencies log at warn; RUST_LOG overrides both).
+    #[arg(long, env = "JANUS_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Log line format: text or json (one object per line).
+    #[arg(long, env = "JANUS_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
     /// Address of the ZooKeeper client endpoint.
     #[arg(long, env = "JANUS_LISTEN_ZK_ADDR", default_value = "127.0.0.1:2181")]
     pub listen_zk_addr: String,
@@ -212,7 +239,7 @@ impl Args {
             member_id,
             cluster_id,
             cluster_token: token.clone(),
-            log_keep: 10_000,
+            log_keep: self.experimental_snapshot_catchup_entries.max(1),
             cluster_secret: format!("janus:{token}:{cluster_id:x}").into_bytes(),
             tick: Duration::from_millis(self.heartbeat_interval),
             election_ticks: (self.election_timeout / self.heartbeat_interval) as usize,
@@ -224,6 +251,24 @@ impl Args {
             initial_members: initial,
             join_existing,
         })
+    }
+
+    /// The auto-compaction schedule (`None`: off) and revision-mode interval.
+    pub fn compaction(
+        &self,
+    ) -> anyhow::Result<(Option<janus_core::compactor::Retention>, Duration)> {
+        use janus_core::compactor::Retention;
+        let retention =
+            Retention::parse(&self.auto_compaction_mode, &self.auto_compaction_retention)
+                .map_err(anyhow::Error::msg)?;
+        let interval = match Retention::parse("periodic", &self.auto_compaction_interval) {
+            Ok(Some(Retention::Periodic(d))) => d,
+            _ => bail!(
+                "--auto-compaction-interval {:?} must be a positive duration",
+                self.auto_compaction_interval
+            ),
+        };
+        Ok((retention, interval))
     }
 
     pub fn client_listen_addrs(&self) -> anyhow::Result<Vec<SocketAddr>> {

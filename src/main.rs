@@ -6,6 +6,7 @@
 //! `ETCD_`.
 
 mod config;
+mod logging;
 
 use std::net::SocketAddr;
 
@@ -17,12 +18,7 @@ use config::Args;
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    logging::init(&args.log_level, &args.log_format)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -31,6 +27,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let node_cfg = args.node_config()?;
+    let (retention, compaction_interval) = args.compaction()?;
     tracing::info!(
         name = %node_cfg.name,
         member_id = format!("{:x}", node_cfg.member_id),
@@ -39,6 +36,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     let node = janus_core::Node::start(node_cfg)
         .with_context(|| format!("cannot open data dir {}", args.data_dir().display()))?;
+
+    // Aborted when dropped, before the node stops.
+    let compactor = retention.map(|r| {
+        tracing::info!(retention = ?r, "auto-compaction on");
+        AbortOnDrop(tokio::spawn(janus_core::compactor::run(
+            node.clone(),
+            r,
+            compaction_interval,
+        )))
+    });
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -83,10 +90,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let drain = async { while tasks.join_next().await.is_some() {} };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
+    drop(compactor);
     let n = node.clone();
     tokio::task::spawn_blocking(move || n.stop()).await?;
     tracing::info!("stopped");
     outcome
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {

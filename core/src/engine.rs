@@ -219,8 +219,14 @@ impl Engine {
     }
 
     /// Rewrites every keyspace's tables, dropping overwritten and deleted
-    /// data (etcd's defragment).
+    /// data (etcd's defragment). Memtables are flushed first: until then
+    /// their writes (tombstones of compacted revisions included) live in
+    /// the journal, which fjall can only delete once every keyspace has
+    /// flushed past it.
     pub fn major_compact(&self) -> Result<(), CoreError> {
+        for (s, ks) in Space::ALL.iter().zip(&self.spaces) {
+            ks.rotate_memtable_and_wait().map_err(|e| self.err(*s, e))?;
+        }
         for (s, ks) in Space::ALL.iter().zip(&self.spaces) {
             ks.major_compact().map_err(|e| self.err(*s, e))?;
         }

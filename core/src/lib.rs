@@ -8,6 +8,8 @@
 //! - [`engine`]: every fjall call (D10); [`raft_log`]: raft-rs storage on it.
 pub mod checkpoint;
 pub mod command;
+pub mod compactor;
+pub mod disk_usage;
 pub mod engine;
 mod error;
 pub mod kv;

@@ -157,6 +157,8 @@ struct Inner {
     removed: AtomicBool,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     peers: Arc<dyn Outbox>,
+    /// What the data directory occupies on disk (Status db size, quota).
+    disk: crate::disk_usage::DiskUsage,
     /// Real time, or the simulation's virtual time.
     clock: Clock,
 }
@@ -295,6 +297,7 @@ fn open(
     } else {
         peers.set_members(&runner::peer_list(&state));
     }
+    let disk = crate::disk_usage::DiskUsage::new(&cfg.data_dir);
     let inner = Arc::new(Inner {
         cfg,
         state: Arc::new(RwLock::new(state)),
@@ -308,6 +311,7 @@ fn open(
         removed: AtomicBool::new(false),
         thread: Mutex::new(None),
         peers,
+        disk,
         clock,
     });
     let runner = runner::Runner::new(raw, Arc::clone(&inner), rx);
@@ -477,7 +481,7 @@ impl Node {
             raft_term: self.inner.term.load(Ordering::Acquire),
             applied_index: st.applied_index,
             compact_revision: st.compact_revision,
-            db_size: st.engine.disk_size() as i64,
+            db_size: self.inner.disk.bytes() as i64,
         }
     }
 
@@ -602,7 +606,9 @@ impl Node {
 
     /// Compacts the storage engine's files (etcd Defragment).
     pub fn defragment(&self) -> Result<(), CoreError> {
-        self.state().engine.major_compact()
+        let r = self.state().engine.major_compact();
+        self.inner.disk.invalidate();
+        r
     }
 
     /// ZooKeeper session password: HMAC-SHA256 of the session id under the
