@@ -62,7 +62,7 @@ fn parent_of(p: &str) -> Result<Vec<u8>, ZkError> {
 enum Planned {
     Create {
         key: Vec<u8>,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         lease: i64,
         meta: ZMeta,
     },
@@ -71,7 +71,7 @@ enum Planned {
     },
     SetData {
         key: Vec<u8>,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
     },
     SetAcl {
         key: Vec<u8>,
@@ -363,7 +363,7 @@ impl State {
                 lease,
                 meta,
             } => {
-                self.put_key(w, &key, data, lease)?;
+                self.put_key_from(w, &key, data, lease, 1)?;
                 self.write_zmeta(w, &key, meta);
                 let stat = self.stat_or_default(Some(w), &key)?;
                 ZkOpResult::Create {
