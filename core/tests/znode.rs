@@ -188,8 +188,11 @@ async fn set_data_delete_versions() {
     );
 }
 
+/// Two counters per parent (D5), as ZooKeeper 3.8.0: the sequential suffix
+/// counts child creates only (no gap after a delete), the stat cversion
+/// counts creates and deletes.
 #[tokio::test]
-async fn sequential_names_follow_parent_cversion() {
+async fn sequential_names_count_creates_cversion_counts_deletes_too() {
     let n = common::start();
     create(&n, "/q", "", CreateMode::Persistent).await;
     let mut names = Vec::new();
@@ -204,32 +207,52 @@ async fn sequential_names_follow_parent_cversion() {
         names,
         ["/q/n-0000000000", "/q/n-0000000001", "/q/n-0000000002"]
     );
-    // Deletes and other creates move cversion too: gaps.
     assert_eq!(
         zk1(&n, del("/q/n-0000000001", -1)).await,
         Ok(ZkOpResult::Delete)
     );
-    create(&n, "/q/plain", "", CreateMode::Persistent).await;
+    assert_eq!(n.zk_exists("/q").unwrap().cversion, 4);
     let (p, st) = create(&n, "/q/n-", "", CreateMode::PersistentSequential).await;
-    assert_eq!(p, "/q/n-0000000005");
+    assert_eq!(p, "/q/n-0000000003", "no gap after the delete");
     assert_eq!(st.version, 0);
-    // etcd writes count as child changes as well (D2).
+    // Other creates count, whichever protocol made them (D2).
+    create(&n, "/q/plain", "", CreateMode::Persistent).await;
     put(&n, "/q/from-etcd", "x").await;
     let (p, _) = create(&n, "/q/", "", CreateMode::PersistentSequential).await;
     assert_eq!(
-        p, "/q/0000000007",
+        p, "/q/0000000006",
         "sequential with a trailing-slash prefix names a child"
     );
-    assert_eq!(n.zk_exists("/q").unwrap().cversion, 8);
+    // A delete inside a multi before a sequential create does not count.
+    let (_, r) = zk(
+        &n,
+        0,
+        &[],
+        vec![
+            del("/q/plain", -1),
+            create_op("/q/n-", "", CreateMode::PersistentSequential),
+        ],
+        true,
+    )
+    .await;
+    match r {
+        ZkWriteResult::Applied(v) => match &v[1] {
+            ZkOpResult::Create { path, .. } => assert_eq!(path, "/q/n-0000000007"),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+    // 8 creates, 2 deletes.
+    assert_eq!(n.zk_exists("/q").unwrap().cversion, 10);
     assert_eq!(
         children(&n, "/q"),
         [
-            "0000000007",
+            "0000000006",
             "from-etcd",
             "n-0000000000",
             "n-0000000002",
-            "n-0000000005",
-            "plain"
+            "n-0000000003",
+            "n-0000000007"
         ]
     );
 }
@@ -761,7 +784,7 @@ async fn tree_bookkeeping_survives_restart() {
     assert_eq!(st.cversion, 5);
     assert_eq!(n.zk_exists("/p/eph").unwrap().ephemeral_owner, 55);
     let (p, _) = create(&n, "/p/s-", "", CreateMode::PersistentSequential).await;
-    assert_eq!(p, "/p/s-0000000005");
+    assert_eq!(p, "/p/s-0000000004", "4 creates before it (D5)");
     // The session survives too: revoking it deletes its ephemeral.
     common::propose(&n, Command::LeaseRevoke { id: 55 }).await;
     assert_eq!(n.zk_exists("/p/eph"), None);

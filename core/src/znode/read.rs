@@ -18,7 +18,7 @@ impl State {
         }
         let node = self.tree.get(key);
         let mut st = Stat {
-            cversion: node.map_or(0, |n| n.cversion),
+            cversion: node.map_or(0, |n| n.cversion()),
             num_children: node.map_or(0, |n| n.children.len() as i32),
             version: 0,
             ..Default::default()
