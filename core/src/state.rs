@@ -266,18 +266,19 @@ impl State {
         value: Vec<u8>,
         lease: i64,
     ) -> Result<(KeyValue, Option<KeyValue>), CoreError> {
-        self.put_key_from(w, key, value, lease, 1)
+        self.put_key_from(w, key, Some(value), lease, 1)
     }
 
     /// [`State::put_key`] with the version a created key starts at: 1 as in
     /// etcd, except when ZooKeeper's setData makes an implicit znode (shown
     /// as version 0) explicit, which must show version 1 afterwards so that
-    /// compare-and-set on versions stays exact.
+    /// compare-and-set on versions stays exact. A `None` value is
+    /// ZooKeeper's null data ([`Record::null_data`]).
     pub fn put_key_from(
         &mut self,
         w: &mut Wtx,
         key: &[u8],
-        value: Vec<u8>,
+        value: Option<Vec<u8>>,
         lease: i64,
         first_version: i64,
     ) -> Result<(KeyValue, Option<KeyValue>), CoreError> {
@@ -289,7 +290,8 @@ impl State {
         let rev = w.next_rev();
         let rec = Record {
             key: key.to_vec(),
-            value,
+            null_data: value.is_none(),
+            value: value.unwrap_or_default(),
             create_revision: prev_live.map_or(rev.main, |l| l.create_revision),
             version: prev_live.map_or(first_version, |l| l.version + 1),
             lease,
@@ -349,6 +351,7 @@ impl State {
             ctime: 0,
             mtime: w.now_ms,
             tombstone: true,
+            null_data: false,
         };
         w.batch.put(Space::Revs, rev.to_bytes(), rec.encode());
         w.written.insert(rev, rec);

@@ -16,7 +16,7 @@ use janus_core::{Command, EventKind, WatchRequest, ZkError};
 fn set_data(path: &str, data: &str, version: i32) -> ZkOp {
     ZkOp::SetData {
         path: path.into(),
-        data: data.as_bytes().to_vec(),
+        data: Some(data.as_bytes().to_vec()),
         version,
     }
 }
@@ -95,7 +95,7 @@ async fn create_rules_and_stat() {
     assert_eq!(n.zk_exists("/").unwrap().cversion, root_before.cversion);
     assert_eq!(children(&n, "/a"), vec!["b"]);
     let (data, _) = n.zk_get_data("/a", &[]).unwrap();
-    assert_eq!(data, b"hello");
+    assert_eq!(data.as_deref(), Some(&b"hello"[..]));
     // Root.
     assert!(children(&n, "/").contains(&"a".to_string()));
     assert_eq!(n.zk_exists("/nope"), None);
@@ -130,7 +130,7 @@ async fn set_data_delete_versions() {
     assert_eq!(stat.version, 2);
     // D3: ZooKeeper version = etcd version - 1.
     assert_eq!(common::get(&n, "/v").unwrap().version, 3);
-    assert_eq!(n.zk_get_data("/v", &[]).unwrap().0, b"two");
+    assert_eq!(n.zk_get_data("/v", &[]).unwrap().0.unwrap(), b"two");
 
     // Delete: version, NotEmpty, NoNode; parent cversion/pzxid.
     create(&n, "/v/c", "", CreateMode::Persistent).await;
@@ -188,8 +188,11 @@ async fn set_data_delete_versions() {
     );
 }
 
+/// Two counters per parent (D5), as ZooKeeper 3.8.0: the sequential suffix
+/// counts child creates only (no gap after a delete), the stat cversion
+/// counts creates and deletes.
 #[tokio::test]
-async fn sequential_names_follow_parent_cversion() {
+async fn sequential_names_count_creates_cversion_counts_deletes_too() {
     let n = common::start();
     create(&n, "/q", "", CreateMode::Persistent).await;
     let mut names = Vec::new();
@@ -204,32 +207,52 @@ async fn sequential_names_follow_parent_cversion() {
         names,
         ["/q/n-0000000000", "/q/n-0000000001", "/q/n-0000000002"]
     );
-    // Deletes and other creates move cversion too: gaps.
     assert_eq!(
         zk1(&n, del("/q/n-0000000001", -1)).await,
         Ok(ZkOpResult::Delete)
     );
-    create(&n, "/q/plain", "", CreateMode::Persistent).await;
+    assert_eq!(n.zk_exists("/q").unwrap().cversion, 4);
     let (p, st) = create(&n, "/q/n-", "", CreateMode::PersistentSequential).await;
-    assert_eq!(p, "/q/n-0000000005");
+    assert_eq!(p, "/q/n-0000000003", "no gap after the delete");
     assert_eq!(st.version, 0);
-    // etcd writes count as child changes as well (D2).
+    // Other creates count, whichever protocol made them (D2).
+    create(&n, "/q/plain", "", CreateMode::Persistent).await;
     put(&n, "/q/from-etcd", "x").await;
     let (p, _) = create(&n, "/q/", "", CreateMode::PersistentSequential).await;
     assert_eq!(
-        p, "/q/0000000007",
+        p, "/q/0000000006",
         "sequential with a trailing-slash prefix names a child"
     );
-    assert_eq!(n.zk_exists("/q").unwrap().cversion, 8);
+    // A delete inside a multi before a sequential create does not count.
+    let (_, r) = zk(
+        &n,
+        0,
+        &[],
+        vec![
+            del("/q/plain", -1),
+            create_op("/q/n-", "", CreateMode::PersistentSequential),
+        ],
+        true,
+    )
+    .await;
+    match r {
+        ZkWriteResult::Applied(v) => match &v[1] {
+            ZkOpResult::Create { path, .. } => assert_eq!(path, "/q/n-0000000007"),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+    // 8 creates, 2 deletes.
+    assert_eq!(n.zk_exists("/q").unwrap().cversion, 10);
     assert_eq!(
         children(&n, "/q"),
         [
-            "0000000007",
+            "0000000006",
             "from-etcd",
             "n-0000000000",
             "n-0000000002",
-            "n-0000000005",
-            "plain"
+            "n-0000000003",
+            "n-0000000007"
         ]
     );
 }
@@ -485,8 +508,11 @@ async fn implicit_parents_from_etcd_keys() {
     assert_eq!(svc.num_children, 1);
     assert_eq!(web.num_children, 1);
     assert_eq!(web.pzxid, r);
-    assert_eq!(n.zk_get_data("/svc/web", &[]).unwrap().0, b"");
-    assert_eq!(n.zk_get_data("/svc/web/1", &[]).unwrap().0, b"addr");
+    assert_eq!(n.zk_get_data("/svc/web", &[]).unwrap().0.unwrap(), b"");
+    assert_eq!(
+        n.zk_get_data("/svc/web/1", &[]).unwrap().0.unwrap(),
+        b"addr"
+    );
     assert_eq!(n.zk_get_data("/svc/web/1", &[]).unwrap().1.czxid, r);
     // Implicit nodes are nodes for ZooKeeper's rules.
     assert_eq!(
@@ -541,7 +567,7 @@ async fn acls_are_enforced() {
     }];
     let op = ZkOp::Create {
         path: "/sec".into(),
-        data: b"s".to_vec(),
+        data: Some(b"s".to_vec()),
         acl: acl.clone(),
         mode: CreateMode::Persistent,
         ttl_ms: 0,
@@ -551,7 +577,7 @@ async fn acls_are_enforced() {
             &n,
             ZkOp::Create {
                 path: "/bad".into(),
-                data: vec![],
+                data: Some(vec![]),
                 acl: vec![],
                 mode: CreateMode::Persistent,
                 ttl_ms: 0
@@ -573,7 +599,10 @@ async fn acls_are_enforced() {
         Err(ZkError::NoAuth)
     );
     assert_eq!(
-        n.zk_get_data("/sec", std::slice::from_ref(&me)).unwrap().0,
+        n.zk_get_data("/sec", std::slice::from_ref(&me))
+            .unwrap()
+            .0
+            .unwrap(),
         b"s"
     );
     assert_eq!(
@@ -621,7 +650,7 @@ async fn acls_are_enforced() {
     };
     assert_eq!(stat.aversion, 1);
     assert_eq!(stat.version, 1, "setACL leaves the data version alone");
-    assert_eq!(n.zk_get_data("/sec", &[]).unwrap().0, b"x");
+    assert_eq!(n.zk_get_data("/sec", &[]).unwrap().0.unwrap(), b"x");
     assert_eq!(
         zk1_as(&n, 0, std::slice::from_ref(&me), set_data("/sec", "y", -1)).await,
         Err(ZkError::NoAuth),
@@ -634,7 +663,7 @@ async fn acls_are_enforced() {
     }];
     let mk = |p: &str| ZkOp::Create {
         path: p.into(),
-        data: vec![],
+        data: Some(vec![]),
         acl: auth_acl.clone(),
         mode: CreateMode::Persistent,
         ttl_ms: 0,
@@ -690,7 +719,7 @@ async fn ttl_nodes_are_reaped_when_idle() {
     let n = common::start();
     let mk = |p: &str, ttl_ms: i64, mode| ZkOp::Create {
         path: p.into(),
-        data: vec![],
+        data: Some(vec![]),
         acl: Acl::open(),
         mode,
         ttl_ms,
@@ -755,7 +784,7 @@ async fn tree_bookkeeping_survives_restart() {
     assert_eq!(st.cversion, 5);
     assert_eq!(n.zk_exists("/p/eph").unwrap().ephemeral_owner, 55);
     let (p, _) = create(&n, "/p/s-", "", CreateMode::PersistentSequential).await;
-    assert_eq!(p, "/p/s-0000000005");
+    assert_eq!(p, "/p/s-0000000004", "4 creates before it (D5)");
     // The session survives too: revoking it deletes its ephemeral.
     common::propose(&n, Command::LeaseRevoke { id: 55 }).await;
     assert_eq!(n.zk_exists("/p/eph"), None);
@@ -853,4 +882,55 @@ async fn session_writes_apply_in_sequence() {
         result(common::propose(&n, write("/s4", 4)).await),
         ZkWriteResult::Applied(_)
     ));
+}
+
+/// ZooKeeper keeps null data apart from empty data: getData answers null,
+/// dataLength is 0. Null belongs to the value: a setData with bytes or an
+/// etcd put replaces it (etcd sees an empty value meanwhile); an etcd put
+/// with `ignore_value` keeps it; it survives a restart.
+#[tokio::test]
+async fn null_data_is_kept_apart_from_empty() {
+    let mut t = common::start();
+    let null_create = |p: &str| ZkOp::Create {
+        path: p.into(),
+        data: None,
+        acl: Acl::open(),
+        mode: CreateMode::Persistent,
+        ttl_ms: 0,
+    };
+    zk1(&t.node, null_create("/null")).await.expect("create");
+    create(&t.node, "/empty", "", CreateMode::Persistent).await;
+    let (d, st) = t.node.zk_get_data("/null", &[]).unwrap();
+    assert_eq!((d, st.data_length), (None, 0));
+    assert_eq!(t.node.zk_get_data("/empty", &[]).unwrap().0, Some(vec![]));
+    assert_eq!(common::get(&t.node, "/null").unwrap().value, b"");
+
+    // setData with null, then with bytes.
+    let set_null = ZkOp::SetData {
+        path: "/empty".into(),
+        data: None,
+        version: -1,
+    };
+    zk1(&t.node, set_null).await.expect("set null");
+    assert_eq!(t.node.zk_get_data("/empty", &[]).unwrap().0, None);
+    zk1(&t.node, set_data("/empty", "x", -1))
+        .await
+        .expect("set");
+    assert_eq!(
+        t.node.zk_get_data("/empty", &[]).unwrap().0,
+        Some(b"x".to_vec())
+    );
+
+    // etcd: ignore_value keeps null, a put of a value (even empty) ends it.
+    let keep = PutRequest {
+        key: b"/null".to_vec(),
+        ignore_value: true,
+        ..Default::default()
+    };
+    common::propose(&t.node, Command::Put(keep)).await;
+    assert_eq!(t.node.zk_get_data("/null", &[]).unwrap().0, None);
+    t = common::restart(t);
+    assert_eq!(t.node.zk_get_data("/null", &[]).unwrap().0, None);
+    put(&t.node, "/null", "").await;
+    assert_eq!(t.node.zk_get_data("/null", &[]).unwrap().0, Some(vec![]));
 }

@@ -309,26 +309,9 @@ fn script(addr: SocketAddr) -> Vec<String> {
 
 /// Differences owned by janus-core (reported to its owner, see the lead's
 /// README compatibility table), keyed by the transcript line's label. Any
-/// difference not listed here fails the test.
-const KNOWN_CORE_DIFFERENCES: &[(&str, &str)] = &[
-    // ZooKeeper 3.8 looks the parent up before validating the name, so an
-    // invalid path whose parent is missing answers NoNode; core answers
-    // BadArguments first.
-    ("create \"a/b\"", "path validation order"),
-    ("create \"/a/\"", "path validation order"),
-    ("create \"/a//b\"", "path validation order"),
-    ("create \"/a/./b\"", "path validation order"),
-    // ZooKeeper 3.8 derives the sequence suffix from the PrepRequestProcessor
-    // record, whose cversion a delete does not bump: no gap after a delete.
-    ("seq after delete", "sequential suffix after a delete"),
-    (
-        "children /d",
-        "sequential suffix after a delete (child names)",
-    ),
-    // Root: core reports version -1 (implicit node) and counts cversion 2;
-    // ZooKeeper reports version 0 and cversion 1.
-    ("children /", "root stat version/cversion"),
-];
+/// difference not listed here fails the test, and so does a listed one that
+/// no longer occurs. None remain.
+const KNOWN_CORE_DIFFERENCES: &[(&str, &str)] = &[];
 
 #[test]
 fn same_transcript_as_zookeeper_3_8() {
@@ -338,16 +321,25 @@ fn same_transcript_as_zookeeper_3_8() {
     let janus = Janus::start();
     let got = script(janus.zk_addr());
     let mut diffs = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for (i, (e, g)) in expected.iter().zip(got.iter()).enumerate() {
         if e != g {
             let label = e.split(':').next().unwrap_or_default();
-            if let Some((_, why)) = KNOWN_CORE_DIFFERENCES.iter().find(|(l, _)| *l == label) {
+            if let Some((l, why)) = KNOWN_CORE_DIFFERENCES.iter().find(|(l, _)| *l == label) {
                 println!(
                     "known difference ({why}) at step {i}:\n  zookeeper: {e}\n  janus:     {g}"
                 );
+                seen.insert(*l);
                 continue;
             }
             diffs.push(format!("step {i}:\n  zookeeper: {e}\n  janus:     {g}"));
+        }
+    }
+    // A listed difference that no longer occurs must go, so a regression
+    // cannot hide behind it.
+    for (l, why) in KNOWN_CORE_DIFFERENCES {
+        if !seen.contains(l) {
+            diffs.push(format!("listed difference {l:?} ({why}) did not occur"));
         }
     }
     if expected.len() != got.len() {

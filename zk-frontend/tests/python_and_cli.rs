@@ -101,3 +101,40 @@ fn zkcli_commands() {
         "{out}"
     );
 }
+
+/// Runs a kazoo script (`tests/py/NAME`, given the server address) and
+/// returns its stdout; fails the test if the script fails.
+fn kazoo_script(name: &str, addr: &str, log: impl Fn() -> String) -> String {
+    let script = format!("{}/tests/py/{name}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(PYTHON)
+        .arg(&script)
+        .arg(addr)
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.contains("all ok"),
+        "{name} against {addr} failed\nstdout:\n{stdout}\nstderr:\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log()
+    );
+    stdout
+}
+
+/// The same kazoo script against real ZooKeeper 3.8 and janus: the
+/// transcripts must be equal.
+fn kazoo_differential(name: &str) -> String {
+    let zk = janus_conformance::reference::RealZk::start().expect("ZooKeeper 3.8 starts");
+    let want = kazoo_script(name, &zk.connect_string(), || zk.log());
+    let j = Janus::start();
+    let got = kazoo_script(name, &j.zk_addr().to_string(), || j.log());
+    assert_eq!(got, want, "janus (left) differs from ZooKeeper (right)");
+    got
+}
+
+/// Null data stays null (kazoo's test_create_null_data / test_set_null_data).
+#[test]
+fn kazoo_null_data_as_zookeeper() {
+    let out = kazoo_differential("null_data.py");
+    assert!(out.contains("create None: None dataLength=0"), "{out}");
+}

@@ -18,6 +18,27 @@ pub struct Record {
     pub mtime: i64,
     /// A deletion: the key has no value from this revision on.
     pub tombstone: bool,
+    /// ZooKeeper null data: a create or setData sent a null buffer. The
+    /// value is empty (etcd clients see `""`, ZooKeeper's dataLength is 0)
+    /// and getData answers null, as ZooKeeper keeps null apart from empty.
+    /// It belongs to this value, not to the znode: any later write (an
+    /// etcd put, a setData with bytes) is not null unless it says so, and
+    /// an etcd put with `ignore_value` keeps it with the value it keeps.
+    pub null_data: bool,
+}
+
+/// The layout before `null_data` existed (postcard has no defaults for
+/// missing trailing fields), so stores written by earlier builds open.
+#[derive(Deserialize)]
+struct RecordV0 {
+    key: Vec<u8>,
+    value: Vec<u8>,
+    create_revision: i64,
+    version: i64,
+    lease: i64,
+    ctime: i64,
+    mtime: i64,
+    tombstone: bool,
 }
 
 impl Record {
@@ -27,7 +48,23 @@ impl Record {
     }
 
     pub fn decode(b: &[u8]) -> Result<Record, postcard::Error> {
-        postcard::from_bytes(b)
+        match postcard::from_bytes(b) {
+            Ok(r) => Ok(r),
+            Err(e) => match postcard::from_bytes::<RecordV0>(b) {
+                Ok(o) => Ok(Record {
+                    key: o.key,
+                    value: o.value,
+                    create_revision: o.create_revision,
+                    version: o.version,
+                    lease: o.lease,
+                    ctime: o.ctime,
+                    mtime: o.mtime,
+                    tombstone: o.tombstone,
+                    null_data: false,
+                }),
+                Err(_) => Err(e),
+            },
+        }
     }
 
     /// The etcd view of this record written at `mod_revision`.
@@ -40,5 +77,25 @@ impl Record {
             value: self.value.clone(),
             lease: self.lease,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_of_earlier_builds_decode_as_not_null() {
+        #[derive(Serialize)]
+        struct Old<'a>(&'a [u8], &'a [u8], i64, i64, i64, i64, i64, bool);
+        let old = postcard::to_stdvec(&Old(b"/k", b"v", 2, 1, 0, 5, 6, false)).unwrap();
+        let r = Record::decode(&old).unwrap();
+        assert_eq!(
+            (r.value.as_slice(), r.mtime, r.null_data),
+            (&b"v"[..], 6, false)
+        );
+        let mut n = r.clone();
+        n.null_data = true;
+        assert_eq!(Record::decode(&n.encode()).unwrap(), n);
     }
 }

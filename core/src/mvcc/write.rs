@@ -34,16 +34,21 @@ impl State {
     }
 
     fn do_put(&mut self, w: &mut Wtx, req: &PutRequest) -> Result<PutResponse, Fail> {
-        let prev = self.current_kv(Some(w), &req.key)?;
+        let live = self.keys.get(&req.key).and_then(|k| k.live);
+        let prev = match live {
+            Some(l) => Some(self.record(Some(w), l.mod_rev)?),
+            None => None,
+        };
+        // ignore_value keeps the value as it is, ZooKeeper null included.
         let value = match (&prev, req.ignore_value) {
-            (Some(p), true) => p.value.clone(),
-            _ => req.value.clone(),
+            (Some(p), true) => (!p.null_data).then(|| p.value.clone()),
+            _ => Some(req.value.clone()),
         };
         let lease = match (&prev, req.ignore_lease) {
             (Some(p), true) => p.lease,
             _ => req.lease,
         };
-        let (_, prev) = self.put_key(w, &req.key, value, lease)?;
+        let (_, prev) = self.put_key_from(w, &req.key, value, lease, 1)?;
         Ok(PutResponse {
             prev_kv: if req.prev_kv { prev } else { None },
         })

@@ -753,7 +753,7 @@ impl Node {
     }
 
     /// getData: data and stat, READ permission checked against `auth`.
-    pub fn zk_get_data(&self, path: &str, auth: &[Id]) -> Result<(Vec<u8>, Stat), ZkError> {
+    pub fn zk_get_data(&self, path: &str, auth: &[Id]) -> Result<(Option<Vec<u8>>, Stat), ZkError> {
         self.state().zk_get_data(path, auth)
     }
 

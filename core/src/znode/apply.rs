@@ -30,7 +30,8 @@ struct NodeView {
     lease: i64,
     meta: ZMeta,
     children: i64,
-    cversion: i32,
+    /// Child creates so far: the next sequential suffix (D5).
+    creates: i32,
 }
 
 impl NodeView {
@@ -62,7 +63,7 @@ fn parent_of(p: &str) -> Result<Vec<u8>, ZkError> {
 enum Planned {
     Create {
         key: Vec<u8>,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         lease: i64,
         meta: ZMeta,
     },
@@ -71,7 +72,7 @@ enum Planned {
     },
     SetData {
         key: Vec<u8>,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
     },
     SetAcl {
         key: Vec<u8>,
@@ -130,7 +131,7 @@ impl State {
                 lease: 0,
                 meta: ZMeta::default(),
                 children: 0,
-                cversion: 0,
+                creates: 0,
             });
         }
         let live = self.keys.get(p).and_then(|k| k.live);
@@ -150,7 +151,7 @@ impl State {
                 ZMeta::default()
             },
             children: node.map_or(0, |n| n.children.len() as i64),
-            cversion: node.map_or(0, |n| n.cversion),
+            creates: node.map_or(0, |n| n.creates),
         })
     }
 
@@ -216,7 +217,7 @@ impl State {
                 }
                 zk!(acl::check(&parent.meta.acl, perms::CREATE, auth));
                 let name = if mode.is_sequential() {
-                    format!("{p}{:010}", parent.cversion)
+                    format!("{p}{:010}", parent.creates)
                 } else {
                     p.clone()
                 };
@@ -247,7 +248,7 @@ impl State {
                     kind,
                 };
                 parent.children += 1;
-                parent.cversion = parent.cversion.wrapping_add(1);
+                parent.creates = parent.creates.wrapping_add(1);
                 pend.insert(parent_path, parent);
                 let rec = NodeView {
                     exists: true,
@@ -256,7 +257,7 @@ impl State {
                     lease,
                     meta: meta.clone(),
                     children: 0,
-                    cversion: 0,
+                    creates: 0,
                 };
                 pend.insert(key.clone(), rec);
                 Planned::Create {
@@ -287,7 +288,6 @@ impl State {
                     return Ok(Err(ZkError::NotEmpty));
                 }
                 parent.children -= 1;
-                parent.cversion = parent.cversion.wrapping_add(1);
                 pend.insert(parent_path, parent);
                 let gone = NodeView {
                     exists: false,
@@ -296,7 +296,7 @@ impl State {
                     lease: 0,
                     meta: ZMeta::default(),
                     children: 0,
-                    cversion: 0,
+                    creates: 0,
                 };
                 pend.insert(key.clone(), gone);
                 Planned::Delete { key }
@@ -363,7 +363,7 @@ impl State {
                 lease,
                 meta,
             } => {
-                self.put_key(w, &key, data, lease)?;
+                self.put_key_from(w, &key, data, lease, 1)?;
                 self.write_zmeta(w, &key, meta);
                 let stat = self.stat_or_default(Some(w), &key)?;
                 ZkOpResult::Create {
@@ -423,7 +423,8 @@ impl State {
         }
         Ok(match self.zmeta(w, key)?.kind {
             NodeKind::Normal => false,
-            NodeKind::Container => node.is_some_and(|n| n.cversion > 0),
+            // ContainerManager: the persisted cversion, i.e. child creates.
+            NodeKind::Container => node.is_some_and(|n| n.creates > 0),
             NodeKind::Ttl(ttl) => {
                 let mtime = self.record(w, live.mod_rev)?.mtime;
                 now_ms.saturating_sub(mtime) > ttl

@@ -18,7 +18,7 @@ impl State {
         }
         let node = self.tree.get(key);
         let mut st = Stat {
-            cversion: node.map_or(0, |n| n.cversion),
+            cversion: node.map_or(0, |n| n.cversion()),
             num_children: node.map_or(0, |n| n.children.len() as i32),
             version: 0,
             ..Default::default()
@@ -61,15 +61,18 @@ impl State {
         Ok(st)
     }
 
-    pub fn zk_get_data(&self, p: &str, auth: &[Id]) -> Result<(Vec<u8>, Stat), ZkError> {
+    /// getData: `None` is null data ([`crate::mvcc::Record::null_data`]);
+    /// an implicit znode has empty data.
+    pub fn zk_get_data(&self, p: &str, auth: &[Id]) -> Result<(Option<Vec<u8>>, Stat), ZkError> {
         let st = self.readable(p, auth)?;
         let data = match self.keys.get(p.as_bytes()).and_then(|k| k.live) {
             Some(live) => {
-                self.record(None, live.mod_rev)
-                    .map_err(|_| ZkError::NoNode)?
-                    .value
+                let rec = self
+                    .record(None, live.mod_rev)
+                    .map_err(|_| ZkError::NoNode)?;
+                (!rec.null_data).then_some(rec.value)
             }
-            None => Vec::new(),
+            None => Some(Vec::new()),
         };
         Ok((data, st))
     }

@@ -112,9 +112,10 @@ impl CreateMode {
 /// versions (-1 = any).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ZkOp {
+    /// `data: None` is ZooKeeper's null data (kept apart from empty data).
     Create {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         acl: Vec<Acl>,
         mode: CreateMode,
         ttl_ms: i64,
@@ -123,9 +124,10 @@ pub enum ZkOp {
         path: String,
         version: i32,
     },
+    /// `data: None` is ZooKeeper's null data.
     SetData {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         version: i32,
     },
     SetAcl {

@@ -141,7 +141,7 @@ pub async fn grant(node: &Node, id: i64, ttl_ms: i64) {
 pub fn create_op(path: &str, data: &str, mode: CreateMode) -> ZkOp {
     ZkOp::Create {
         path: path.into(),
-        data: data.as_bytes().to_vec(),
+        data: Some(data.as_bytes().to_vec()),
         acl: Acl::open(),
         mode,
         ttl_ms: 0,

@@ -16,9 +16,10 @@ use crate::proto::jute::Writer;
 use crate::proto::{code, op, MultiOp};
 
 /// getData's core, shared with multiRead.
-pub fn data_of(ctx: &Ctx<'_>, path: &str) -> Result<(Vec<u8>, Stat), ZkError> {
+/// `None` is null data.
+pub fn data_of(ctx: &Ctx<'_>, path: &str) -> Result<(Option<Vec<u8>>, Stat), ZkError> {
     if system::is_system(path) {
-        return Ok((Vec::new(), system::stat(path)));
+        return Ok((Some(Vec::new()), system::stat(path)));
     }
     let (d, s) = ctx.node.zk_get_data(path, ctx.auth)?;
     Ok((d, system::fix_stat(path, s)))
@@ -74,7 +75,7 @@ pub fn get_data(ctx: &mut Ctx<'_>, path: &str, watch: bool) -> Reply {
                 ctx.watches.add_data(path, s.mzxid);
             }
             let mut w = Writer::new();
-            w.buffer(&d).stat(&s);
+            w.nullable_buffer(d.as_deref()).stat(&s);
             Reply::ok(zxid, w.into_bytes())
         }
         Err(e) => Reply::err(zxid, error_code(e)),
@@ -171,7 +172,7 @@ pub fn multi_read(ctx: &mut Ctx<'_>, ops: Vec<MultiOp>) -> Reply {
                     w.int(op::GET_DATA)
                         .boolean(false)
                         .int(0)
-                        .buffer(&d)
+                        .nullable_buffer(d.as_deref())
                         .stat(&s);
                 }
                 Err(e) => {

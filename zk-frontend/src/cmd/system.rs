@@ -58,13 +58,17 @@ pub fn acl(path: &str) -> Vec<Acl> {
 }
 
 /// Adjusts a stat from core to what a ZooKeeper client sees: the root
-/// counts its `zookeeper` child, and the overloaded ephemeralOwner of
+/// counts its `zookeeper` child, in numChildren and so in the cversion
+/// ZooKeeper derives from it (`2 * creates - numChildren`, see core's
+/// `znode::tree`: one less than core's, -1 on a fresh root), and the
+/// overloaded ephemeralOwner of
 /// containers (`Long.MIN_VALUE`) and TTL nodes (`0xFF..`) reads as 0, as
 /// ZooKeeper's `DataNode.copyStat` reports it (session ids are positive, so
 /// a negative owner is never a session).
 pub fn fix_stat(path: &str, mut s: Stat) -> Stat {
     if path == "/" {
         s.num_children += 1;
+        s.cversion = s.cversion.wrapping_sub(1);
     }
     if s.ephemeral_owner < 0 {
         s.ephemeral_owner = 0;

@@ -214,7 +214,7 @@ pub fn delete(ctx: &Ctx<'_>, path: String, version: i32) -> Prep {
     )
 }
 
-pub fn set_data(ctx: &Ctx<'_>, path: String, data: Vec<u8>, version: i32) -> Prep {
+pub fn set_data(ctx: &Ctx<'_>, path: String, data: Option<Vec<u8>>, version: i32) -> Prep {
     if let Err(c) = reserved_check(&path, false) {
         return Prep::Reply(Reply::err(ctx.node.revision(), c));
     }

@@ -5,7 +5,8 @@
 //! hostile length (`0x7fffffff`) costs nothing: a frame is at most
 //! `max_frame_bytes` long and no decoded value can be larger than its frame.
 //! Null buffers/strings/vectors (length -1) decode as empty, as every
-//! ZooKeeper server path treats them.
+//! ZooKeeper server path treats them, except znode data, which ZooKeeper
+//! stores as null and answers as null ([`nullable_buffer`]).
 
 use bytes::{BufMut, BytesMut};
 use janus_core::znode::{Acl, Id, Stat};
@@ -46,6 +47,16 @@ pub fn buffer(i: &[u8]) -> JResult<'_, Vec<u8>> {
     }
     let (rest, b) = take(len as usize)(rest)?;
     Ok((rest, b.to_vec()))
+}
+
+/// A length-prefixed byte buffer where -1 (null) stays `None`: znode data,
+/// which ZooKeeper keeps null, distinct from empty.
+pub fn nullable_buffer(i: &[u8]) -> JResult<'_, Option<Vec<u8>>> {
+    if let Ok((rest, -1)) = be_i32::<_, NomError<&[u8]>>(i) {
+        return Ok((rest, None));
+    }
+    let (rest, b) = buffer(i)?;
+    Ok((rest, Some(b)))
 }
 
 /// A length-prefixed UTF-8 string; invalid UTF-8 is replaced as Java's
@@ -158,6 +169,13 @@ impl Writer {
         self.buf.put_slice(v);
         self
     }
+    /// A buffer that may be null (length -1), as ZooKeeper writes null data.
+    pub fn nullable_buffer(&mut self, v: Option<&[u8]>) -> &mut Self {
+        match v {
+            Some(b) => self.buffer(b),
+            None => self.int(-1),
+        }
+    }
     pub fn ustring(&mut self, v: &str) -> &mut Self {
         self.buffer(v.as_bytes())
     }
@@ -209,6 +227,23 @@ mod tests {
         assert_eq!(v, b"abc");
         let (rest, v) = buffer(rest).unwrap();
         assert!(v.is_empty() && rest.is_empty());
+    }
+
+    #[test]
+    fn nullable_buffer_keeps_null_apart_from_empty() {
+        let mut w = Writer::new();
+        w.nullable_buffer(None)
+            .nullable_buffer(Some(b""))
+            .nullable_buffer(Some(b"x"));
+        let b = w.into_bytes();
+        assert_eq!(&b[..8], &[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+        let (rest, v) = nullable_buffer(&b).unwrap();
+        assert_eq!(v, None);
+        let (rest, v) = nullable_buffer(rest).unwrap();
+        assert_eq!(v, Some(Vec::new()));
+        let (rest, v) = nullable_buffer(rest).unwrap();
+        assert_eq!((v, rest.len()), (Some(b"x".to_vec()), 0));
+        assert!(nullable_buffer(&[0xff, 0xff, 0xff, 0xfe]).is_err());
     }
 
     #[test]

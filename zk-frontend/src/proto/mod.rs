@@ -8,7 +8,9 @@
 pub mod jute;
 
 use janus_core::znode::Acl;
-use jute::{acl_vec, boolean, buffer, int, long, string_vec, ustring, JResult, Writer};
+use jute::{
+    acl_vec, boolean, buffer, int, long, nullable_buffer, string_vec, ustring, JResult, Writer,
+};
 
 /// `ZooDefs.OpCode`.
 pub mod op {
@@ -176,7 +178,8 @@ pub struct RequestHeader {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateReq {
     pub path: String,
-    pub data: Vec<u8>,
+    /// `None`: null data.
+    pub data: Option<Vec<u8>>,
     pub acl: Vec<Acl>,
     pub flags: i32,
     /// Only for createTTL (0 otherwise).
@@ -197,7 +200,7 @@ pub enum MultiOp {
     },
     SetData {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         version: i32,
     },
     Check {
@@ -247,7 +250,7 @@ pub enum Request {
     },
     SetData {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         version: i32,
     },
     GetAcl {
@@ -318,7 +321,7 @@ fn path_int(i: &[u8]) -> JResult<'_, (String, i32)> {
 
 fn create_req(i: &[u8], ttl: bool) -> JResult<'_, CreateReq> {
     let (i, path) = ustring(i)?;
-    let (i, data) = buffer(i)?;
+    let (i, data) = nullable_buffer(i)?;
     let (i, acl) = acl_vec(i)?;
     let (i, flags) = int(i)?;
     let (i, ttl) = if ttl { long(i)? } else { (i, 0) };
@@ -334,9 +337,9 @@ fn create_req(i: &[u8], ttl: bool) -> JResult<'_, CreateReq> {
     ))
 }
 
-fn set_data(i: &[u8]) -> JResult<'_, (String, Vec<u8>, i32)> {
+fn set_data(i: &[u8]) -> JResult<'_, (String, Option<Vec<u8>>, i32)> {
     let (i, p) = ustring(i)?;
-    let (i, d) = buffer(i)?;
+    let (i, d) = nullable_buffer(i)?;
     let (i, v) = int(i)?;
     Ok((i, (p, d, v)))
 }
