@@ -111,6 +111,13 @@ pub struct Args {
     /// Log line format: text or json (one object per line).
     #[arg(long, env = "JANUS_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+    /// etcd auth token type: `simple` (signed `jwt,...` tokens are not
+    /// supported yet and refused at startup).
+    #[arg(long, env = "JANUS_AUTH_TOKEN", default_value = "simple")]
+    pub auth_token: String,
+    /// Seconds a simple auth token lives unused (etcd's --auth-token-ttl).
+    #[arg(long, env = "JANUS_AUTH_TOKEN_TTL", default_value_t = 300)]
+    pub auth_token_ttl: u64,
     /// Address of the ZooKeeper client endpoint.
     #[arg(long, env = "JANUS_LISTEN_ZK_ADDR", default_value = "127.0.0.1:2181")]
     pub listen_zk_addr: String,
@@ -289,6 +296,23 @@ impl Args {
             watch_progress_notify_interval: Duration::from_millis(
                 self.watch_progress_notify_interval_ms.max(1),
             ),
+            // etcd treats a TTL of 0 as its default.
+            auth_token_ttl: Duration::from_secs(match self.auth_token_ttl {
+                0 => 300,
+                t => t,
+            }),
+        }
+    }
+
+    /// `--auth-token`: etcd's token provider options (`TYPE[,k=v...]`).
+    pub fn check_auth_token(&self) -> anyhow::Result<()> {
+        let kind = self.auth_token.split(',').next().unwrap_or_default();
+        match kind {
+            "simple" => Ok(()),
+            "jwt" => {
+                anyhow::bail!("--auth-token jwt: signed tokens are not supported yet; use simple")
+            }
+            other => anyhow::bail!("--auth-token {other:?}: invalid auth options (want simple)"),
         }
     }
 

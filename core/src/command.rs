@@ -65,6 +65,18 @@ pub enum Command {
         client_urls: Option<Vec<String>>,
         peer_urls: Option<Vec<String>>,
     },
+    /// An etcd write (`Put`, `DeleteRange`, `Txn`, `LeaseRevoke`) checked
+    /// against the auth store for `caller` at apply time (etcd's raft
+    /// request header with `Username`/`AuthRevision`, D14).
+    As {
+        caller: crate::auth::Caller,
+        command: Box<Command>,
+    },
+    /// A change of the etcd auth store from `caller`.
+    Auth {
+        caller: crate::auth::Caller,
+        op: crate::auth::AuthOp,
+    },
     /// No state change; used to probe the log (tests, barriers).
     Noop,
 }
@@ -83,6 +95,7 @@ pub enum CommandResult {
     Reaped(bool),
     /// MemberUpdate: whether the member exists.
     MemberUpdate(bool),
+    Auth(Result<crate::auth::AuthReply, crate::auth::AuthError>),
     Noop,
 }
 

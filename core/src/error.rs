@@ -94,6 +94,9 @@ pub enum KvError {
     /// `mvcc: database space exceeded` / quota.
     #[error("mvcc: database space exceeded")]
     NoSpace,
+    /// Refused by the etcd auth store (permission, credentials).
+    #[error("{0}")]
+    Auth(crate::auth::AuthError),
     /// The member could not serve the request (storage failure, stopped,
     /// timeout); the text says why.
     #[error("{0}")]

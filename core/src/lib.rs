@@ -6,6 +6,7 @@
 //!   [`znode`] hold its etcd, lease and ZooKeeper rules.
 //! - [`watch`]: the watch hub (D6).
 //! - [`engine`]: every fjall call (D10); [`raft_log`]: raft-rs storage on it.
+pub mod auth;
 pub mod checkpoint;
 pub mod command;
 pub mod compactor;

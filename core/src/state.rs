@@ -107,6 +107,8 @@ pub struct State {
     /// Containers and TTL nodes, for the leader's reaper.
     pub specials: BTreeSet<Vec<u8>>,
     pub members: BTreeMap<u64, crate::members::Member>,
+    /// etcd's users, roles and permissions (D14).
+    pub auth: crate::auth::AuthStore,
     pub hub: Hub,
 }
 
@@ -207,7 +209,9 @@ impl State {
                 .filter(|(_, ki)| ki.live.is_some())
                 .map(|(k, _)| k),
         )?;
+        let auth = crate::auth::AuthStore::load(&engine)?;
         let mut st = State {
+            auth,
             engine,
             revision,
             compact_revision,
@@ -425,55 +429,7 @@ impl State {
     ) -> Result<crate::command::Applied, CoreError> {
         use crate::command::{Command, CommandResult};
         let mut w = self.begin(p.now_ms);
-        fn kv<T>(r: Result<T, Fail>) -> Result<Result<T, KvError>, CoreError> {
-            match r {
-                Ok(v) => Ok(Ok(v)),
-                Err(Fail::Kv(e)) => Ok(Err(e)),
-                Err(Fail::Core(e)) => Err(e),
-            }
-        }
-        let result = match &p.command {
-            Command::Put(r) => CommandResult::Put(kv(self.apply_put(&mut w, r))?),
-            Command::DeleteRange(r) => {
-                CommandResult::DeleteRange(kv(self.apply_delete_range(&mut w, r))?)
-            }
-            Command::Txn(r) => CommandResult::Txn(kv(self.apply_txn(&mut w, r))?),
-            Command::Compact { revision } => {
-                CommandResult::Compact(kv(self.apply_compact(&mut w, *revision))?)
-            }
-            Command::LeaseGrant { id, ttl_ms } => {
-                CommandResult::LeaseGrant(kv(self.apply_lease_grant(&mut w, *id, *ttl_ms))?)
-            }
-            Command::LeaseRevoke { id } => {
-                CommandResult::LeaseRevoke(kv(self.apply_lease_revoke(&mut w, *id))?)
-            }
-            Command::Zk {
-                session,
-                auth,
-                ops,
-                seq,
-                ..
-            } => match self.zk_seq_check(*session, *seq) {
-                Err(error) => {
-                    CommandResult::Zk(crate::znode::ZkWriteResult::Failed { index: 0, error })
-                }
-                Ok(()) => CommandResult::Zk(self.apply_zk(&mut w, *session, auth, ops)?),
-            },
-            Command::ZkReap { path } => CommandResult::Reaped(self.apply_reap(&mut w, path)?),
-            Command::MemberUpdate {
-                id,
-                name,
-                client_urls,
-                peer_urls,
-            } => CommandResult::MemberUpdate(self.apply_member_update(
-                &mut w,
-                *id,
-                name.clone(),
-                client_urls.clone(),
-                peer_urls.clone(),
-            )),
-            Command::Noop => CommandResult::Noop,
-        };
+        let result = self.apply_command(&mut w, &p.command, index)?;
         let failed = matches!(
             &result,
             CommandResult::Put(Err(_))
@@ -483,6 +439,7 @@ impl State {
                 | CommandResult::LeaseGrant(Err(_))
                 | CommandResult::LeaseRevoke(Err(_))
                 | CommandResult::Zk(crate::znode::ZkWriteResult::Failed { .. })
+                | CommandResult::Auth(Err(_))
         );
         if failed {
             // Checks run before the first write, so a failed command has
@@ -508,6 +465,71 @@ impl State {
             revision: self.revision,
             result,
         })
+    }
+
+    /// One command's result and writes (into `w`); `Err` is a storage
+    /// failure.
+    pub(crate) fn apply_command(
+        &mut self,
+        w: &mut Wtx,
+        command: &crate::command::Command,
+        index: u64,
+    ) -> Result<crate::command::CommandResult, CoreError> {
+        use crate::command::{Command, CommandResult};
+        fn kv<T>(r: Result<T, Fail>) -> Result<Result<T, KvError>, CoreError> {
+            match r {
+                Ok(v) => Ok(Ok(v)),
+                Err(Fail::Kv(e)) => Ok(Err(e)),
+                Err(Fail::Core(e)) => Err(e),
+            }
+        }
+        let result = match command {
+            Command::Put(r) => CommandResult::Put(kv(self.apply_put(w, r))?),
+            Command::DeleteRange(r) => {
+                CommandResult::DeleteRange(kv(self.apply_delete_range(w, r))?)
+            }
+            Command::Txn(r) => CommandResult::Txn(kv(self.apply_txn(w, r))?),
+            Command::Compact { revision } => {
+                CommandResult::Compact(kv(self.apply_compact(w, *revision))?)
+            }
+            Command::LeaseGrant { id, ttl_ms } => {
+                CommandResult::LeaseGrant(kv(self.apply_lease_grant(w, *id, *ttl_ms))?)
+            }
+            Command::LeaseRevoke { id } => {
+                CommandResult::LeaseRevoke(kv(self.apply_lease_revoke(w, *id))?)
+            }
+            Command::Zk {
+                session,
+                auth,
+                ops,
+                seq,
+                ..
+            } => match self.zk_seq_check(*session, *seq) {
+                Err(error) => {
+                    CommandResult::Zk(crate::znode::ZkWriteResult::Failed { index: 0, error })
+                }
+                Ok(()) => CommandResult::Zk(self.apply_zk(w, *session, auth, ops)?),
+            },
+            Command::ZkReap { path } => CommandResult::Reaped(self.apply_reap(w, path)?),
+            Command::MemberUpdate {
+                id,
+                name,
+                client_urls,
+                peer_urls,
+            } => CommandResult::MemberUpdate(self.apply_member_update(
+                w,
+                *id,
+                name.clone(),
+                client_urls.clone(),
+                peer_urls.clone(),
+            )),
+            Command::As { caller, command } => self.apply_as(w, caller, command, index)?,
+            Command::Auth { caller, op } => {
+                CommandResult::Auth(self.apply_auth(w, caller, op, index))
+            }
+            Command::Noop => CommandResult::Noop,
+        };
+        Ok(result)
     }
 
     /// FIFO per session: a sequenced write must follow the last one applied.

@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
+use crate::auth::AuthService;
 use crate::cluster::ClusterService;
 use crate::context::{Shared, CLUSTER_VERSION, ETCD_VERSION};
 use crate::kv_service::KvService;
@@ -64,7 +65,23 @@ pub fn router(s: Shared) -> Router {
         .route("/maintenance/status", post(maint_status))
         .route("/maintenance/alarm", post(maint_alarm))
         .route("/maintenance/hash", post(maint_hashkv))
-        .route("/maintenance/defragment", post(maint_defragment));
+        .route("/maintenance/defragment", post(maint_defragment))
+        .route("/auth/enable", post(auth_auth_enable))
+        .route("/auth/disable", post(auth_auth_disable))
+        .route("/auth/authenticate", post(auth_authenticate))
+        .route("/auth/user/add", post(auth_user_add))
+        .route("/auth/user/get", post(auth_user_get))
+        .route("/auth/user/list", post(auth_user_list))
+        .route("/auth/user/delete", post(auth_user_delete))
+        .route("/auth/user/changepw", post(auth_user_change_password))
+        .route("/auth/user/grant", post(auth_user_grant_role))
+        .route("/auth/user/revoke", post(auth_user_revoke_role))
+        .route("/auth/role/add", post(auth_role_add))
+        .route("/auth/role/get", post(auth_role_get))
+        .route("/auth/role/list", post(auth_role_list))
+        .route("/auth/role/delete", post(auth_role_delete))
+        .route("/auth/role/grant", post(auth_role_grant_permission))
+        .route("/auth/role/revoke", post(auth_role_revoke_permission));
     Router::new()
         .route("/health", get(health))
         .route("/version", get(version))
@@ -116,6 +133,22 @@ macro_rules! named {
     ($($t:ty => $n:literal),* $(,)?) => { $(impl Named for $t { const NAME: &'static str = $n; })* };
 }
 named! {
+    epb::AuthEnableRequest => "etcdserverpb.AuthEnableRequest", epb::AuthEnableResponse => "etcdserverpb.AuthEnableResponse",
+    epb::AuthDisableRequest => "etcdserverpb.AuthDisableRequest", epb::AuthDisableResponse => "etcdserverpb.AuthDisableResponse",
+    epb::AuthenticateRequest => "etcdserverpb.AuthenticateRequest", epb::AuthenticateResponse => "etcdserverpb.AuthenticateResponse",
+    epb::AuthUserAddRequest => "etcdserverpb.AuthUserAddRequest", epb::AuthUserAddResponse => "etcdserverpb.AuthUserAddResponse",
+    epb::AuthUserGetRequest => "etcdserverpb.AuthUserGetRequest", epb::AuthUserGetResponse => "etcdserverpb.AuthUserGetResponse",
+    epb::AuthUserListRequest => "etcdserverpb.AuthUserListRequest", epb::AuthUserListResponse => "etcdserverpb.AuthUserListResponse",
+    epb::AuthUserDeleteRequest => "etcdserverpb.AuthUserDeleteRequest", epb::AuthUserDeleteResponse => "etcdserverpb.AuthUserDeleteResponse",
+    epb::AuthUserChangePasswordRequest => "etcdserverpb.AuthUserChangePasswordRequest", epb::AuthUserChangePasswordResponse => "etcdserverpb.AuthUserChangePasswordResponse",
+    epb::AuthUserGrantRoleRequest => "etcdserverpb.AuthUserGrantRoleRequest", epb::AuthUserGrantRoleResponse => "etcdserverpb.AuthUserGrantRoleResponse",
+    epb::AuthUserRevokeRoleRequest => "etcdserverpb.AuthUserRevokeRoleRequest", epb::AuthUserRevokeRoleResponse => "etcdserverpb.AuthUserRevokeRoleResponse",
+    epb::AuthRoleAddRequest => "etcdserverpb.AuthRoleAddRequest", epb::AuthRoleAddResponse => "etcdserverpb.AuthRoleAddResponse",
+    epb::AuthRoleGetRequest => "etcdserverpb.AuthRoleGetRequest", epb::AuthRoleGetResponse => "etcdserverpb.AuthRoleGetResponse",
+    epb::AuthRoleListRequest => "etcdserverpb.AuthRoleListRequest", epb::AuthRoleListResponse => "etcdserverpb.AuthRoleListResponse",
+    epb::AuthRoleDeleteRequest => "etcdserverpb.AuthRoleDeleteRequest", epb::AuthRoleDeleteResponse => "etcdserverpb.AuthRoleDeleteResponse",
+    epb::AuthRoleGrantPermissionRequest => "etcdserverpb.AuthRoleGrantPermissionRequest", epb::AuthRoleGrantPermissionResponse => "etcdserverpb.AuthRoleGrantPermissionResponse",
+    epb::AuthRoleRevokePermissionRequest => "etcdserverpb.AuthRoleRevokePermissionRequest", epb::AuthRoleRevokePermissionResponse => "etcdserverpb.AuthRoleRevokePermissionResponse",
     epb::RangeRequest => "etcdserverpb.RangeRequest", epb::RangeResponse => "etcdserverpb.RangeResponse",
     epb::PutRequest => "etcdserverpb.PutRequest", epb::PutResponse => "etcdserverpb.PutResponse",
     epb::DeleteRangeRequest => "etcdserverpb.DeleteRangeRequest", epb::DeleteRangeResponse => "etcdserverpb.DeleteRangeResponse",
@@ -230,6 +263,30 @@ unary_route!(maint_status, MaintenanceService, status);
 unary_route!(maint_alarm, MaintenanceService, alarm);
 unary_route!(maint_hashkv, MaintenanceService, hash_kv);
 unary_route!(maint_defragment, MaintenanceService, defragment);
+unary_route!(auth_auth_enable, AuthService, auth_enable);
+unary_route!(auth_auth_disable, AuthService, auth_disable);
+unary_route!(auth_authenticate, AuthService, authenticate);
+unary_route!(auth_user_add, AuthService, user_add);
+unary_route!(auth_user_get, AuthService, user_get);
+unary_route!(auth_user_list, AuthService, user_list);
+unary_route!(auth_user_delete, AuthService, user_delete);
+unary_route!(auth_user_change_password, AuthService, user_change_password);
+unary_route!(auth_user_grant_role, AuthService, user_grant_role);
+unary_route!(auth_user_revoke_role, AuthService, user_revoke_role);
+unary_route!(auth_role_add, AuthService, role_add);
+unary_route!(auth_role_get, AuthService, role_get);
+unary_route!(auth_role_list, AuthService, role_list);
+unary_route!(auth_role_delete, AuthService, role_delete);
+unary_route!(
+    auth_role_grant_permission,
+    AuthService,
+    role_grant_permission
+);
+unary_route!(
+    auth_role_revoke_permission,
+    AuthService,
+    role_revoke_permission
+);
 
 async fn watch(State(s): State<Shared>, body: Body) -> Response {
     let requests = json_requests::<epb::WatchRequest>(body);

@@ -5,6 +5,7 @@
 //! Linearizable reads wait for a read barrier first; serializable ones read
 //! the local state machine directly.
 
+use janus_core::auth::{Access, AuthError};
 use janus_core::{Applied, Command, CommandResult};
 use tonic::{Request, Response, Status};
 
@@ -28,7 +29,14 @@ impl KvService {
             node.read_barrier().await?;
         }
         // etcd reports the revision the read saw, not the one asked for.
+        // etcd's doSerialize: permission before the read, and a read that
+        // raced an auth change is refused after it.
+        let caller = crate::caller::current(&self.0).await?;
+        node.auth_check(&caller, &r.key, &r.range_end, Access::Read)?;
         let (resp, rev) = node.range_with_revision(&convert::range_req(&r))?;
+        if caller.revision != 0 && caller.revision != node.auth_revision() {
+            return Err(AuthError::AuthOldRevision.into());
+        }
         Ok(convert::range_resp(resp, self.0.header(Some(rev))))
     }
 
@@ -119,8 +127,23 @@ fn txn_cost(r: &pb::TxnRequest) -> usize {
     branch(&r.success).max(branch(&r.failure))
 }
 
-/// Proposes one command through raft and waits for its result.
+/// Proposes one command through raft and waits for its result. The
+/// request's credentials are resolved first (a bad token fails every
+/// proposal, as in etcd); etcd writes carry their caller so that apply
+/// checks its permissions (D14).
 pub async fn propose(s: &Shared, cmd: Command) -> Result<Applied, ApiError> {
+    let caller = crate::caller::current(s).await?;
+    let cmd = match cmd {
+        Command::Put(_)
+        | Command::DeleteRange(_)
+        | Command::Txn(_)
+        | Command::LeaseRevoke { .. } => Command::As {
+            caller,
+            command: Box::new(cmd),
+        },
+        Command::Auth { op, .. } => Command::Auth { caller, op },
+        other => other,
+    };
     Ok(s.node.propose(cmd).await?)
 }
 

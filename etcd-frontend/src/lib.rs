@@ -9,6 +9,7 @@
 //! keys, quota alarm) before proposing.
 
 mod auth;
+mod caller;
 mod cluster;
 mod context;
 mod convert;
@@ -44,6 +45,8 @@ pub struct EtcdConfig {
     /// progress response (etcd's
     /// `--experimental-watch-progress-notify-interval`, 10 minutes).
     pub watch_progress_notify_interval: std::time::Duration,
+    /// How long a simple auth token lives unused (`--auth-token-ttl`, 300 s).
+    pub auth_token_ttl: std::time::Duration,
 }
 
 impl Default for EtcdConfig {
@@ -56,6 +59,7 @@ impl Default for EtcdConfig {
             client_urls: vec!["http://127.0.0.1:2379".into()],
             peer_urls: vec!["http://127.0.0.1:2380".into()],
             watch_progress_notify_interval: std::time::Duration::from_secs(600),
+            auth_token_ttl: std::time::Duration::from_secs(300),
         }
     }
 }
@@ -116,11 +120,13 @@ pub async fn serve(
                 .headers()
                 .get(http::header::CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-            if is_grpc {
+            let creds = caller::Credentials::from_headers(req.headers());
+            let call = if is_grpc {
                 grpc.clone().oneshot(req)
             } else {
                 http.clone().oneshot(req)
-            }
+            };
+            caller::within(creds, call)
         },
     ));
 

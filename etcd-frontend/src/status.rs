@@ -4,6 +4,7 @@
 //! `rpctypes.ErrorDesc` → typed errors, etcdctl prints it verbatim), so codes
 //! and texts are copied from etcd 3.4's `api/v3rpc/rpctypes/error.go`.
 
+use janus_core::auth::AuthError;
 use janus_core::{CoreError, KvError, MembershipError};
 use tonic::{Code, Status};
 
@@ -34,14 +35,8 @@ pub enum ApiError {
     MemberNotEnoughStarted,
     /// `etcdserver: bad leader transferee`
     BadLeaderTransferee,
-    /// `etcdserver: authentication is not enabled`
-    AuthNotEnabled,
-    /// `etcdserver: user name not found` (auth queries with auth disabled)
-    UserNotFound,
-    /// `etcdserver: role name not found`
-    RoleNotFound,
-    /// `etcdserver: root user does not exist`
-    RootUserNotExist,
+    /// Refused by the auth store (credentials, permissions, users, roles).
+    Auth(AuthError),
     /// Something janus does not implement (yet); gRPC Unimplemented.
     Unimplemented(&'static str),
 }
@@ -59,6 +54,57 @@ pub enum CoreKind {
 impl From<KvError> for ApiError {
     fn from(e: KvError) -> Self {
         ApiError::Kv(e)
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        ApiError::Auth(e)
+    }
+}
+
+/// etcd's `togRPCError` for auth errors (`rpctypes.ErrGRPC*`); an error
+/// etcd has no mapping for (no-password user) keeps its text, code Unknown.
+fn auth_code_and_message(e: &AuthError) -> (Code, &'static str) {
+    use Code::*;
+    match e {
+        AuthError::RootUserNotExist => (FailedPrecondition, "etcdserver: root user does not exist"),
+        AuthError::RootRoleNotExist => (
+            FailedPrecondition,
+            "etcdserver: root user does not have root role",
+        ),
+        AuthError::UserAlreadyExist => (FailedPrecondition, "etcdserver: user name already exists"),
+        AuthError::UserEmpty => (InvalidArgument, "etcdserver: user name is empty"),
+        AuthError::UserNotFound => (FailedPrecondition, "etcdserver: user name not found"),
+        AuthError::RoleAlreadyExist => (FailedPrecondition, "etcdserver: role name already exists"),
+        AuthError::RoleNotFound => (FailedPrecondition, "etcdserver: role name not found"),
+        AuthError::RoleEmpty => (InvalidArgument, "etcdserver: role name is empty"),
+        AuthError::AuthFailed => (
+            InvalidArgument,
+            "etcdserver: authentication failed, invalid user ID or password",
+        ),
+        AuthError::NoPasswordUser => (
+            Unknown,
+            "auth: authentication failed, password was given for no password user",
+        ),
+        AuthError::PermissionDenied => (PermissionDenied, "etcdserver: permission denied"),
+        AuthError::RoleNotGranted => (
+            FailedPrecondition,
+            "etcdserver: role is not granted to the user",
+        ),
+        AuthError::PermissionNotGranted => (
+            FailedPrecondition,
+            "etcdserver: permission is not granted to the role",
+        ),
+        AuthError::AuthNotEnabled => (
+            FailedPrecondition,
+            "etcdserver: authentication is not enabled",
+        ),
+        AuthError::InvalidAuthToken => (Unauthenticated, "etcdserver: invalid auth token"),
+        AuthError::InvalidAuthMgmt => (InvalidArgument, "etcdserver: invalid auth management"),
+        AuthError::AuthOldRevision => {
+            (InvalidArgument, "etcdserver: revision of auth store is old")
+        }
     }
 }
 
@@ -117,6 +163,7 @@ impl ApiError {
                     "etcdserver: mvcc: database space exceeded",
                 ),
                 KvError::KeyNotFound => (InvalidArgument, "etcdserver: key not found"),
+                KvError::Auth(e) => auth_code_and_message(e),
                 // etcd's togRPCError: errors it has no mapping for keep
                 // their text, code Unknown.
                 KvError::Internal(text) => return (Unknown, text.clone()),
@@ -150,15 +197,7 @@ impl ApiError {
             ApiError::BadLeaderTransferee => {
                 (FailedPrecondition, "etcdserver: bad leader transferee")
             }
-            ApiError::AuthNotEnabled => (
-                FailedPrecondition,
-                "etcdserver: authentication is not enabled",
-            ),
-            ApiError::UserNotFound => (FailedPrecondition, "etcdserver: user name not found"),
-            ApiError::RoleNotFound => (FailedPrecondition, "etcdserver: role name not found"),
-            ApiError::RootUserNotExist => {
-                (FailedPrecondition, "etcdserver: root user does not exist")
-            }
+            ApiError::Auth(e) => auth_code_and_message(e),
             ApiError::Unimplemented(what) => {
                 return (Unimplemented, format!("janus: {what} is not implemented"))
             }

@@ -54,7 +54,11 @@ impl WatchService {
         S: Stream<Item = Result<pb::WatchRequest, Status>> + Send + Unpin + 'static,
     {
         let (tx, rx) = mpsc::channel(OUT_BUFFER);
-        tokio::spawn(serve_stream(self.0.clone(), requests, tx));
+        let creds = crate::caller::captured();
+        tokio::spawn(crate::caller::within(
+            creds,
+            serve_stream(self.0.clone(), requests, tx),
+        ));
         ReceiverStream::new(rx)
     }
 }
@@ -163,6 +167,35 @@ impl StreamState {
             cancel_reason: reason.to_string(),
             ..Default::default()
         };
+        // etcd's isWatchPermitted, before anything else is looked at. A
+        // "from key" watch is checked as the range it watches (etcd 3.4
+        // checks only its first key).
+        let allowed = match crate::caller::current(&self.s).await {
+            Ok(caller) => self
+                .s
+                .node
+                .auth_check(&caller, &key, &range_end, janus_core::auth::Access::Read)
+                .map_err(crate::status::ApiError::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = allowed {
+            // etcd names the reason by its gRPC error text; anything but
+            // a token or revision problem reads as "permission denied".
+            let text = match &e {
+                crate::status::ApiError::Auth(
+                    janus_core::auth::AuthError::InvalidAuthToken
+                    | janus_core::auth::AuthError::AuthOldRevision
+                    | janus_core::auth::AuthError::UserEmpty,
+                ) => e.code_and_message().1,
+                _ => {
+                    crate::status::ApiError::Auth(janus_core::auth::AuthError::PermissionDenied)
+                        .code_and_message()
+                        .1
+                }
+            };
+            let r = refuse(&text);
+            return self.tx.send(Ok(r)).await.is_ok();
+        }
         // mvcc's watchStream.Watch: a range whose end is not after its start.
         if !range_end.is_empty() && range_end != [0] && key >= range_end {
             let r = refuse("mvcc: watcher range is empty");

@@ -28,6 +28,8 @@ struct Runner {
     /// Lease ids not granted by name (e.g. literal ids), by appearance.
     unknown: HashMap<i64, usize>,
     watches: BTreeMap<String, (etcd::Watcher, etcd::WatchStream)>,
+    /// The server's endpoint, for `etcdctl` steps.
+    endpoint: String,
 }
 
 /// Runs `sc` against the etcd endpoint (`http://HOST:PORT`).
@@ -40,6 +42,7 @@ pub async fn run(endpoint: &str, sc: &Scenario) -> Result<Transcript> {
         leases: BTreeMap::new(),
         unknown: HashMap::new(),
         watches: BTreeMap::new(),
+        endpoint: endpoint.to_string(),
     };
     super::run_steps(&mut r, sc).await
 }
@@ -428,6 +431,7 @@ impl Runner {
             "watch" => self.op_watch(st).await,
             "events" => self.op_events(st).await,
             "cancel-watch" => self.op_cancel_watch(st).await,
+            "etcdctl" => etcdctl(&self.endpoint, &st.args).await,
             op => bail!("unknown etcd op {op:?}"),
         }
     }
@@ -781,6 +785,31 @@ impl Runner {
         }
         Ok(out)
     }
+}
+
+/// Runs the real `etcdctl` (v3 API) with `args` against `endpoint`: its
+/// exit status, stdout and stderr, without the client library's retry
+/// warnings (JSON log lines with timestamps and random target names).
+async fn etcdctl(endpoint: &str, args: &[Tok]) -> Result<Vec<String>> {
+    let mut cmd = tokio::process::Command::new("etcdctl");
+    cmd.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(args.iter().map(|t| t.s.as_str()))
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = timed(cmd.output())
+        .await?
+        .context("cannot run etcdctl (is etcd's client installed?)")?;
+    let mut lines = vec![format!("exit {}", out.status.code().unwrap_or(-1))];
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        lines.push(format!("out {l}"));
+    }
+    for l in String::from_utf8_lossy(&out.stderr).lines() {
+        if !l.starts_with("{\"level\"") {
+            lines.push(format!("err {l}"));
+        }
+    }
+    Ok(lines)
 }
 
 /// `[ ... ]` at the start of `toks` (nesting allowed): the inside and how

@@ -410,7 +410,7 @@ impl Node {
         }
     }
 
-    fn state(&self) -> RwLockReadGuard<'_, State> {
+    pub(crate) fn state(&self) -> RwLockReadGuard<'_, State> {
         self.inner.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
