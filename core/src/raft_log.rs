@@ -92,6 +92,9 @@ impl RaftLog {
         let wal_dir = data_dir.join(WAL_DIR);
         let (mut wal, rec) = Wal::open(fs, &wal_dir, opts)?;
         let fresh = rec.is_empty();
+        // An empty store (applied 0) replays a log that still starts at the
+        // bootstrap entry (1, see below) from the beginning.
+        let covered = |applied: u64| if applied == 0 { 1 } else { applied };
         let mut st = LogState {
             hard: rec.hard_state.clone().unwrap_or_default(),
             start_index: rec.start.0,
@@ -119,7 +122,9 @@ impl RaftLog {
             wal.compact(1, 1)?;
             wal.set_hard_state(&st.hard)?;
             wal.sync()?;
-        } else if !(fresh && applied == 0) && (applied < st.start_index || applied > st.last()) {
+        } else if !(fresh && applied == 0)
+            && (covered(applied) < st.start_index || applied > st.last())
+        {
             let snap = engine
                 .get(Space::Meta, SNAPSHOT)?
                 .map(|b| index_term(&b).ok_or_else(|| corrupt("raft snapshot marker".into())))

@@ -218,6 +218,7 @@ impl slog::Drain for SlogToTracing {
 fn open(
     cfg: NodeConfig,
     wal_fs: Arc<dyn WalFs>,
+    wal_opts: WalOptions,
     tx: std_mpsc::Sender<Msg>,
     rx: std_mpsc::Receiver<Msg>,
     peers: Arc<dyn Outbox>,
@@ -238,13 +239,7 @@ fn open(
             .collect()
     };
     let applied = state.applied_index;
-    let log = RaftLog::open(
-        Arc::clone(&engine),
-        wal_fs,
-        WalOptions::default(),
-        &voters,
-        applied,
-    )?;
+    let log = RaftLog::open(Arc::clone(&engine), wal_fs, wal_opts, &voters, applied)?;
     let raft_cfg = raft::Config {
         id: cfg.member_id,
         election_tick: cfg.election_ticks,
@@ -351,13 +346,18 @@ impl Node {
     /// Opens the data dir, replays the log from the applied index and starts
     /// the raft loop.
     pub fn start(cfg: NodeConfig) -> Result<Node, CoreError> {
-        Node::start_on(cfg, Arc::new(OsFs))
+        Node::start_on(cfg, Arc::new(OsFs), WalOptions::default())
     }
 
-    /// [`Node::start`] with the WAL on the given file system (tests put it
-    /// on [`crate::wal::PowerCutFs`] to lose unsynced data).
+    /// [`Node::start`] with the WAL on the given file system and options
+    /// (tests put it on [`crate::wal::PowerCutFs`] to lose unsynced data,
+    /// and use small segments to exercise segment rolls and truncation).
     #[doc(hidden)]
-    pub fn start_on(cfg: NodeConfig, wal_fs: Arc<dyn WalFs>) -> Result<Node, CoreError> {
+    pub fn start_on(
+        cfg: NodeConfig,
+        wal_fs: Arc<dyn WalFs>,
+        wal_opts: WalOptions,
+    ) -> Result<Node, CoreError> {
         let rt = tokio::runtime::Handle::try_current()
             .map_err(|_| CoreError::Raft("Node::start must run inside a tokio runtime".into()))?;
         let (tx, rx) = std_mpsc::channel();
@@ -371,7 +371,7 @@ impl Node {
                 }
             }),
         );
-        let (inner, mut runner) = open(cfg, wal_fs, tx, rx, peers.clone(), Clock::Real)?;
+        let (inner, mut runner) = open(cfg, wal_fs, wal_opts, tx, rx, peers.clone(), Clock::Real)?;
         if let Some(addr) = inner.cfg.peer_listen {
             let l = std::net::TcpListener::bind(addr)
                 .map_err(|e| CoreError::Raft(format!("cannot listen for peers on {addr}: {e}")))?;

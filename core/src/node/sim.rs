@@ -407,6 +407,7 @@ impl Sim {
         let opened = super::open(
             cfg,
             Arc::new(crate::wal::OsFs),
+            crate::wal::WalOptions::default(),
             tx,
             rx,
             outbox,
