@@ -2,17 +2,20 @@
 //! an engine change touches one module.
 //!
 //! One fjall database per member, with one keyspace per concern:
-//! - `raft_log`: raft entries by index (u64 big-endian) as protobuf bytes;
-//! - `meta`: hard state, conf state, log start, applied index, compaction
+//! - `meta`: conf state, last installed snapshot, applied index, compaction
 //!   point, member identity;
 //! - `revs`: MVCC records by (main revision, sub revision), big-endian;
 //! - `leases`: lease id → granted TTL;
 //! - `znodes`: path → ACL / aversion / node kind;
 //! - `tree`: path → cversion / pzxid of parents.
 //!
+//! The raft log is not here: it lives in the WAL ([`crate::wal`], D10).
+//!
 //! Durability: batches are committed without syncing; [`Engine::sync`]
 //! (`PersistMode::SyncData`) makes everything committed before it durable.
-//! The raft loop calls it once per Ready iteration (group commit).
+//! Nothing on the write path waits for it (the WAL is the write path's
+//! sync); the raft loop calls it before it records a checkpoint and
+//! truncates the WAL, and on a clean stop.
 
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
@@ -30,7 +33,6 @@ const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
 /// A keyspace of the member's database.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Space {
-    RaftLog,
     Meta,
     Revs,
     Leases,
@@ -39,8 +41,7 @@ pub enum Space {
 }
 
 impl Space {
-    const ALL: [Space; 6] = [
-        Space::RaftLog,
+    const ALL: [Space; 5] = [
         Space::Meta,
         Space::Revs,
         Space::Leases,
@@ -48,7 +49,7 @@ impl Space {
         Space::Tree,
     ];
 
-    /// Keyspaces in a state export (everything but the raft log).
+    /// Keyspaces in a state export (all of them).
     pub const EXPORTED: [Space; 5] = [
         Space::Meta,
         Space::Revs,
@@ -59,7 +60,6 @@ impl Space {
 
     fn name(self) -> &'static str {
         match self {
-            Space::RaftLog => "raft_log",
             Space::Meta => "meta",
             Space::Revs => "revs",
             Space::Leases => "leases",
@@ -105,7 +105,7 @@ impl Engine {
     pub fn open(dir: &Path) -> Result<Engine, CoreError> {
         std::fs::create_dir_all(dir).map_err(|e| CoreError::storage(dir, e))?;
         let db = Database::builder(dir)
-            // We decide when to fsync (group commit per raft Ready).
+            // We decide when to fsync (the WAL carries durability).
             .manual_journal_persist(true)
             // Memory bounds (100k keys of 256 B must fit in 100 MB RSS):
             // a small block cache and memtables flushed early; the hot

@@ -148,7 +148,7 @@ pub fn install_into(
 ) -> Result<(), CoreError> {
     let incoming: HashSet<(Space, Vec<u8>)> =
         records.iter().map(|(s, k, _)| (*s, k.clone())).collect();
-    for s in Space::EXPORTED.into_iter().chain([Space::RaftLog]) {
+    for s in Space::EXPORTED {
         for item in engine.scan_all(s) {
             let (k, _) = item?;
             if !member_local(s, &k) && !incoming.contains(&(s, k.clone())) {

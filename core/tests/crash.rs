@@ -3,7 +3,11 @@
 //! prints every acknowledged write; the parent SIGKILLs it mid-stream,
 //! restarts a node on the same data dir and checks that every acknowledged
 //! write is there, that nothing is half-applied (a txn writes two keys, all
-//! or nothing) and that the revision continues. Several rounds on one dir.
+//! or nothing), that ZooKeeper sequential creates were applied once each
+//! (dense names) and that the revision continues. Several rounds on one
+//! dir; one round runs with tiny WAL segments and a short log, so the kill
+//! lands amid segment rolls and WAL truncations as well as appends and
+//! apply batches.
 
 mod common;
 
@@ -15,10 +19,41 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use janus_core::kv::{PutRequest, RangeRequest, RequestOp, TxnRequest};
+use janus_core::wal::{OsFs, WalOptions};
+use janus_core::znode::{CreateMode, ZkOpResult, ZkWriteResult};
 use janus_core::{Command, CommandResult, Node, NodeConfig};
 
 const CHILD_ENV: &str = "JANUS_CRASH_CHILD";
 const ROUND_ENV: &str = "JANUS_CRASH_ROUND";
+/// The round that truncates its WAL all the time.
+const TRUNCATING_ROUND: u64 = 1;
+
+/// The node of a round (the same for the child and the restart).
+fn start_node(dir: &std::path::Path, round: u64) -> Node {
+    let mut cfg = NodeConfig::single(dir);
+    let mut opts = WalOptions::default();
+    if round == TRUNCATING_ROUND {
+        cfg.log_keep = 50;
+        opts.segment_bytes = 64 * 1024;
+    }
+    Node::start_on(cfg, Arc::new(OsFs), opts).expect("node starts")
+}
+
+fn seq_create() -> Command {
+    Command::Zk {
+        session: 0,
+        auth: vec![],
+        ops: vec![janus_core::znode::ZkOp::Create {
+            path: "/seq/n-".into(),
+            data: vec![],
+            acl: janus_core::znode::Acl::open(),
+            mode: CreateMode::PersistentSequential,
+            ttl_ms: 0,
+        }],
+        multi: false,
+        seq: 0,
+    }
+}
 
 fn put_req(key: String, value: String) -> PutRequest {
     PutRequest {
@@ -41,7 +76,24 @@ fn crash_child() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let node = Node::start(NodeConfig::single(&dir)).expect("child starts node");
+        let node = start_node(std::path::Path::new(&dir), round);
+        // The parent of the sequential nodes (exists after the first round).
+        let _ = node
+            .propose(Command::Zk {
+                session: 0,
+                auth: vec![],
+                ops: vec![janus_core::znode::ZkOp::Create {
+                    path: "/seq".into(),
+                    data: vec![],
+                    acl: janus_core::znode::Acl::open(),
+                    mode: CreateMode::Persistent,
+                    ttl_ms: 0,
+                }],
+                multi: false,
+                seq: 0,
+            })
+            .await
+            .expect("create /seq");
         let next = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
         for _ in 0..16 {
@@ -50,7 +102,16 @@ fn crash_child() {
             tasks.push(tokio::spawn(async move {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let line = if i % 3 == 2 {
+                    let line = if i % 5 == 4 {
+                        let a = node.propose(seq_create()).await.expect("create");
+                        let CommandResult::Zk(ZkWriteResult::Applied(mut v)) = a.result else {
+                            panic!("create: {:?}", a.result);
+                        };
+                        let ZkOpResult::Create { path, .. } = v.remove(0) else {
+                            panic!("create result");
+                        };
+                        format!("ACK seq {path} {}\n", a.revision)
+                    } else if i % 3 == 2 {
                         let v = format!("txn-{round}-{i}");
                         let t = TxnRequest {
                             compare: vec![],
@@ -90,6 +151,7 @@ fn crash_child() {
 enum Ack {
     Put { key: String, rev: i64 },
     Txn { prefix: String, rev: i64 },
+    Seq { path: String, rev: i64 },
 }
 
 /// Runs one child until it has acknowledged `kill_after` writes, then
@@ -118,6 +180,7 @@ fn run_child(dir: &std::path::Path, round: u64, kill_after: usize) -> Vec<Ack> {
         let rev = it.next()?.parse().ok()?;
         Some(match kind {
             "put" => Ack::Put { key, rev },
+            "seq" => Ack::Seq { path: key, rev },
             _ => Ack::Txn { prefix: key, rev },
         })
     };
@@ -145,8 +208,13 @@ fn run_child(dir: &std::path::Path, round: u64, kill_after: usize) -> Vec<Ack> {
     acks
 }
 
-async fn check_after_crash(dir: &std::path::Path, acks: &[Ack], max_ack_before: i64) -> i64 {
-    let node = Node::start(NodeConfig::single(dir)).expect("restart after SIGKILL");
+async fn check_after_crash(
+    dir: &std::path::Path,
+    round: u64,
+    acks: &[Ack],
+    max_ack_before: i64,
+) -> i64 {
+    let node = start_node(dir, round);
     let rev_at_start = node.revision();
     // Entries committed in the log but not yet applied are replayed by the
     // raft loop after start; a linearizable read waits for them.
@@ -155,7 +223,7 @@ async fn check_after_crash(dir: &std::path::Path, acks: &[Ack], max_ack_before: 
     let max_ack = acks
         .iter()
         .map(|a| match a {
-            Ack::Put { rev, .. } | Ack::Txn { rev, .. } => *rev,
+            Ack::Put { rev, .. } | Ack::Txn { rev, .. } | Ack::Seq { rev, .. } => *rev,
         })
         .max()
         .unwrap_or(0)
@@ -193,13 +261,40 @@ async fn check_after_crash(dir: &std::path::Path, acks: &[Ack], max_ack_before: 
                     assert_eq!(kv.mod_revision, *rev);
                 }
             }
+            Ack::Seq { path, rev } => {
+                let kv = kvs
+                    .get(path.as_bytes())
+                    .unwrap_or_else(|| panic!("acknowledged {path} at {rev} lost"));
+                assert_eq!(kv.create_revision, *rev, "{path}");
+            }
         }
     }
+    // Sequential creates: every acknowledged one is there, and the names
+    // are dense (a create applied twice on replay would add a node).
+    let (children, _) = node.zk_get_children("/seq", &[]).expect("/seq");
+    for a in acks {
+        if let Ack::Seq { path, .. } = a {
+            let name = path.trim_start_matches("/seq/");
+            assert!(
+                children.iter().any(|c| c == name),
+                "acknowledged {path} lost"
+            );
+        }
+    }
+    let mut nums: Vec<u64> = children
+        .iter()
+        .map(|c| c.trim_start_matches("n-").parse().expect("sequence number"))
+        .collect();
+    nums.sort_unstable();
+    assert_eq!(nums, (0..nums.len() as u64).collect::<Vec<_>>());
     // Nothing half-applied: txn keys come in pairs at one revision.
     let mut txn_keys: BTreeMap<String, BTreeSet<(String, i64)>> = BTreeMap::new();
     for (k, kv) in &kvs {
         assert!(kv.mod_revision <= rev);
         let k = String::from_utf8(k.clone()).unwrap();
+        if k.starts_with("/seq") {
+            continue;
+        }
         if let Some(prefix) = k.strip_prefix("t/") {
             let (p, side) = prefix.rsplit_once('/').unwrap();
             txn_keys
@@ -246,11 +341,26 @@ async fn sigkill_mid_stream_loses_no_acknowledged_write() {
     let data = dir.path().join("data");
     let mut max_ack = 0;
     let mut total = 0;
-    for (round, kill_after) in [(1u64, 150usize), (2, 400), (3, 60)] {
+    for (round, kill_after) in [(TRUNCATING_ROUND, 10_000usize), (2, 400), (3, 60)] {
         let acks = run_child(&data, round, kill_after);
         assert!(acks.len() >= kill_after);
         total += acks.len();
-        max_ack = check_after_crash(&data, &acks, max_ack).await;
+        if round == TRUNCATING_ROUND {
+            // The WAL was truncated during the round: its oldest segments
+            // are gone.
+            let first = std::fs::read_dir(data.join("wal"))
+                .unwrap()
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.ends_with(".wal"))
+                .min()
+                .expect("a WAL segment");
+            assert_ne!(
+                first,
+                format!("{:016x}.wal", 0),
+                "no WAL truncation happened"
+            );
+        }
+        max_ack = check_after_crash(&data, round, &acks, max_ack).await;
     }
-    assert!(total >= 610);
+    assert!(total >= 10_460);
 }

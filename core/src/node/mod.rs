@@ -31,6 +31,7 @@ use crate::peer::{PeerEvent, Peers};
 use crate::raft_log::RaftLog;
 use crate::state::State;
 use crate::transport::Outbox;
+use crate::wal::{OsFs, WalFs, WalOptions};
 use crate::watch::{WatchRequest, Watcher};
 use crate::znode::{Acl, Id, Stat};
 use crate::{CoreError, KvError, MembershipError, ZkError};
@@ -218,6 +219,8 @@ impl slog::Drain for SlogToTracing {
 /// network and a virtual clock.
 fn open(
     cfg: NodeConfig,
+    wal_fs: Arc<dyn WalFs>,
+    wal_opts: WalOptions,
     tx: std_mpsc::Sender<Msg>,
     rx: std_mpsc::Receiver<Msg>,
     peers: Arc<dyn Outbox>,
@@ -238,7 +241,7 @@ fn open(
             .collect()
     };
     let applied = state.applied_index;
-    let log = RaftLog::open(Arc::clone(&engine), &voters, applied)?;
+    let log = RaftLog::open(Arc::clone(&engine), wal_fs, wal_opts, &voters, applied)?;
     let raft_cfg = raft::Config {
         id: cfg.member_id,
         election_tick: cfg.election_ticks,
@@ -347,6 +350,18 @@ impl Node {
     /// Opens the data dir, replays the log from the applied index and starts
     /// the raft loop.
     pub fn start(cfg: NodeConfig) -> Result<Node, CoreError> {
+        Node::start_on(cfg, Arc::new(OsFs), WalOptions::default())
+    }
+
+    /// [`Node::start`] with the WAL on the given file system and options
+    /// (tests put it on [`crate::wal::PowerCutFs`] to lose unsynced data,
+    /// and use small segments to exercise segment rolls and truncation).
+    #[doc(hidden)]
+    pub fn start_on(
+        cfg: NodeConfig,
+        wal_fs: Arc<dyn WalFs>,
+        wal_opts: WalOptions,
+    ) -> Result<Node, CoreError> {
         let rt = tokio::runtime::Handle::try_current()
             .map_err(|_| CoreError::Raft("Node::start must run inside a tokio runtime".into()))?;
         let (tx, rx) = std_mpsc::channel();
@@ -360,7 +375,7 @@ impl Node {
                 }
             }),
         );
-        let (inner, mut runner) = open(cfg, tx, rx, peers.clone(), Clock::Real)?;
+        let (inner, mut runner) = open(cfg, wal_fs, wal_opts, tx, rx, peers.clone(), Clock::Real)?;
         if let Some(addr) = inner.cfg.peer_listen {
             let l = std::net::TcpListener::bind(addr)
                 .map_err(|e| CoreError::Raft(format!("cannot listen for peers on {addr}: {e}")))?;
@@ -579,7 +594,7 @@ impl Node {
     }
 
     /// A consistent export of the member's state, in chunks: every keyspace
-    /// except the raft log, as length-prefixed (keyspace, key, value)
+    /// of the state store (the raft log is in the WAL), as length-prefixed (keyspace, key, value)
     /// records (Maintenance.Snapshot).
     pub fn export_snapshot(&self) -> Result<Vec<Vec<u8>>, CoreError> {
         let st = self.state();

@@ -107,14 +107,11 @@ impl Runner {
                 break;
             }
         }
-        match self.raw.store().sync_engine() {
-            Ok(()) => {
-                let applied = self.state().applied_index;
-                if let Err(e) = crate::checkpoint::write(&self.inner.cfg.data_dir, applied) {
-                    tracing::error!("final checkpoint failed: {e}");
-                }
-            }
-            Err(e) => tracing::error!("final sync failed: {e}"),
+        if let Err(e) = self.raw.store().sync() {
+            tracing::error!("final WAL sync failed: {e}");
+        }
+        if let Err(e) = self.checkpoint() {
+            tracing::error!("final checkpoint failed: {e}");
         }
         for (_, (r, _)) in self.pending.drain() {
             let _ = r.send(Err(CoreError::Stopped));
@@ -335,20 +332,19 @@ impl Runner {
         self.inner
             .last_index
             .store(self.raw.store().last(), Ordering::Release);
-        // 3. Committed entries.
+        // 3. Committed entries (raft-rs hands out only persisted ones).
         self.apply(ready.take_committed_entries())?;
-        // Group commit: appends above and every apply so far become durable.
+        // Group commit: one WAL fdatasync covers the appends above. The
+        // store's batches are not synced here: a crash replays them from
+        // the WAL.
+        self.raw.store().sync()?;
         let applied = self.state().applied_index;
-        self.raw.store().sync_engine()?;
         self.raw.store().set_durable_applied(applied);
         if self.inner.clock.elapsed(self.last_checkpoint) >= crate::checkpoint::INTERVAL
             && applied > self.checkpointed
         {
-            crate::checkpoint::write(&self.inner.cfg.data_dir, applied)?;
-            self.checkpointed = applied;
-            self.last_checkpoint = self.inner.clock.now();
+            self.checkpoint()?;
         }
-        self.truncate_log(applied)?;
         // 6. Messages that must follow the sync (votes, append responses).
         self.send_messages(ready.take_persisted_messages());
         // 7. Advance, then the LightReady.
@@ -386,7 +382,7 @@ impl Runner {
         self.raw.store().snapshot_into(&mut batch, &meta)?;
         engine.commit(batch)?;
         engine.sync()?;
-        self.raw.store().snapshot_installed(&meta);
+        self.raw.store().snapshot_installed(&meta)?;
         let fresh = State::load(Arc::clone(&engine))?;
         {
             let mut st = self.inner.state.write().unwrap_or_else(|p| p.into_inner());
@@ -399,9 +395,21 @@ impl Runner {
         Ok(())
     }
 
+    /// Makes the state store durable, records its applied index in the
+    /// checkpoint file, then truncates the WAL below it: the order that
+    /// keeps every entry the store may still need in the log (D10).
+    fn checkpoint(&mut self) -> Result<(), CoreError> {
+        let applied = self.state().applied_index;
+        self.raw.store().sync_store()?;
+        crate::checkpoint::write(&self.inner.cfg.data_dir, applied)?;
+        self.checkpointed = applied;
+        self.last_checkpoint = self.inner.clock.now();
+        self.truncate_log(applied)
+    }
+
     /// Drops old log entries, keeping `log_keep` below `durable_applied`
-    /// (an applied index already fsynced: restart replays from there, so
-    /// nothing below it is needed again on this member).
+    /// (an applied index the store has persisted: restart replays from
+    /// there, so nothing below it is needed again on this member).
     fn truncate_log(&mut self, durable_applied: u64) -> Result<(), CoreError> {
         let first = self.raw.store().first();
         let keep = self.inner.cfg.log_keep.max(1);
@@ -447,7 +455,7 @@ impl Runner {
                     EntryType::EntryNormal if !e.data.is_empty() => {
                         let p: Proposal =
                             postcard::from_bytes(&e.data).map_err(|err| CoreError::Corrupt {
-                                path: st.engine.dir().join("raft_log"),
+                                path: self.raw.store().wal_dir(),
                                 what: format!("entry {}: {err}", e.index),
                             })?;
                         let applied = st.apply(&p, e.index)?;
@@ -498,7 +506,8 @@ impl Runner {
                             .raw
                             .apply_conf_change(&cc)
                             .map_err(|err| CoreError::Raft(err.to_string()))?;
-                        self.raw.mut_store().set_conf_state(cs)?;
+                        crate::raft_log::put_conf_state(&mut w.batch, &cs)?;
+                        self.raw.mut_store().set_conf_state(cs);
                         st.commit(w, e.index)?;
                         self.inner.peers.set_members(&peer_list(&st));
                         if let Some(ctx) = ctx.filter(|c| c.proposer == self.inner.cfg.member_id) {

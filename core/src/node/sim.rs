@@ -404,8 +404,16 @@ impl Sim {
         });
         let (tx, rx) = std_mpsc::channel();
         let name = cfg.name.clone();
-        let opened = super::open(cfg, tx, rx, outbox, Clock::Virtual(Arc::clone(&self.time)))
-            .and_then(|(inner, mut runner)| runner.catch_up().map(|()| (inner, runner)));
+        let opened = super::open(
+            cfg,
+            Arc::new(crate::wal::OsFs),
+            crate::wal::WalOptions::default(),
+            tx,
+            rx,
+            outbox,
+            Clock::Virtual(Arc::clone(&self.time)),
+        )
+        .and_then(|(inner, mut runner)| runner.catch_up().map(|()| (inner, runner)));
         let (inner, runner) = match opened {
             Ok(x) => x,
             Err(e) => self.fail(&format!("member {name} failed to open: {e}")),
