@@ -45,7 +45,7 @@ fn seq_create() -> Command {
         auth: vec![],
         ops: vec![janus_core::znode::ZkOp::Create {
             path: "/seq/n-".into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: janus_core::znode::Acl::open(),
             mode: CreateMode::PersistentSequential,
             ttl_ms: 0,
@@ -84,7 +84,7 @@ fn crash_child() {
                 auth: vec![],
                 ops: vec![janus_core::znode::ZkOp::Create {
                     path: "/seq".into(),
-                    data: vec![],
+                    data: Some(vec![]),
                     acl: janus_core::znode::Acl::open(),
                     mode: CreateMode::Persistent,
                     ttl_ms: 0,
