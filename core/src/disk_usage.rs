@@ -5,6 +5,10 @@
 //! preallocated (tens of MB of holes for an empty store), so janus counts
 //! the blocks the filesystem actually allocated to every file under the
 //! data directory instead: what `du` reports, what a disk fills up with.
+//! The write-ahead log's directory is left out: it is not the database
+//! (etcd's `dbSize` leaves out its `wal/` too), and its segments are
+//! preallocated with real blocks, so counting them would report tens of MB
+//! for an empty store and let the quota trip on log space.
 //! Walking the directory costs a few syscalls per file, and the quota check
 //! asks before every write, so the figure is cached for [`MAX_AGE`].
 
@@ -40,7 +44,7 @@ impl DiskUsage {
                 }
             }
         }
-        let n = allocated_bytes(&self.dir);
+        let n = store_bytes(&self.dir);
         if let Ok(mut last) = self.last.lock() {
             *last = Some((now, n));
         }
@@ -53,6 +57,30 @@ impl DiskUsage {
             *last = None;
         }
     }
+}
+
+/// Allocated bytes under a data directory, without its write-ahead log.
+fn store_bytes(dir: &Path) -> u64 {
+    let wal = dir.join(crate::raft_log::WAL_DIR);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut total = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path == wal {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else {
+            continue;
+        };
+        if meta.is_dir() {
+            total += allocated_bytes(&path);
+        } else if meta.is_file() {
+            total += allocated(&meta);
+        }
+    }
+    total
 }
 
 /// Sum of the allocated size of every file under `dir` (files that vanish
