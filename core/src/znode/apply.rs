@@ -77,7 +77,9 @@ enum Planned {
         key: Vec<u8>,
         meta: ZMeta,
     },
-    Check,
+    Check {
+        key: Vec<u8>,
+    },
 }
 
 fn check_version(expected: i32, actual: i32) -> Result<(), ZkError> {
@@ -350,8 +352,11 @@ impl State {
                 }
                 zk!(acl::check(&node.meta.acl, perms::READ, auth));
                 zk!(check_version(*version, node.zk_version()));
-                Planned::Check
+                Planned::Check {
+                    key: p.as_bytes().to_vec(),
+                }
             }
+            ZkOp::Refused { error } => return Ok(Err(*error)),
         }))
     }
 
@@ -393,7 +398,9 @@ impl State {
                     stat: self.stat_or_default(Some(w), &key)?,
                 }
             }
-            Planned::Check => ZkOpResult::Check,
+            Planned::Check { key } => ZkOpResult::Check {
+                stat: self.stat_or_default(Some(w), &key)?,
+            },
         })
     }
 
