@@ -34,6 +34,19 @@ struct NodeView {
 }
 
 impl NodeView {
+    /// A node not in the tree (never created, deleted, or not a path).
+    fn absent() -> NodeView {
+        NodeView {
+            exists: false,
+            explicit: false,
+            version: 0,
+            lease: 0,
+            meta: ZMeta::default(),
+            children: 0,
+            cversion: 0,
+        }
+    }
+
     /// The version ZooKeeper shows: etcd version - 1, 0 for an implicit node.
     fn zk_version(&self) -> i32 {
         if self.explicit {
@@ -125,15 +138,7 @@ impl State {
         }
         if !path::is_valid(p) {
             // Keys that are not ZooKeeper paths are invisible to ZooKeeper.
-            return Ok(NodeView {
-                exists: false,
-                explicit: false,
-                version: 0,
-                lease: 0,
-                meta: ZMeta::default(),
-                children: 0,
-                cversion: 0,
-            });
+            return Ok(NodeView::absent());
         }
         let live = self.keys.get(p).and_then(|k| k.live);
         let keys = &self.keys;
@@ -291,16 +296,7 @@ impl State {
                 parent.children -= 1;
                 parent.cversion = parent.cversion.wrapping_add(1);
                 pend.insert(parent_path, parent);
-                let gone = NodeView {
-                    exists: false,
-                    explicit: false,
-                    version: 0,
-                    lease: 0,
-                    meta: ZMeta::default(),
-                    children: 0,
-                    cversion: 0,
-                };
-                pend.insert(key.clone(), gone);
+                pend.insert(key.clone(), NodeView::absent());
                 Planned::Delete { key }
             }
             ZkOp::SetData {
