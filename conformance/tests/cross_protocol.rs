@@ -737,6 +737,18 @@ async fn zk_watches_fire_on_etcd_writes() {
             "unexpected {ev:?}"
         );
     }
+    // A key getChildren hides (a control character makes it no ZooKeeper
+    // path, D1) fires nothing, not even the recursive watch above it: the
+    // next event is the valid key written after it.
+    e.put("/tree/bad\u{1}", "", None).await.expect("put");
+    e.put("/tree/good", "", None).await.expect("put");
+    let ev = tokio::time::timeout(T, rw.changed()).await.expect("event");
+    assert_eq!(
+        (ev.event_type, ev.path.as_str()),
+        (EventType::NodeCreated, "/tree/good"),
+        "{ev:?}"
+    );
+    assert_eq!(sorted_children(&z, "/tree").await, vec!["a", "good"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

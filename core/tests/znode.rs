@@ -164,16 +164,20 @@ async fn set_data_delete_versions() {
         .await,
         Err(ZkError::BadVersion)
     );
+    // A check answers the node's stat with its result.
+    let checked = zk1(
+        &n,
+        ZkOp::Check {
+            path: "/v".into(),
+            version: 0,
+        },
+    )
+    .await;
     assert_eq!(
-        zk1(
-            &n,
-            ZkOp::Check {
-                path: "/v".into(),
-                version: 0
-            }
-        )
-        .await,
-        Ok(ZkOpResult::Check)
+        checked,
+        Ok(ZkOpResult::Check {
+            stat: n.zk_exists("/v").expect("/v")
+        })
     );
     assert_eq!(
         zk1(
@@ -444,7 +448,12 @@ async fn multi_is_all_or_nothing() {
         panic!()
     };
     assert_eq!(path, "/m/p/s-0000000002");
-    assert_eq!(results[4], ZkOpResult::Check);
+    // The check sees the multi's earlier setData.
+    assert!(
+        matches!(&results[4], ZkOpResult::Check { stat } if stat.version == 1),
+        "{:?}",
+        results[4]
+    );
     let p = n.zk_exists("/m/p").unwrap();
     assert_eq!((p.czxid, p.mzxid, p.pzxid, p.version), (r, r, r, 1));
     assert_eq!(p.cversion, 3);
@@ -494,6 +503,67 @@ async fn multi_is_all_or_nothing() {
             error: ZkError::NoNode
         }
     );
+    // An op the frontend refused from the request alone fails where it
+    // stands: an earlier op failing on the tree is reported first
+    // (ZooKeeper's PrepRequestProcessor checks ops in order).
+    let refused = ZkOp::Refused {
+        error: ZkError::BadArguments,
+    };
+    let (_, res) = zk(
+        &n,
+        0,
+        &[],
+        vec![set_data("/m/missing", "", -1), refused.clone()],
+        true,
+    )
+    .await;
+    assert_eq!(
+        res,
+        ZkWriteResult::Failed {
+            index: 0,
+            error: ZkError::NoNode
+        }
+    );
+    let (_, res) = zk(
+        &n,
+        0,
+        &[],
+        vec![
+            create_op("/m/r", "", CreateMode::Persistent),
+            refused,
+            set_data("/m/missing", "", -1),
+        ],
+        true,
+    )
+    .await;
+    assert_eq!(
+        res,
+        ZkWriteResult::Failed {
+            index: 1,
+            error: ZkError::BadArguments
+        }
+    );
+    assert_eq!(n.zk_exists("/m/r"), None, "a failed multi changes nothing");
+}
+
+/// The root as a ZooKeeper client sees it: its system child `zookeeper`
+/// (served by the frontend, never stored) is listed and counted, once even
+/// when a key of that name was written through etcd.
+#[tokio::test]
+async fn root_lists_and_counts_its_system_child() {
+    let n = common::start();
+    assert_eq!(children(&n, "/"), ["zookeeper"]);
+    assert_eq!(n.zk_exists("/").expect("root").num_children, 1);
+    create(&n, "/a", "", CreateMode::Persistent).await;
+    create(&n, "/zz", "", CreateMode::Persistent).await;
+    assert_eq!(children(&n, "/"), ["a", "zookeeper", "zz"]);
+    assert_eq!(n.zk_exists("/").expect("root").num_children, 3);
+    assert_eq!(n.zk_all_children_number("/", &[]), Ok(2 + 3));
+    put(&n, "/zookeeper/x", "shadowed").await;
+    assert_eq!(children(&n, "/"), ["a", "zookeeper", "zz"]);
+    assert_eq!(n.zk_exists("/").expect("root").num_children, 3);
+    assert_eq!(n.zk_all_children_number("/", &[]), Ok(2 + 3));
+    assert_eq!(n.zk_exists("/a").expect("/a").num_children, 0);
 }
 
 #[tokio::test]
@@ -692,7 +762,8 @@ async fn acls_are_enforced() {
 async fn containers_are_reaped_after_their_last_child() {
     let n = common::start();
     let (_, st) = create(&n, "/c", "", CreateMode::Container).await;
-    assert_eq!(st.ephemeral_owner, i64::MIN);
+    // Stored as Long.MIN_VALUE inside ZooKeeper, reported as 0 (3.8).
+    assert_eq!(st.ephemeral_owner, 0);
     create(&n, "/never", "", CreateMode::Container).await;
     create(&n, "/c/child", "", CreateMode::Persistent).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -733,7 +804,8 @@ async fn ttl_nodes_are_reaped_when_idle() {
     else {
         panic!()
     };
-    assert_eq!(stat.ephemeral_owner as u64, 0xFF00_0000_0000_0000 | 400);
+    // Stored as 0xFF00.. | ttl inside ZooKeeper, reported as 0 (3.8).
+    assert_eq!(stat.ephemeral_owner, 0);
     let Ok(ZkOpResult::Create { path, .. }) =
         zk1(&n, mk("/ts-", 400, CreateMode::PersistentSequentialWithTtl)).await
     else {

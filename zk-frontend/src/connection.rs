@@ -3,12 +3,12 @@
 //!
 //! Pipelining. Clients may send many requests without waiting; replies go
 //! out strictly in request (xid) order. Writes that need no tree state to
-//! build their command (create, delete, setData, setACL, multi:
+//! build their command (create, delete, setData, setACL, check, multi:
 //! [`cmd::Mode::Pipelined`]) are submitted to core as they arrive, each
 //! after the previous one (core applies proposals in the order it receives
 //! them), and their applies are awaited together, so one connection's
 //! writes share the raft loop's group commit. Every other request (reads,
-//! watch and session requests, sync, check, closeSession:
+//! watch and session requests, sync, closeSession:
 //! [`cmd::Mode::Exclusive`]) waits until every earlier request has been
 //! answered, and the connection reads nothing more until it has run: a read
 //! sees every earlier write of the session and none of the later ones

@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 
 use janus_core::watch::{Event, EventKind};
+use janus_core::znode::path;
 
 use crate::proto::event_type;
 
@@ -44,38 +45,11 @@ pub struct ZkEvent {
     pub revision: i64,
 }
 
-/// Whether `key` is a path ZooKeeper clients can see (D1): starts with `/`,
-/// no empty segment, no trailing `/` (except the root), no `.`/`..` segment,
-/// no NUL.
-pub fn visible_path(key: &[u8]) -> Option<&str> {
-    let p = std::str::from_utf8(key).ok()?;
-    if p == "/" {
-        return Some(p);
-    }
-    if !p.starts_with('/') || p.ends_with('/') || p.contains('\0') {
-        return None;
-    }
-    if p[1..]
-        .split('/')
-        .any(|s| s.is_empty() || s == "." || s == "..")
-    {
-        return None;
-    }
-    Some(p)
-}
-
-/// Parent of a valid path ("/" for top-level nodes).
-pub fn parent(path: &str) -> &str {
-    match path.rfind('/') {
-        Some(0) | None => "/",
-        Some(i) => &path[..i],
-    }
-}
-
 /// Translates one hub event into the ZooKeeper event it stands for.
-/// Invisible keys give nothing.
+/// Keys that are not ZooKeeper paths give nothing: core's path rule
+/// decides, so a key getChildren hides fires no watch either.
 pub fn translate(ev: &Event) -> Option<ZkEvent> {
-    let path = visible_path(&ev.kv.key)?.to_string();
+    let path = path::visible(&ev.kv.key)?.to_string();
     let revision = ev.kv.mod_revision;
     let kind = match ev.kind {
         EventKind::Put => {
@@ -168,10 +142,10 @@ impl WatchTable {
             if Self::persistent_hit(&self.recursive, p, rev) {
                 return true;
             }
-            if p == "/" {
-                return false;
+            match path::parent_str(p) {
+                Some(up) => p = up,
+                None => return false,
             }
-            p = parent(p);
         }
     }
 
@@ -257,17 +231,6 @@ mod tests {
     }
 
     #[test]
-    fn visible_paths() {
-        assert_eq!(visible_path(b"/"), Some("/"));
-        assert_eq!(visible_path(b"/a/b"), Some("/a/b"));
-        for bad in [&b""[..], b"a", b"/a/", b"//a", b"/a/./b", b"/..", b"/a\0"] {
-            assert_eq!(visible_path(bad), None, "{bad:?}");
-        }
-        assert_eq!(parent("/a"), "/");
-        assert_eq!(parent("/a/b"), "/a");
-    }
-
-    #[test]
     fn translate_put_and_delete() {
         let kv = KeyValue {
             key: b"/a".to_vec(),
@@ -298,6 +261,38 @@ mod tests {
             prev_kv: None,
         };
         assert!(translate(&e).is_none());
+    }
+
+    /// Keys getChildren hides (not valid ZooKeeper paths, e.g. written
+    /// through etcd with a control character) fire no watch, not even a
+    /// recursive one on an ancestor.
+    #[test]
+    fn keys_get_children_hides_fire_nothing() {
+        let mut t = WatchTable::default();
+        t.add_persistent("/w", true, 0);
+        t.add_persistent("/", true, 0);
+        for key in [
+            &b"/w/a\x01"[..],
+            b"/w/a\x7f\xc2\x85",
+            "/w/\u{fff5}".as_bytes(),
+            b"/w/a\0",
+            b"/w//a",
+            b"/w/a/",
+            b"/w/..",
+        ] {
+            let e = Event {
+                kind: EventKind::Put,
+                kv: KeyValue {
+                    key: key.to_vec(),
+                    create_revision: 3,
+                    mod_revision: 3,
+                    ..Default::default()
+                },
+                prev_kv: None,
+            };
+            assert_eq!(translate(&e), None, "{key:?}");
+        }
+        assert!(t.trigger(&ev(event_type::NODE_CREATED, "/w/ok", 3)));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use common::{mh, Raw};
 use janus_conformance::harness::Janus;
 use janus_conformance::reference::RealZk;
 use janus_core::znode::{Acl, Id, Stat};
+use janus_zk::proto::jute::Writer;
 use janus_zk::proto::op;
 
 /// Maps absolute zxids to ordinals so two servers' transcripts compare.
@@ -180,6 +181,36 @@ fn script(addr: SocketAddr) -> Vec<String> {
         mh(w, op::CHECK).ustring("/m1").int(7);
     });
     line!("multi check bad version: {e} {r:?}");
+    // Which op a failed multi names: ZooKeeper checks the ops in order, so
+    // a tree failure before a bad TTL is the one reported, and the other
+    // way round.
+    let bad_ttl = |w: &mut Writer| {
+        mh(w, op::CREATE_TTL)
+            .ustring("/ttl-m")
+            .buffer(b"")
+            .acl_vec(&Acl::open())
+            .int(5)
+            .long(0);
+    };
+    let (e, r) = a.multi(|w| {
+        mh(w, op::SET_DATA).ustring("/missing").buffer(b"").int(-1);
+        bad_ttl(w);
+    });
+    line!("multi tree failure before bad TTL: {e} {r:?}");
+    let (e, r) = a.multi(|w| {
+        bad_ttl(w);
+        mh(w, op::SET_DATA).ustring("/missing").buffer(b"").int(-1);
+    });
+    line!("multi bad TTL before tree failure: {e} {r:?}");
+    let (e, r) = a.multi(|w| {
+        mh(w, op::DELETE).ustring("/missing").int(-1);
+        mh(w, op::CREATE)
+            .ustring("/bad-flags-m")
+            .buffer(b"")
+            .acl_vec(&Acl::open())
+            .int(99);
+    });
+    line!("multi tree failure before bad flags: {e} {r:?}");
 
     // ACLs and auth.
     let (e, acl, s) = a.get_acl("/d");
@@ -369,4 +400,10 @@ fn zookeeper_reference_transcript() {
     assert!(t
         .iter()
         .any(|l| l == "multi failing: 0 [(-1, 0), (-1, -101), (-1, -2)]"));
+    assert!(t
+        .iter()
+        .any(|l| l == "multi tree failure before bad TTL: 0 [(-1, -101), (-1, -2)]"));
+    assert!(t
+        .iter()
+        .any(|l| l == "multi bad TTL before tree failure: 0 [(-1, -8), (-1, -2)]"));
 }

@@ -35,6 +35,19 @@ struct NodeView {
 }
 
 impl NodeView {
+    /// A node not in the tree (never created, deleted, or not a path).
+    fn absent() -> NodeView {
+        NodeView {
+            exists: false,
+            explicit: false,
+            version: 0,
+            lease: 0,
+            meta: ZMeta::default(),
+            children: 0,
+            creates: 0,
+        }
+    }
+
     /// The version ZooKeeper shows: etcd version - 1, 0 for an implicit node.
     fn zk_version(&self) -> i32 {
         if self.explicit {
@@ -78,7 +91,9 @@ enum Planned {
         key: Vec<u8>,
         meta: ZMeta,
     },
-    Check,
+    Check {
+        key: Vec<u8>,
+    },
 }
 
 fn check_version(expected: i32, actual: i32) -> Result<(), ZkError> {
@@ -124,15 +139,7 @@ impl State {
         }
         if !path::is_valid(p) {
             // Keys that are not ZooKeeper paths are invisible to ZooKeeper.
-            return Ok(NodeView {
-                exists: false,
-                explicit: false,
-                version: 0,
-                lease: 0,
-                meta: ZMeta::default(),
-                children: 0,
-                creates: 0,
-            });
+            return Ok(NodeView::absent());
         }
         let live = self.keys.get(p).and_then(|k| k.live);
         let keys = &self.keys;
@@ -289,16 +296,7 @@ impl State {
                 }
                 parent.children -= 1;
                 pend.insert(parent_path, parent);
-                let gone = NodeView {
-                    exists: false,
-                    explicit: false,
-                    version: 0,
-                    lease: 0,
-                    meta: ZMeta::default(),
-                    children: 0,
-                    creates: 0,
-                };
-                pend.insert(key.clone(), gone);
+                pend.insert(key.clone(), NodeView::absent());
                 Planned::Delete { key }
             }
             ZkOp::SetData {
@@ -350,8 +348,11 @@ impl State {
                 }
                 zk!(acl::check(&node.meta.acl, perms::READ, auth));
                 zk!(check_version(*version, node.zk_version()));
-                Planned::Check
+                Planned::Check {
+                    key: p.as_bytes().to_vec(),
+                }
             }
+            ZkOp::Refused { error } => return Ok(Err(*error)),
         }))
     }
 
@@ -393,7 +394,9 @@ impl State {
                     stat: self.stat_or_default(Some(w), &key)?,
                 }
             }
-            Planned::Check => ZkOpResult::Check,
+            Planned::Check { key } => ZkOpResult::Check {
+                stat: self.stat_or_default(Some(w), &key)?,
+            },
         })
     }
 

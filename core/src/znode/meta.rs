@@ -51,14 +51,14 @@ impl ZMeta {
         postcard::from_bytes(b)
     }
 
-    /// ZooKeeper's ephemeralOwner for a node with this metadata and lease
-    /// (containers: Long.MIN_VALUE; TTL nodes: 0xFF00000000000000 | ttl).
+    /// The ephemeralOwner a client sees for a node with this metadata and
+    /// lease: the session (lease) id, or 0. ZooKeeper stores containers
+    /// with `Long.MIN_VALUE` and TTL nodes with `0xFF00000000000000 | ttl`
+    /// in that field but reports 0 for both (3.8, differential tests), so
+    /// the markers never leave core.
     pub fn ephemeral_owner(&self, lease: i64) -> i64 {
         match self.kind {
-            NodeKind::Container => i64::MIN,
-            NodeKind::Ttl(ms) => {
-                (0xFF00_0000_0000_0000u64 | (ms as u64 & 0x00FF_FFFF_FFFF_FFFF)) as i64
-            }
+            NodeKind::Container | NodeKind::Ttl(_) => 0,
             NodeKind::Normal => lease,
         }
     }

@@ -10,5 +10,6 @@ mod tree;
 mod types;
 
 pub use meta::{NodeKind, ZMeta};
+pub use read::SYSTEM_CHILD;
 pub use tree::{Tree, TreeNode};
 pub use types::*;

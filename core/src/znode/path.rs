@@ -6,7 +6,16 @@ use crate::ZkError;
 
 /// Whether `key` is a valid ZooKeeper path (so part of the tree).
 pub fn is_valid(key: &[u8]) -> bool {
-    std::str::from_utf8(key).is_ok_and(|s| validate(s).is_ok())
+    visible(key).is_some()
+}
+
+/// `key` as the path a ZooKeeper client sees, or `None` for a key that is
+/// not a valid path and so is invisible to ZooKeeper (D1): getChildren
+/// does not list it and no ZooKeeper watch fires for it.
+pub fn visible(key: &[u8]) -> Option<&str> {
+    std::str::from_utf8(key)
+        .ok()
+        .filter(|s| validate(s).is_ok())
 }
 
 /// ZooKeeper's `PathUtils.validatePath`: absolute, no empty, `.` or `..`
@@ -48,6 +57,12 @@ pub fn parent(path: &[u8]) -> Option<&[u8]> {
     }
     let i = path.iter().rposition(|&b| b == b'/')?;
     Some(if i == 0 { &path[..1] } else { &path[..i] })
+}
+
+/// [`parent`] of a valid non-root path, as text.
+pub fn parent_str(path: &str) -> Option<&str> {
+    // The parent ends before a `/` (or is the root), an ASCII boundary.
+    parent(path.as_bytes()).and_then(|p| path.get(..p.len()))
 }
 
 /// The last segment of a valid non-root path.
@@ -98,6 +113,12 @@ mod tests {
         assert_eq!(parent(b"/a"), Some(&b"/"[..]));
         assert_eq!(parent(b"/a/b"), Some(&b"/a"[..]));
         assert_eq!(parent(b"/"), None);
+        assert_eq!(parent_str("/a/b"), Some("/a"));
+        assert_eq!(parent_str("/a"), Some("/"));
+        assert_eq!(parent_str("/"), None);
+        assert_eq!(visible(b"/a/b"), Some("/a/b"));
+        assert_eq!(visible(b"/a\x01"), None);
+        assert_eq!(visible(b"/a/"), None);
         assert_eq!(name(b"/a/bc"), b"bc");
         assert_eq!(join(b"/", b"x"), b"/x");
         assert_eq!(join(b"/a", b"x"), b"/a/x");

@@ -4,14 +4,27 @@ use super::{acl, path, perms, Acl, Id, Stat};
 use crate::state::{State, Wtx};
 use crate::{CoreError, ZkError};
 
+/// The child every ZooKeeper root has: the system node `/zookeeper`,
+/// served by the ZooKeeper frontend and never stored (D1). Clients see it
+/// among the root's children and in its numChildren, and a stored key of
+/// that name is shadowed by it.
+pub const SYSTEM_CHILD: &str = "zookeeper";
+
+/// How many system nodes the root's subtree holds (`/zookeeper`,
+/// `/zookeeper/quota`, `/zookeeper/config`), counted by
+/// getAllChildrenNumber (DataTree.getAllChildrenNumber).
+const SYSTEM_NODES: i32 = 3;
+
 impl State {
     fn is_live(&self, key: &[u8]) -> bool {
         self.keys.get(key).is_some_and(|k| k.live.is_some())
     }
 
-    /// The stat of a znode, `None` if it is not in the tree. czxid/mzxid are
-    /// create/mod revisions, version = etcd version - 1 (0 for an implicit
-    /// node, like a znode never written), ephemeralOwner = lease or the container/TTL marker.
+    /// The stat of a znode as a ZooKeeper client sees it, `None` if it is
+    /// not in the tree (D3). czxid/mzxid are create/mod revisions, version
+    /// = etcd version - 1 (0 for an implicit node, like a znode never
+    /// written), ephemeralOwner = the lease (0 for containers and TTL
+    /// nodes); the root counts its system child.
     pub fn zk_stat(&self, w: Option<&Wtx>, key: &[u8]) -> Result<Option<Stat>, CoreError> {
         if !self.tree.present(key, |k| self.is_live(k)) {
             return Ok(None);
@@ -40,6 +53,13 @@ impl State {
             // ctime at 0 even after setData.
             st.czxid = 0;
             st.ctime = 0;
+            if !node.is_some_and(|n| n.children.contains(SYSTEM_CHILD.as_bytes())) {
+                // One more child that was never created: the cversion,
+                // derived as `2 * creates - numChildren` (see `tree`), is
+                // one less, as ZooKeeper's root (-1 when fresh).
+                st.num_children += 1;
+                st.cversion = st.cversion.wrapping_sub(1);
+            }
         }
         st.pzxid = match node.map_or(0, |n| n.pzxid) {
             0 => st.czxid,
@@ -97,22 +117,31 @@ impl State {
 
     pub fn zk_get_children(&self, p: &str, auth: &[Id]) -> Result<(Vec<String>, Stat), ZkError> {
         let st = self.readable(p, auth)?;
-        let names = self.tree.get(p.as_bytes()).map_or_else(Vec::new, |n| {
+        let mut names: Vec<String> = self.tree.get(p.as_bytes()).map_or_else(Vec::new, |n| {
             n.children
                 .iter()
                 .map(|c| String::from_utf8_lossy(c).into_owned())
                 .collect()
         });
+        if p == "/" && !names.iter().any(|n| n == SYSTEM_CHILD) {
+            let at = names.partition_point(|n| n.as_str() < SYSTEM_CHILD);
+            names.insert(at, SYSTEM_CHILD.to_string());
+        }
         Ok((names, st))
     }
 
     pub fn zk_all_children_number(&self, p: &str, auth: &[Id]) -> Result<i32, ZkError> {
         self.readable(p, auth)?;
-        let mut count = 0i32;
+        let root = p == "/";
+        let mut count = if root { SYSTEM_NODES } else { 0 };
         let mut stack = vec![p.as_bytes().to_vec()];
         while let Some(cur) = stack.pop() {
             if let Some(n) = self.tree.get(&cur) {
                 for c in &n.children {
+                    if cur == b"/" && c == SYSTEM_CHILD.as_bytes() {
+                        // Shadowed by the system node, counted above.
+                        continue;
+                    }
                     count = count.saturating_add(1);
                     stack.push(path::join(&cur, c));
                 }

@@ -139,6 +139,14 @@ pub enum ZkOp {
         path: String,
         version: i32,
     },
+    /// An op the ZooKeeper frontend refused before the tree was looked at
+    /// (its request checks: create flags and opcode, the TTL gate, the
+    /// reserved `/zookeeper` subtree). Inside a multi it fails with `error`
+    /// when reached, so an earlier op failing on the tree is reported
+    /// first, as ZooKeeper's PrepRequestProcessor checks ops in order.
+    Refused {
+        error: crate::ZkError,
+    },
 }
 
 /// Result of one successful [`ZkOp`].
@@ -156,7 +164,10 @@ pub enum ZkOpResult {
     SetAcl {
         stat: Stat,
     },
-    Check,
+    /// The checked node's stat (the standalone check opcode answers it).
+    Check {
+        stat: Stat,
+    },
 }
 
 /// The answer to a ZooKeeper write command: for a single op, one entry; for

@@ -95,7 +95,7 @@ pub enum Mode {
     /// flight, provided it is submitted after them (core applies proposals
     /// in submission order).
     Pipelined,
-    /// Everything else (reads, watch and session requests, sync, check,
+    /// Everything else (reads, watch and session requests, sync,
     /// closeSession): runs through [`dispatch`] once every earlier request
     /// has been answered, and nothing later starts before it is answered,
     /// so it sees exactly the effects of the requests before it.
@@ -108,6 +108,7 @@ pub fn mode(req: &Request) -> Mode {
         | Request::Delete { .. }
         | Request::SetData { .. }
         | Request::SetAcl { .. }
+        | Request::Check { .. }
         | Request::Multi(_) => Mode::Pipelined,
         _ => Mode::Exclusive,
     }
@@ -134,6 +135,7 @@ pub fn prepare(ctx: &Ctx<'_>, req: Request) -> Prepared {
             version,
         } => write::set_data(ctx, path, data, version),
         Request::SetAcl { path, acl, version } => write::set_acl(ctx, path, acl, version),
+        Request::Check { path, version } => write::check(ctx, path, version),
         Request::Multi(ops) => write::multi(ctx, ops),
         other => return Prepared::Other(other),
     })
@@ -150,7 +152,6 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, req: Request) -> Result<Reply, CoreErro
         Prepared::Other(req) => req,
     };
     match req {
-        Request::Check { path, version } => write::check(ctx, path, version).await,
         Request::Exists { path, watch } => Ok(read::exists(ctx, &path, watch)),
         Request::GetData { path, watch } => Ok(read::get_data(ctx, &path, watch)),
         Request::GetAcl { path } => Ok(read::get_acl(ctx, &path)),
@@ -172,6 +173,7 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, req: Request) -> Result<Reply, CoreErro
         | Request::Delete { .. }
         | Request::SetData { .. }
         | Request::SetAcl { .. }
+        | Request::Check { .. }
         // Handled by `prepare` above.
         | Request::Multi(_) => Ok(Reply::err(ctx.node.revision(), code::SYSTEM_ERROR)),
     }

@@ -21,8 +21,7 @@ pub fn data_of(ctx: &Ctx<'_>, path: &str) -> Result<(Option<Vec<u8>>, Stat), ZkE
     if system::is_system(path) {
         return Ok((Some(Vec::new()), system::stat(path)));
     }
-    let (d, s) = ctx.node.zk_get_data(path, ctx.auth)?;
-    Ok((d, system::fix_stat(path, s)))
+    ctx.node.zk_get_data(path, ctx.auth)
 }
 
 /// getChildren's core, shared with multiRead.
@@ -30,8 +29,7 @@ pub fn children_of(ctx: &Ctx<'_>, path: &str) -> Result<(Vec<String>, Stat), ZkE
     if system::is_system(path) {
         return Ok((system::children(path), system::stat(path)));
     }
-    let (c, s) = ctx.node.zk_get_children(path, ctx.auth)?;
-    Ok((system::fix_children(path, c), system::fix_stat(path, s)))
+    ctx.node.zk_get_children(path, ctx.auth)
 }
 
 /// exists: stat or NoNode. READ is checked when the node exists (3.8).
@@ -44,7 +42,7 @@ pub fn exists(ctx: &mut Ctx<'_>, path: &str, watch: bool) -> Reply {
         Some(system::stat(path))
     } else {
         match ctx.node.zk_exists_checked(path, ctx.auth) {
-            Ok(s) => s.map(|s| system::fix_stat(path, s)),
+            Ok(s) => s,
             Err(ZkError::NoAuth) => return Reply::err(zxid, code::NO_AUTH),
             Err(_) => None,
         }
@@ -87,9 +85,7 @@ pub fn get_acl(ctx: &mut Ctx<'_>, path: &str) -> Reply {
     let r: Result<(Vec<Acl>, Stat), ZkError> = if system::is_system(path) {
         Ok((system::acl(path), system::stat(path)))
     } else {
-        ctx.node
-            .zk_get_acl(path, ctx.auth)
-            .map(|(a, s)| (a, system::fix_stat(path, s)))
+        ctx.node.zk_get_acl(path, ctx.auth)
     };
     match r {
         Ok((a, s)) => {
@@ -125,9 +121,7 @@ pub fn all_children_number(ctx: &mut Ctx<'_>, path: &str) -> Reply {
     let r = if system::is_system(path) {
         Ok(system::children(path).len() as i32)
     } else {
-        ctx.node
-            .zk_all_children_number(path, ctx.auth)
-            .map(|n| n + system::extra_descendants(path))
+        ctx.node.zk_all_children_number(path, ctx.auth)
     };
     match r {
         Ok(n) => {

@@ -18,7 +18,7 @@ pub fn set_watches(ctx: &mut Ctx<'_>, sw: SetWatchesReq) -> Reply {
         if system::is_system(path) {
             Some(system::stat(path))
         } else {
-            ctx.node.zk_exists(path).map(|s| system::fix_stat(path, s))
+            ctx.node.zk_exists(path)
         }
     };
     let mut fire = Vec::new();

@@ -1,9 +1,12 @@
 //! Writes: create (all four opcodes), delete, setData, setACL, check, multi.
 //!
 //! Each is one `Command::Zk` through the log (D7); core decides every tree
-//! rule and ACL check. This file only validates what ZooKeeper validates
-//! before it looks at the tree (create flags, the TTL gate and TTL range,
-//! the reserved `/zookeeper` subtree) and renders results.
+//! rule, the TTL range, ACL checks, stats and which op of a multi fails.
+//! This file only checks what ZooKeeper checks from the request alone
+//! (create flags against the opcode, the TTL gate, the reserved
+//! `/zookeeper` subtree) and renders results. Inside a multi such a
+//! refusal travels to core as [`ZkOp::Refused`], so an earlier op failing
+//! on the tree is still the one reported.
 
 use janus_core::znode::{Acl, CreateMode, ZkOp, ZkOpResult, ZkWriteResult};
 use janus_core::ZkError;
@@ -13,13 +16,10 @@ use super::{error_code, system, Ctx, Reply};
 use crate::proto::jute::Writer;
 use crate::proto::{code, op, CreateReq, MultiOp};
 
-/// Largest TTL ZooKeeper accepts (EphemeralType.TTL max: 40 bits).
-const MAX_TTL_MS: i64 = 0xFF_FFFF_FFFF;
-
-/// Translates a create request as `opcode` into a core op, or the code
-/// ZooKeeper's PrepRequestProcessor answers before touching the tree.
-fn create_op(ctx: &Ctx<'_>, opcode: i32, req: CreateReq) -> Result<ZkOp, i32> {
-    let mode = CreateMode::from_flag(req.flags).ok_or(code::BAD_ARGUMENTS)?;
+/// Translates a create request as `opcode` into a core op, or the error
+/// ZooKeeper's PrepRequestProcessor answers from the request alone.
+fn create_op(ctx: &Ctx<'_>, opcode: i32, req: CreateReq) -> Result<ZkOp, ZkError> {
+    let mode = CreateMode::from_flag(req.flags).ok_or(ZkError::BadArguments)?;
     // Plain create requests carry no TTL (ZooKeeper passes -1).
     let ttl = if opcode == op::CREATE_TTL {
         req.ttl
@@ -28,16 +28,13 @@ fn create_op(ctx: &Ctx<'_>, opcode: i32, req: CreateReq) -> Result<ZkOp, i32> {
     };
     if mode.is_ttl() {
         if !ctx.cfg.ttl_nodes {
-            return Err(code::UNIMPLEMENTED);
-        }
-        if ttl <= 0 || ttl > MAX_TTL_MS {
-            return Err(code::BAD_ARGUMENTS);
+            return Err(ZkError::Unimplemented);
         }
     } else if ttl >= 0 {
-        return Err(code::BAD_ARGUMENTS);
+        return Err(ZkError::BadArguments);
     }
     if opcode == op::CREATE_CONTAINER && mode != CreateMode::Container {
-        return Err(code::BAD_ARGUMENTS);
+        return Err(ZkError::BadArguments);
     }
     reserved_check(&req.path, true)?;
     Ok(ZkOp::Create {
@@ -52,12 +49,12 @@ fn create_op(ctx: &Ctx<'_>, opcode: i32, req: CreateReq) -> Result<ZkOp, i32> {
 /// Writes into `/zookeeper` are refused: creating a system node answers
 /// NodeExists as ZooKeeper would, anything else NoAuth (janus does not store
 /// the subtree; a documented difference).
-fn reserved_check(path: &str, create: bool) -> Result<(), i32> {
+fn reserved_check(path: &str, create: bool) -> Result<(), ZkError> {
     if create && system::is_system(path) {
-        return Err(code::NODE_EXISTS);
+        return Err(ZkError::NodeExists);
     }
     if system::is_reserved(path) {
-        return Err(code::NO_AUTH);
+        return Err(ZkError::NoAuth);
     }
     Ok(())
 }
@@ -77,16 +74,14 @@ pub enum Render {
         opcode: i32,
     },
     Delete,
-    SetData {
-        path: String,
-    },
-    SetAcl {
-        path: String,
-    },
-    /// Opcodes and paths of the ops, as sent.
+    SetData,
+    SetAcl,
+    /// The standalone check opcode: a SetDataResponse with the node's stat,
+    /// as FinalRequestProcessor answers it.
+    Check,
+    /// Opcodes of the ops, as sent.
     Multi {
         opcodes: Vec<i32>,
-        paths: Vec<String>,
     },
 }
 
@@ -151,11 +146,8 @@ impl Render {
                 )))
             }
         };
-        if let Render::Multi { opcodes, paths } = &self {
-            return Ok(Reply::ok(
-                rev,
-                render_multi(opcodes, paths, &r).into_bytes(),
-            ));
+        if let Render::Multi { opcodes } = &self {
+            return Ok(Reply::ok(rev, render_multi(opcodes, &r).into_bytes()));
         }
         let one = match r {
             ZkWriteResult::Failed { error, .. } => return Ok(Reply::err(rev, error_code(error))),
@@ -172,15 +164,16 @@ impl Render {
                 let mut w = Writer::new();
                 w.ustring(&path);
                 if opcode != op::CREATE {
-                    w.stat(&system::fix_stat(&path, stat));
+                    w.stat(&stat);
                 }
                 Reply::ok(rev, w.into_bytes())
             }
             (Render::Delete, _) => Reply::empty(rev),
-            (Render::SetData { path }, ZkOpResult::SetData { stat })
-            | (Render::SetAcl { path }, ZkOpResult::SetAcl { stat }) => {
+            (Render::SetData, ZkOpResult::SetData { stat })
+            | (Render::SetAcl, ZkOpResult::SetAcl { stat })
+            | (Render::Check, ZkOpResult::Check { stat }) => {
                 let mut w = Writer::new();
-                w.stat(&system::fix_stat(&path, stat));
+                w.stat(&stat);
                 Reply::ok(rev, w.into_bytes())
             }
             _ => Reply::err(rev, code::SYSTEM_ERROR),
@@ -191,7 +184,7 @@ impl Render {
 pub fn create(ctx: &Ctx<'_>, opcode: i32, req: CreateReq) -> Prep {
     match create_op(ctx, opcode, req) {
         Ok(o) => prepared(ctx, vec![o], false, Render::Create { opcode }),
-        Err(c) => Prep::Reply(Reply::err(ctx.node.revision(), c)),
+        Err(e) => Prep::Reply(Reply::err(ctx.node.revision(), error_code(e))),
     }
 }
 
@@ -215,68 +208,48 @@ pub fn delete(ctx: &Ctx<'_>, path: String, version: i32) -> Prep {
 }
 
 pub fn set_data(ctx: &Ctx<'_>, path: String, data: Option<Vec<u8>>, version: i32) -> Prep {
-    if let Err(c) = reserved_check(&path, false) {
-        return Prep::Reply(Reply::err(ctx.node.revision(), c));
+    if let Err(e) = reserved_check(&path, false) {
+        return Prep::Reply(Reply::err(ctx.node.revision(), error_code(e)));
     }
-    let render = Render::SetData { path: path.clone() };
     let o = ZkOp::SetData {
         path,
         data,
         version,
     };
-    prepared(ctx, vec![o], false, render)
+    prepared(ctx, vec![o], false, Render::SetData)
 }
 
 pub fn set_acl(ctx: &Ctx<'_>, path: String, acl: Vec<Acl>, version: i32) -> Prep {
-    if let Err(c) = reserved_check(&path, false) {
-        return Prep::Reply(Reply::err(ctx.node.revision(), c));
+    if let Err(e) = reserved_check(&path, false) {
+        return Prep::Reply(Reply::err(ctx.node.revision(), error_code(e)));
     }
-    let render = Render::SetAcl { path: path.clone() };
     prepared(
         ctx,
         vec![ZkOp::SetAcl { path, acl, version }],
         false,
-        render,
+        Render::SetAcl,
     )
 }
 
-/// The standalone check opcode (13) answers a SetDataResponse with the
-/// node's stat, as FinalRequestProcessor does. The stat is read after the
-/// apply, so a connection runs check alone (see `cmd::Mode::Exclusive`).
-pub async fn check(ctx: &mut Ctx<'_>, path: String, version: i32) -> Result<Reply, CoreError> {
-    let p = path.clone();
-    let applied = ctx
-        .node
-        .propose(zk_command(ctx, vec![ZkOp::Check { path, version }], false))
-        .await?;
-    let rev = applied.revision;
-    Ok(match applied.result {
-        CommandResult::Zk(ZkWriteResult::Failed { error, .. }) => {
-            Reply::err(rev, error_code(error))
-        }
-        CommandResult::Zk(ZkWriteResult::Applied(_)) => {
-            let stat = ctx.node.zk_exists(&p).unwrap_or_default();
-            let mut w = Writer::new();
-            w.stat(&system::fix_stat(&p, stat));
-            Reply::ok(rev, w.into_bytes())
-        }
-        other => {
-            return Err(CoreError::Encoding(format!(
-                "unexpected result to a Zk command: {other:?}"
-            )))
-        }
-    })
+/// The standalone check opcode (13): its stat comes back with the applied
+/// result, so it needs no read of its own.
+pub fn check(ctx: &Ctx<'_>, path: String, version: i32) -> Prep {
+    prepared(
+        ctx,
+        vec![ZkOp::Check { path, version }],
+        false,
+        Render::Check,
+    )
 }
 
 /// Renders a `MultiResponse`. `opcodes` are the ops' opcodes as sent (create
 /// answers a path only, the other creates path and stat).
-pub fn render_multi(opcodes: &[i32], paths: &[String], result: &ZkWriteResult) -> Writer {
+pub fn render_multi(opcodes: &[i32], result: &ZkWriteResult) -> Writer {
     let mut w = Writer::new();
     match result {
         ZkWriteResult::Applied(results) => {
             for (i, r) in results.iter().enumerate() {
                 let opcode = opcodes.get(i).copied().unwrap_or(op::CREATE2);
-                let path = paths.get(i).map(String::as_str).unwrap_or("");
                 match r {
                     ZkOpResult::Create {
                         path: created,
@@ -292,24 +265,21 @@ pub fn render_multi(opcodes: &[i32], paths: &[String], result: &ZkWriteResult) -
                                 .boolean(false)
                                 .int(0)
                                 .ustring(created)
-                                .stat(&system::fix_stat(created, *stat));
+                                .stat(stat);
                         }
                     }
                     ZkOpResult::Delete => {
                         w.int(op::DELETE).boolean(false).int(0);
                     }
                     ZkOpResult::SetData { stat } => {
-                        w.int(op::SET_DATA)
-                            .boolean(false)
-                            .int(0)
-                            .stat(&system::fix_stat(path, *stat));
+                        w.int(op::SET_DATA).boolean(false).int(0).stat(stat);
                     }
                     // setACL is not a multi op in ZooKeeper; render it like
                     // setData should core ever return one.
                     ZkOpResult::SetAcl { stat } => {
                         w.int(op::SET_DATA).boolean(false).int(0).stat(stat);
                     }
-                    ZkOpResult::Check => {
+                    ZkOpResult::Check { .. } => {
                         w.int(op::CHECK).boolean(false).int(0);
                     }
                 }
@@ -337,31 +307,24 @@ fn render_failed(w: &mut Writer, n: usize, index: usize, err: i32) {
 }
 
 /// multi: all or nothing, one revision. The reply header's err is 0 even
-/// when an op failed; the per-op results carry the codes.
+/// when an op failed; the per-op results carry the codes. An op refused
+/// from the request alone still goes to core, as [`ZkOp::Refused`], which
+/// reports the earliest failing op.
 pub fn multi(ctx: &Ctx<'_>, ops: Vec<MultiOp>) -> Prep {
     let mut opcodes = Vec::with_capacity(ops.len());
-    let mut paths = Vec::with_capacity(ops.len());
     let mut zk_ops = Vec::with_capacity(ops.len());
-    let mut local_failure = None;
-    for (i, o) in ops.into_iter().enumerate() {
+    for o in ops {
         let (opcode, r) = match o {
-            MultiOp::Create { op: opc, req } => {
-                paths.push(req.path.clone());
-                (opc, create_op(ctx, opc, req))
-            }
-            MultiOp::Delete { path, version } => {
-                paths.push(path.clone());
-                (
-                    op::DELETE,
-                    reserved_check(&path, false).map(|_| ZkOp::Delete { path, version }),
-                )
-            }
+            MultiOp::Create { op: opc, req } => (opc, create_op(ctx, opc, req)),
+            MultiOp::Delete { path, version } => (
+                op::DELETE,
+                reserved_check(&path, false).map(|_| ZkOp::Delete { path, version }),
+            ),
             MultiOp::SetData {
                 path,
                 data,
                 version,
             } => {
-                paths.push(path.clone());
                 let r = reserved_check(&path, false).map(|_| ZkOp::SetData {
                     path,
                     data,
@@ -369,37 +332,21 @@ pub fn multi(ctx: &Ctx<'_>, ops: Vec<MultiOp>) -> Prep {
                 });
                 (op::SET_DATA, r)
             }
-            MultiOp::Check { path, version } => {
-                paths.push(path.clone());
-                (op::CHECK, Ok(ZkOp::Check { path, version }))
-            }
+            MultiOp::Check { path, version } => (op::CHECK, Ok(ZkOp::Check { path, version })),
             MultiOp::GetChildren { .. } | MultiOp::GetData { .. } => {
                 // Reads in a write multi: ZooKeeper fails to decode the record.
                 return Prep::Reply(Reply::err(ctx.node.revision(), code::MARSHALLING_ERROR));
             }
         };
         opcodes.push(opcode);
-        match r {
-            Ok(z) => zk_ops.push(z),
-            Err(c) => {
-                if local_failure.is_none() {
-                    local_failure = Some((i, c));
-                }
-            }
-        }
-    }
-    if let Some((index, c)) = local_failure {
-        let mut w = Writer::new();
-        render_failed(&mut w, opcodes.len(), index, c);
-        w.int(-1).boolean(true).int(-1);
-        return Prep::Reply(Reply::ok(ctx.node.revision(), w.into_bytes()));
+        zk_ops.push(r.unwrap_or_else(|error| ZkOp::Refused { error }));
     }
     if zk_ops.is_empty() {
         let mut w = Writer::new();
         w.int(-1).boolean(true).int(-1);
         return Prep::Reply(Reply::ok(ctx.node.revision(), w.into_bytes()));
     }
-    prepared(ctx, zk_ops, true, Render::Multi { opcodes, paths })
+    prepared(ctx, zk_ops, true, Render::Multi { opcodes })
 }
 
 #[cfg(test)]
@@ -414,7 +361,7 @@ mod tests {
             index: 1,
             error: ZkError::NoNode,
         };
-        let w = render_multi(&[op::CREATE, op::DELETE, op::SET_DATA], &[], &r);
+        let w = render_multi(&[op::CREATE, op::DELETE, op::SET_DATA], &r);
         let b = w.into_bytes();
         let mut i: &[u8] = &b;
         let mut seen = Vec::new();
