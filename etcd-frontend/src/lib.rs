@@ -12,8 +12,10 @@ mod auth;
 mod cluster;
 mod convert;
 mod gateway;
+mod h2_authority;
 mod kv;
 mod lease;
+mod listener;
 mod maintenance;
 pub mod pb;
 mod state;
@@ -124,25 +126,12 @@ pub async fn serve(
         },
     ));
 
-    let (fired_tx, mut fired_rx) = tokio::sync::watch::channel(false);
     let stop = s.stop.clone();
     let signal = async move {
         shutdown.await;
         let _ = stop.send(true);
-        let _ = fired_tx.send(true);
     };
-    // Without TCP_NODELAY small replies wait for the peer's delayed ACK (~40 ms).
-    let server = axum::serve(listener, app)
-        .tcp_nodelay(true)
-        .with_graceful_shutdown(signal);
-    let grace = async move {
-        let _ = fired_rx.wait_for(|f| *f).await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
-    };
-    tokio::select! {
-        r = server => r?,
-        _ = grace => tracing::warn!("etcd listener: connections still open after shutdown grace period"),
-    }
+    listener::serve(listener, app, signal, SHUTDOWN_GRACE).await?;
     Ok(())
 }
 
