@@ -222,3 +222,94 @@ fn default_log_is_quiet_and_json_is_one_object_per_line() {
         "{debug}"
     );
 }
+
+/// A plain HTTP/1.1 GET: (status code, body).
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, body.to_string())
+}
+
+/// A ZooKeeper four-letter word's answer.
+fn four_letter(addr: std::net::SocketAddr, word: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(word.as_bytes()).expect("send");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn livez_and_readyz_follow_etcd_35_and_zookeeper_agrees() {
+    let j = Janus::start();
+    let a = j.etcd_addr();
+    assert_eq!(http_get(a, "/livez"), (200, "ok\n".into()));
+    assert_eq!(http_get(a, "/readyz"), (200, "ok\n".into()));
+    assert_eq!(
+        http_get(a, "/readyz?verbose"),
+        (
+            200,
+            "[+]data_corruption ok\n[+]linearizable_read ok\n[+]serializable_read ok\nok\n".into()
+        )
+    );
+    assert_eq!(
+        http_get(a, "/readyz?verbose&exclude=linearizable_read"),
+        (
+            200,
+            "[+]data_corruption ok\n[+]serializable_read ok\nok\n".into()
+        )
+    );
+    assert_eq!(
+        http_get(a, "/livez/serializable_read?verbose"),
+        (200, "[+]serializable_read ok\nok\n".into())
+    );
+    assert_eq!(http_get(a, "/readyz/nosuch").0, 404);
+    assert_eq!(four_letter(j.zk_addr(), "ruok"), "imok");
+    assert_eq!(four_letter(j.zk_addr(), "isro"), "rw");
+}
+
+#[test]
+fn a_member_without_quorum_is_alive_but_not_ready() {
+    let mut c = janus_conformance::cluster::Cluster::start(3);
+    c.kill(1);
+    c.kill(2);
+    let m = &c.members[0];
+    // check_quorum: the survivor gives up leadership within an election
+    // timeout or two.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let (code, body) = http_get(m.etcd, "/readyz");
+        if code == 503 {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "still ready: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        body.contains("[-]linearizable_read failed: etcdserver: no leader\n"),
+        "{body}"
+    );
+    assert!(body.contains("[+]serializable_read ok\n"), "{body}");
+    assert_eq!(http_get(m.etcd, "/livez"), (200, "ok\n".into()));
+    assert_eq!(http_get(m.etcd, "/readyz?exclude=linearizable_read").0, 200);
+    assert_eq!(four_letter(m.zk, "ruok"), "imok");
+    assert_eq!(four_letter(m.zk, "isro"), "null");
+}

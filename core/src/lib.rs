@@ -12,6 +12,7 @@ pub mod compactor;
 pub mod disk_usage;
 pub mod engine;
 mod error;
+pub mod health;
 pub mod kv;
 pub mod lease;
 pub mod members;

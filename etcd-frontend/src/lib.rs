@@ -13,6 +13,7 @@ mod cluster;
 mod convert;
 mod gateway;
 mod h2_authority;
+mod health;
 mod kv;
 mod lease;
 mod listener;
@@ -111,7 +112,7 @@ pub async fn serve(
         ))
         .add_service(svc!(AuthServer, auth::AuthService(s.clone())))
         .into_axum_router();
-    let http = gateway::router(s.clone());
+    let http = gateway::router(s.clone()).merge(health::router(s.clone()));
     let app = axum::Router::new().fallback_service(tower::service_fn(
         move |req: axum::extract::Request| {
             let is_grpc = req

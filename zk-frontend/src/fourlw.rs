@@ -55,8 +55,15 @@ fn cons_line(c: &crate::session::ConnInfo, out: &mut String) {
 pub fn answer(shared: &Shared, word: &str) -> String {
     let mut out = String::new();
     match word {
+        // Liveness, as etcd's /livez: the process answers.
         "ruok" => out.push_str("imok"),
-        "isro" => out.push_str("rw"),
+        // ZooKeeper answers `null` when not serving (no quorum), as
+        // etcd's /readyz fails without a leader; janus has no read-only mode.
+        "isro" => out.push_str(if janus_core::health::serving(&shared.node) {
+            "rw"
+        } else {
+            "null"
+        }),
         "srvr" => srvr_body(shared, &mut out),
         "stat" => {
             let _ = writeln!(out, "Zookeeper version: {VERSION}");
