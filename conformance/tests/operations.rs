@@ -313,3 +313,125 @@ fn a_member_without_quorum_is_alive_but_not_ready() {
     assert_eq!(four_letter(m.zk, "ruok"), "imok");
     assert_eq!(four_letter(m.zk, "isro"), "null");
 }
+
+/// A scrape of `/metrics`, parsed with a Prometheus text parser.
+fn scrape(addr: std::net::SocketAddr) -> prometheus_parse::Scrape {
+    let (code, body) = http_get(addr, "/metrics");
+    assert_eq!(code, 200, "{body}");
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).expect("parses")
+}
+
+/// The value of `metric` whose labels include `labels` (0 if absent).
+fn value(s: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == metric)
+        .filter(|x| labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match x.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_with_the_load_on_both_protocols() {
+    use janus_conformance::harness::free_port;
+    let metrics_addr: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let url = format!("http://{metrics_addr}");
+    let j = Janus::start_with(&["--listen-metrics-urls", &url]);
+    let a = j.etcd_addr();
+    let before = tokio::task::spawn_blocking(move || scrape(a))
+        .await
+        .expect("scrape");
+    assert_eq!(value(&before, "etcd_server_has_leader", &[]), 1.0);
+    assert_eq!(value(&before, "etcd_server_is_leader", &[]), 1.0);
+
+    let mut c = etcd_client(&j).await;
+    for i in 0..50 {
+        c.put(format!("m/{i}"), "v", None).await.expect("put");
+    }
+    let future = c
+        .get(
+            "m/0",
+            Some(etcd::GetOptions::new().with_revision(1_000_000)),
+        )
+        .await;
+    assert!(future.is_err());
+    let z = zk_client(&j).await;
+    for i in 0..20 {
+        z.create(
+            &format!("/z{i}"),
+            b"x",
+            &CreateMode::Ephemeral.with_acls(Acls::anyone_all()),
+        )
+        .await
+        .expect("create");
+    }
+    let (_, _, _watch) = z.get_and_watch_data("/z0").await.expect("watch");
+
+    let after = tokio::task::spawn_blocking(move || scrape(a))
+        .await
+        .expect("scrape");
+    let put = [("grpc_service", "etcdserverpb.KV"), ("grpc_method", "Put")];
+    let delta = |m: &str, l: &[(&str, &str)]| value(&after, m, l) - value(&before, m, l);
+    assert_eq!(delta("grpc_server_started_total", &put), 50.0);
+    assert_eq!(
+        delta(
+            "grpc_server_handled_total",
+            &[put[0], put[1], ("grpc_code", "OK"), ("grpc_type", "unary")]
+        ),
+        50.0
+    );
+    assert_eq!(
+        delta(
+            "grpc_server_handled_total",
+            &[("grpc_method", "Range"), ("grpc_code", "OutOfRange")]
+        ),
+        1.0
+    );
+    assert_eq!(delta("etcd_debugging_mvcc_keys_total", &[]), 70.0);
+    assert_eq!(delta("etcd_debugging_mvcc_current_revision", &[]), 70.0);
+    assert!(delta("etcd_server_proposals_applied_total", &[]) >= 70.0);
+    assert!(value(&after, "etcd_mvcc_db_total_size_in_bytes", &[]) > 0.0);
+    assert_eq!(delta("janus_zk_znode_count", &[]), 20.0);
+    assert_eq!(value(&after, "janus_zk_ephemerals_count", &[]), 20.0);
+    assert_eq!(value(&after, "janus_zk_num_alive_connections", &[]), 1.0);
+    assert_eq!(value(&after, "janus_zk_watch_count", &[]), 1.0);
+    assert!(delta("janus_zk_packets_received_total", &[]) >= 21.0);
+    assert!(value(&after, "process_resident_memory_bytes", &[]) > 1e6);
+    assert!(value(&after, "process_open_fds", &[]) > 0.0);
+    assert!(value(&after, "process_cpu_seconds_total", &[]) > 0.0);
+
+    // mntr reports the same numbers.
+    let zk = j.zk_addr();
+    let mntr = tokio::task::spawn_blocking(move || four_letter(zk, "mntr"))
+        .await
+        .expect("mntr");
+    let row = |k: &str| {
+        mntr.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}\t")))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    assert_eq!(
+        row("zk_znode_count"),
+        Some(value(&after, "janus_zk_znode_count", &[]))
+    );
+    assert_eq!(row("zk_ephemerals_count"), Some(20.0));
+    assert_eq!(row("zk_watch_count"), Some(1.0));
+
+    // The separate metrics listener serves the same registry.
+    let m = tokio::task::spawn_blocking(move || scrape(metrics_addr))
+        .await
+        .expect("scrape");
+    assert_eq!(
+        value(&m, "etcd_debugging_mvcc_keys_total", &[]),
+        value(&after, "etcd_debugging_mvcc_keys_total", &[])
+    );
+    let ready = tokio::task::spawn_blocking(move || http_get(metrics_addr, "/readyz"))
+        .await
+        .expect("readyz");
+    assert_eq!(ready, (200, "ok\n".into()));
+}

@@ -16,6 +16,7 @@ pub mod health;
 pub mod kv;
 pub mod lease;
 pub mod members;
+pub mod metrics;
 pub mod mvcc;
 pub mod node;
 pub mod peer;

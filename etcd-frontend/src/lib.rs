@@ -18,6 +18,7 @@ mod kv;
 mod lease;
 mod listener;
 mod maintenance;
+mod metrics;
 pub mod pb;
 mod state;
 pub mod status;
@@ -112,17 +113,26 @@ pub async fn serve(
         ))
         .add_service(svc!(AuthServer, auth::AuthService(s.clone())))
         .into_axum_router();
-    let http = gateway::router(s.clone()).merge(health::router(s.clone()));
+    metrics::init();
+    let http = gateway::router(s.clone())
+        .merge(health::router(s.clone()))
+        .merge(metrics::router());
     let app = axum::Router::new().fallback_service(tower::service_fn(
         move |req: axum::extract::Request| {
             let is_grpc = req
                 .headers()
                 .get(http::header::CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-            if is_grpc {
-                grpc.clone().oneshot(req)
-            } else {
-                http.clone().oneshot(req)
+            let grpc = grpc.clone();
+            let http = http.clone();
+            async move {
+                if is_grpc {
+                    let call = metrics::start(req.uri().path());
+                    let resp = grpc.oneshot(req).await?;
+                    Ok::<_, std::convert::Infallible>(call.finish(resp))
+                } else {
+                    http.oneshot(req).await
+                }
             }
         },
     ));
@@ -141,3 +151,18 @@ pub async fn serve(
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// How long open connections may take to finish after shutdown.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Serves only `/metrics`, `/health`-style endpoints (`/livez`,
+/// `/readyz`) on `listener` (`--listen-metrics-urls`) until `shutdown`.
+pub async fn serve_metrics(
+    node: janus_core::Node,
+    cfg: EtcdConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), EtcdError> {
+    let s = state::Shared::new(node, cfg);
+    metrics::init();
+    let app = metrics::router().merge(health::router(s));
+    listener::serve(listener, app, shutdown, SHUTDOWN_GRACE).await?;
+    Ok(())
+}

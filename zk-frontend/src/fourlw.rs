@@ -4,6 +4,12 @@
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::server::Shared;
 
@@ -28,6 +34,94 @@ fn node_count(shared: &Shared) -> i64 {
         .map(|n| n as i64)
         .unwrap_or(0)
         + 5
+}
+
+/// The live numbers `mntr` and `/metrics` both report, computed once.
+struct Stats {
+    connections: usize,
+    watches: usize,
+    znodes: i64,
+    ephemerals: usize,
+    received: u64,
+    sent: u64,
+}
+
+fn stats(shared: &Shared) -> Stats {
+    let conns = shared.registry.snapshot();
+    let mut sessions: Vec<i64> = conns.iter().map(|c| c.session).collect();
+    sessions.sort();
+    sessions.dedup();
+    Stats {
+        connections: conns.len(),
+        watches: conns.iter().map(|c| c.watches.len()).sum(),
+        znodes: node_count(shared),
+        ephemerals: sessions
+            .iter()
+            .map(|&s| shared.node.zk_ephemerals(s, "/").len())
+            .sum(),
+        received: shared.received.load(Ordering::Relaxed),
+        sent: shared.sent.load(Ordering::Relaxed),
+    }
+}
+
+/// Exports [`stats`] under ZooKeeper's `mntr` names prefixed `janus_zk_`
+/// (ZooKeeper's own Prometheus names have no prefix, which would collide
+/// with nothing but say nothing of where they come from).
+pub fn register_metrics(shared: &Arc<Shared>) {
+    let c = ZkCollector(Arc::downgrade(shared));
+    janus_core::metrics::register(|r| r.register_collector(Box::new(c)));
+}
+
+struct ZkCollector(Weak<Shared>);
+
+impl std::fmt::Debug for ZkCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ZkCollector")
+    }
+}
+
+impl Collector for ZkCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        // The endpoint stopped: nothing to report.
+        let Some(shared) = self.0.upgrade() else {
+            return Ok(());
+        };
+        let st = stats(&shared);
+        let gauges: [(&str, &str, i64); 4] = [
+            (
+                "janus_zk_num_alive_connections",
+                "Open ZooKeeper client connections.",
+                st.connections as i64,
+            ),
+            (
+                "janus_zk_watch_count",
+                "Watches set by ZooKeeper clients.",
+                st.watches as i64,
+            ),
+            ("janus_zk_znode_count", "Znodes in the tree.", st.znodes),
+            (
+                "janus_zk_ephemerals_count",
+                "Ephemeral znodes of connected sessions.",
+                st.ephemerals as i64,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            let g = ConstGauge::new(v);
+            g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)?;
+        }
+        for (name, help, v) in [
+            (
+                "janus_zk_packets_received",
+                "ZooKeeper requests received.",
+                st.received,
+            ),
+            ("janus_zk_packets_sent", "ZooKeeper replies sent.", st.sent),
+        ] {
+            let c = ConstCounter::new(v);
+            c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        Ok(())
+    }
 }
 
 fn srvr_body(shared: &Shared, out: &mut String) {
@@ -94,27 +188,20 @@ pub fn answer(shared: &Shared, word: &str) -> String {
             let _ = writeln!(out, "Total watches:{total}");
         }
         "mntr" => {
-            let conns = shared.registry.snapshot();
-            let watches: usize = conns.iter().map(|c| c.watches.len()).sum();
+            let st = stats(shared);
             let rows: Vec<(&str, String)> = vec![
                 ("zk_version", VERSION.to_string()),
                 ("zk_server_state", "standalone".into()),
                 ("zk_avg_latency", "0.0".into()),
                 ("zk_max_latency", "0".into()),
                 ("zk_min_latency", "0".into()),
-                (
-                    "zk_packets_received",
-                    shared.received.load(Ordering::Relaxed).to_string(),
-                ),
-                (
-                    "zk_packets_sent",
-                    shared.sent.load(Ordering::Relaxed).to_string(),
-                ),
-                ("zk_num_alive_connections", conns.len().to_string()),
+                ("zk_packets_received", st.received.to_string()),
+                ("zk_packets_sent", st.sent.to_string()),
+                ("zk_num_alive_connections", st.connections.to_string()),
                 ("zk_outstanding_requests", "0".into()),
-                ("zk_znode_count", node_count(shared).to_string()),
-                ("zk_watch_count", watches.to_string()),
-                ("zk_ephemerals_count", "0".into()),
+                ("zk_znode_count", st.znodes.to_string()),
+                ("zk_watch_count", st.watches.to_string()),
+                ("zk_ephemerals_count", st.ephemerals.to_string()),
                 ("zk_approximate_data_size", "0".into()),
                 (
                     "zk_uptime",

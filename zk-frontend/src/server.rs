@@ -57,6 +57,7 @@ pub async fn serve(
         sent: AtomicU64::new(0),
         started: std::time::Instant::now(),
     });
+    crate::fourlw::register_metrics(&shared);
     info!(addr = ?listener.local_addr().ok(), "ZooKeeper endpoint listening");
     let mut tasks = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
