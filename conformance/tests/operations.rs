@@ -421,6 +421,26 @@ async fn metrics_move_with_the_load_on_both_protocols() {
     );
     assert_eq!(row("zk_ephemerals_count"), Some(20.0));
     assert_eq!(row("zk_watch_count"), Some(1.0));
+    // Latency moved: 21 requests answered, each taking some time.
+    assert!(value(&after, "janus_zk_requests_total", &[]) >= 21.0);
+    let avg = row("zk_avg_latency").expect("avg latency");
+    assert!(avg > 0.0, "{mntr}");
+    assert!(row("zk_max_latency") >= row("zk_min_latency"), "{mntr}");
+    assert_eq!(
+        row("zk_max_latency"),
+        Some(value(&after, "janus_zk_max_latency", &[]))
+    );
+    assert!((value(&after, "janus_zk_avg_latency", &[]) - avg).abs() < 1e-3);
+    let srvr = tokio::task::spawn_blocking(move || four_letter(zk, "srvr"))
+        .await
+        .expect("srvr");
+    assert!(
+        srvr.contains(&format!(
+            "Latency min/avg/max: {}/{avg:.4}/",
+            row("zk_min_latency").unwrap_or(-1.0)
+        )),
+        "{srvr}"
+    );
 
     // The separate metrics listener serves the same registry.
     let m = tokio::task::spawn_blocking(move || scrape(metrics_addr))

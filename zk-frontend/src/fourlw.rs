@@ -44,6 +44,7 @@ struct Stats {
     ephemerals: usize,
     received: u64,
     sent: u64,
+    latency: crate::latency::Reading,
 }
 
 fn stats(shared: &Shared) -> Stats {
@@ -61,6 +62,7 @@ fn stats(shared: &Shared) -> Stats {
             .sum(),
         received: shared.received.load(Ordering::Relaxed),
         sent: shared.sent.load(Ordering::Relaxed),
+        latency: shared.latency.read(),
     }
 }
 
@@ -109,6 +111,34 @@ impl Collector for ZkCollector {
             let g = ConstGauge::new(v);
             g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)?;
         }
+        let l = st.latency;
+        for (name, help, v) in [
+            (
+                "janus_zk_min_latency",
+                "Smallest ZooKeeper request latency since start, in ms.",
+                l.min_ms as f64,
+            ),
+            (
+                "janus_zk_avg_latency",
+                "Mean ZooKeeper request latency since start, in ms.",
+                l.avg_ms,
+            ),
+            (
+                "janus_zk_max_latency",
+                "Largest ZooKeeper request latency since start, in ms.",
+                l.max_ms as f64,
+            ),
+        ] {
+            let g = ConstGauge::new(v);
+            g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)?;
+        }
+        let c = ConstCounter::new(l.count);
+        c.encode(e.encode_descriptor(
+            "janus_zk_requests",
+            "ZooKeeper requests answered (the latency figures' count).",
+            None,
+            c.metric_type(),
+        )?)?;
         for (name, help, v) in [
             (
                 "janus_zk_packets_received",
@@ -127,7 +157,12 @@ impl Collector for ZkCollector {
 fn srvr_body(shared: &Shared, out: &mut String) {
     let conns = shared.registry.snapshot();
     let _ = writeln!(out, "Zookeeper version: {VERSION}");
-    let _ = writeln!(out, "Latency min/avg/max: 0/0.0/0");
+    let l = shared.latency.read();
+    let _ = writeln!(
+        out,
+        "Latency min/avg/max: {}/{:.4}/{}",
+        l.min_ms, l.avg_ms, l.max_ms
+    );
     let _ = writeln!(out, "Received: {}", shared.received.load(Ordering::Relaxed));
     let _ = writeln!(out, "Sent: {}", shared.sent.load(Ordering::Relaxed));
     let _ = writeln!(out, "Connections: {}", conns.len());
@@ -192,9 +227,9 @@ pub fn answer(shared: &Shared, word: &str) -> String {
             let rows: Vec<(&str, String)> = vec![
                 ("zk_version", VERSION.to_string()),
                 ("zk_server_state", "standalone".into()),
-                ("zk_avg_latency", "0.0".into()),
-                ("zk_max_latency", "0".into()),
-                ("zk_min_latency", "0".into()),
+                ("zk_avg_latency", format!("{:.4}", st.latency.avg_ms)),
+                ("zk_max_latency", st.latency.max_ms.to_string()),
+                ("zk_min_latency", st.latency.min_ms.to_string()),
                 ("zk_packets_received", st.received.to_string()),
                 ("zk_packets_sent", st.sent.to_string()),
                 ("zk_num_alive_connections", st.connections.to_string()),
