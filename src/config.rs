@@ -104,6 +104,10 @@ pub struct Args {
         default_value_t = 10_000
     )]
     pub experimental_snapshot_catchup_entries: u64,
+    /// Extra comma-separated URLs serving only `/metrics` and the health
+    /// endpoints (the client URLs serve them too).
+    #[arg(long, env = "JANUS_LISTEN_METRICS_URLS", default_value = "")]
+    pub listen_metrics_urls: String,
     /// Level of janus's own log lines: debug, info, warn or error
     /// (dependencies log at warn; RUST_LOG overrides both).
     #[arg(long, env = "JANUS_LOG_LEVEL", default_value = "info")]
@@ -276,6 +280,13 @@ impl Args {
             ),
         };
         Ok((retention, interval))
+    }
+
+    pub fn metrics_listen_addrs(&self) -> anyhow::Result<Vec<SocketAddr>> {
+        split(&self.listen_metrics_urls)
+            .iter()
+            .map(|u| url_addr(u))
+            .collect()
     }
 
     pub fn client_listen_addrs(&self) -> anyhow::Result<Vec<SocketAddr>> {

@@ -65,6 +65,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .map_err(anyhow::Error::from)
         });
     }
+    janus_core::metrics::register_node(node.clone());
+    for addr in args.metrics_listen_addrs()? {
+        let listener = bind(addr).await?;
+        let cfg = args.etcd_config(addr);
+        let node = node.clone();
+        let stop = stopped(stop_rx.clone());
+        tasks.spawn(async move {
+            janus_etcd::serve_metrics(node, cfg, listener, stop)
+                .await
+                .map_err(anyhow::Error::from)
+        });
+    }
     let zk_cfg = args.zk_config()?;
     let listener = bind(zk_cfg.listen).await?;
     {

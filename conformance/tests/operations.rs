@@ -227,3 +227,236 @@ fn default_log_is_quiet_and_json_is_one_object_per_line() {
         "{debug}"
     );
 }
+
+/// A plain HTTP/1.1 GET: (status code, body).
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, body.to_string())
+}
+
+/// A ZooKeeper four-letter word's answer.
+fn four_letter(addr: std::net::SocketAddr, word: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(word.as_bytes()).expect("send");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn livez_and_readyz_follow_etcd_35_and_zookeeper_agrees() {
+    let j = Janus::start();
+    let a = j.etcd_addr();
+    assert_eq!(http_get(a, "/livez"), (200, "ok\n".into()));
+    assert_eq!(http_get(a, "/readyz"), (200, "ok\n".into()));
+    assert_eq!(
+        http_get(a, "/readyz?verbose"),
+        (
+            200,
+            "[+]data_corruption ok\n[+]linearizable_read ok\n[+]serializable_read ok\nok\n".into()
+        )
+    );
+    assert_eq!(
+        http_get(a, "/readyz?verbose&exclude=linearizable_read"),
+        (
+            200,
+            "[+]data_corruption ok\n[+]serializable_read ok\nok\n".into()
+        )
+    );
+    assert_eq!(
+        http_get(a, "/livez/serializable_read?verbose"),
+        (200, "[+]serializable_read ok\nok\n".into())
+    );
+    assert_eq!(http_get(a, "/readyz/nosuch").0, 404);
+    assert_eq!(four_letter(j.zk_addr(), "ruok"), "imok");
+    assert_eq!(four_letter(j.zk_addr(), "isro"), "rw");
+}
+
+#[test]
+fn a_member_without_quorum_is_alive_but_not_ready() {
+    let mut c = janus_conformance::cluster::Cluster::start(3);
+    c.kill(1);
+    c.kill(2);
+    let m = &c.members[0];
+    // check_quorum: the survivor gives up leadership within an election
+    // timeout or two.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let (code, body) = http_get(m.etcd, "/readyz");
+        if code == 503 {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "still ready: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        body.contains("[-]linearizable_read failed: etcdserver: no leader\n"),
+        "{body}"
+    );
+    assert!(body.contains("[+]serializable_read ok\n"), "{body}");
+    assert_eq!(http_get(m.etcd, "/livez"), (200, "ok\n".into()));
+    assert_eq!(http_get(m.etcd, "/readyz?exclude=linearizable_read").0, 200);
+    assert_eq!(four_letter(m.zk, "ruok"), "imok");
+    assert_eq!(four_letter(m.zk, "isro"), "null");
+}
+
+/// A scrape of `/metrics`, parsed with a Prometheus text parser.
+fn scrape(addr: std::net::SocketAddr) -> prometheus_parse::Scrape {
+    let (code, body) = http_get(addr, "/metrics");
+    assert_eq!(code, 200, "{body}");
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).expect("parses")
+}
+
+/// The value of `metric` whose labels include `labels` (0 if absent).
+fn value(s: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == metric)
+        .filter(|x| labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match x.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_with_the_load_on_both_protocols() {
+    use janus_conformance::harness::free_port;
+    let metrics_addr: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let url = format!("http://{metrics_addr}");
+    let j = Janus::start_with(&["--listen-metrics-urls", &url]);
+    let a = j.etcd_addr();
+    let before = tokio::task::spawn_blocking(move || scrape(a))
+        .await
+        .expect("scrape");
+    assert_eq!(value(&before, "etcd_server_has_leader", &[]), 1.0);
+    assert_eq!(value(&before, "etcd_server_is_leader", &[]), 1.0);
+
+    let mut c = etcd_client(&j).await;
+    for i in 0..50 {
+        c.put(format!("m/{i}"), "v", None).await.expect("put");
+    }
+    let future = c
+        .get(
+            "m/0",
+            Some(etcd::GetOptions::new().with_revision(1_000_000)),
+        )
+        .await;
+    assert!(future.is_err());
+    let z = zk_client(&j).await;
+    for i in 0..20 {
+        z.create(
+            &format!("/z{i}"),
+            b"x",
+            &CreateMode::Ephemeral.with_acls(Acls::anyone_all()),
+        )
+        .await
+        .expect("create");
+    }
+    let (_, _, _watch) = z.get_and_watch_data("/z0").await.expect("watch");
+
+    let after = tokio::task::spawn_blocking(move || scrape(a))
+        .await
+        .expect("scrape");
+    let put = [("grpc_service", "etcdserverpb.KV"), ("grpc_method", "Put")];
+    let delta = |m: &str, l: &[(&str, &str)]| value(&after, m, l) - value(&before, m, l);
+    assert_eq!(delta("grpc_server_started_total", &put), 50.0);
+    assert_eq!(
+        delta(
+            "grpc_server_handled_total",
+            &[put[0], put[1], ("grpc_code", "OK"), ("grpc_type", "unary")]
+        ),
+        50.0
+    );
+    assert_eq!(
+        delta(
+            "grpc_server_handled_total",
+            &[("grpc_method", "Range"), ("grpc_code", "OutOfRange")]
+        ),
+        1.0
+    );
+    assert_eq!(delta("etcd_debugging_mvcc_keys_total", &[]), 70.0);
+    assert_eq!(delta("etcd_debugging_mvcc_current_revision", &[]), 70.0);
+    assert!(delta("etcd_server_proposals_applied_total", &[]) >= 70.0);
+    assert!(value(&after, "etcd_mvcc_db_total_size_in_bytes", &[]) > 0.0);
+    assert_eq!(delta("janus_zk_znode_count", &[]), 20.0);
+    assert_eq!(value(&after, "janus_zk_ephemerals_count", &[]), 20.0);
+    assert_eq!(value(&after, "janus_zk_num_alive_connections", &[]), 1.0);
+    assert_eq!(value(&after, "janus_zk_watch_count", &[]), 1.0);
+    assert!(delta("janus_zk_packets_received_total", &[]) >= 21.0);
+    assert!(value(&after, "process_resident_memory_bytes", &[]) > 1e6);
+    assert!(value(&after, "process_open_fds", &[]) > 0.0);
+    assert!(value(&after, "process_cpu_seconds_total", &[]) > 0.0);
+
+    // mntr reports the same numbers.
+    let zk = j.zk_addr();
+    let mntr = tokio::task::spawn_blocking(move || four_letter(zk, "mntr"))
+        .await
+        .expect("mntr");
+    let row = |k: &str| {
+        mntr.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}\t")))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    assert_eq!(
+        row("zk_znode_count"),
+        Some(value(&after, "janus_zk_znode_count", &[]))
+    );
+    assert_eq!(row("zk_ephemerals_count"), Some(20.0));
+    assert_eq!(row("zk_watch_count"), Some(1.0));
+    // Latency moved: 21 requests answered, each taking some time.
+    assert!(value(&after, "janus_zk_requests_total", &[]) >= 21.0);
+    let avg = row("zk_avg_latency").expect("avg latency");
+    assert!(avg > 0.0, "{mntr}");
+    assert!(row("zk_max_latency") >= row("zk_min_latency"), "{mntr}");
+    assert_eq!(
+        row("zk_max_latency"),
+        Some(value(&after, "janus_zk_max_latency", &[]))
+    );
+    assert!((value(&after, "janus_zk_avg_latency", &[]) - avg).abs() < 1e-3);
+    let srvr = tokio::task::spawn_blocking(move || four_letter(zk, "srvr"))
+        .await
+        .expect("srvr");
+    assert!(
+        srvr.contains(&format!(
+            "Latency min/avg/max: {}/{avg:.4}/",
+            row("zk_min_latency").unwrap_or(-1.0)
+        )),
+        "{srvr}"
+    );
+
+    // The separate metrics listener serves the same registry.
+    let m = tokio::task::spawn_blocking(move || scrape(metrics_addr))
+        .await
+        .expect("scrape");
+    assert_eq!(
+        value(&m, "etcd_debugging_mvcc_keys_total", &[]),
+        value(&after, "etcd_debugging_mvcc_keys_total", &[])
+    );
+    let ready = tokio::task::spawn_blocking(move || http_get(metrics_addr, "/readyz"))
+        .await
+        .expect("readyz");
+    assert_eq!(ready, (200, "ok\n".into()));
+}

@@ -14,9 +14,13 @@ mod cluster;
 mod context;
 mod convert;
 mod gateway;
+mod h2_authority;
+mod health;
 mod kv_service;
 mod lease_service;
+mod listener;
 mod maintenance;
+mod metrics;
 pub mod pb;
 pub mod status;
 mod validate;
@@ -113,7 +117,10 @@ pub async fn serve(
         ))
         .add_service(svc!(AuthServer, auth::AuthService(s.clone())))
         .into_axum_router();
-    let http = gateway::router(s.clone());
+    metrics::init();
+    let http = gateway::router(s.clone())
+        .merge(health::router(s.clone()))
+        .merge(metrics::router());
     let app = axum::Router::new().fallback_service(tower::service_fn(
         move |req: axum::extract::Request| {
             let is_grpc = req
@@ -121,34 +128,26 @@ pub async fn serve(
                 .get(http::header::CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
             let creds = caller::Credentials::from_headers(req.headers());
-            let call = if is_grpc {
-                grpc.clone().oneshot(req)
-            } else {
-                http.clone().oneshot(req)
-            };
-            caller::within(creds, call)
+            let grpc = grpc.clone();
+            let http = http.clone();
+            caller::within(creds, async move {
+                if is_grpc {
+                    let call = metrics::start(req.uri().path());
+                    let resp = grpc.oneshot(req).await?;
+                    Ok::<_, std::convert::Infallible>(call.finish(resp))
+                } else {
+                    http.oneshot(req).await
+                }
+            })
         },
     ));
 
-    let (fired_tx, mut fired_rx) = tokio::sync::watch::channel(false);
     let stop = s.stop.clone();
     let signal = async move {
         shutdown.await;
         let _ = stop.send(true);
-        let _ = fired_tx.send(true);
     };
-    // Without TCP_NODELAY small replies wait for the peer's delayed ACK (~40 ms).
-    let server = axum::serve(listener, app)
-        .tcp_nodelay(true)
-        .with_graceful_shutdown(signal);
-    let grace = async move {
-        let _ = fired_rx.wait_for(|f| *f).await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
-    };
-    tokio::select! {
-        r = server => r?,
-        _ = grace => tracing::warn!("etcd listener: connections still open after shutdown grace period"),
-    }
+    listener::serve(listener, app, signal, SHUTDOWN_GRACE).await?;
     Ok(())
 }
 
@@ -157,3 +156,18 @@ pub async fn serve(
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// How long open connections may take to finish after shutdown.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Serves only `/metrics`, `/health`-style endpoints (`/livez`,
+/// `/readyz`) on `listener` (`--listen-metrics-urls`) until `shutdown`.
+pub async fn serve_metrics(
+    node: janus_core::Node,
+    cfg: EtcdConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), EtcdError> {
+    let s = context::Shared::new(node, cfg);
+    metrics::init();
+    let app = metrics::router().merge(health::router(s));
+    listener::serve(listener, app, shutdown, SHUTDOWN_GRACE).await?;
+    Ok(())
+}

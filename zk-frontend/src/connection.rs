@@ -27,6 +27,7 @@
 //! decode closes this connection only (logged at warn), as ZooKeeper's
 //! NIOServerCnxn does.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
@@ -91,6 +92,9 @@ pub struct Connection {
     socket: Option<TcpStream>,
     peer: SocketAddr,
     stop: broadcast::Receiver<()>,
+    /// When each request not yet answered was read, oldest first (request
+    /// latency, see `latency.rs`).
+    received_at: Mutex<VecDeque<Instant>>,
 }
 
 /// The state of an established session on this connection.
@@ -119,6 +123,7 @@ impl Connection {
             socket: Some(socket),
             peer,
             stop,
+            received_at: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -327,6 +332,9 @@ impl Connection {
                         };
                         last_heard = Instant::now();
                         self.shared.count_received();
+                        if let Ok(mut q) = self.received_at.lock() {
+                            q.push_back(Instant::now());
+                        }
                         let (hdr, req) = match proto::decode_request(&f) {
                             Ok(r) => r,
                             Err(_) => {
@@ -475,6 +483,11 @@ impl Connection {
         io.feed(proto::encode_reply(xid, zxid, reply.err, reply.body.as_deref()).freeze())
             .await?;
         self.shared.count_sent();
+        // Replies go out in request order, so the oldest receipt time is
+        // this reply's request.
+        if let Some(t) = self.received_at.lock().ok().and_then(|mut q| q.pop_front()) {
+            self.shared.latency.record(t.elapsed());
+        }
         if let Ok(mut i) = s.info.lock() {
             i.received += 1;
             i.sent += 1;

@@ -4,6 +4,12 @@
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::server::Shared;
 
@@ -31,10 +37,133 @@ fn node_count(shared: &Shared) -> i64 {
         + 2
 }
 
+/// The live numbers `mntr` and `/metrics` both report, computed once.
+struct Stats {
+    connections: usize,
+    watches: usize,
+    znodes: i64,
+    ephemerals: usize,
+    received: u64,
+    sent: u64,
+    latency: crate::latency::Reading,
+}
+
+fn stats(shared: &Shared) -> Stats {
+    let conns = shared.registry.snapshot();
+    let mut sessions: Vec<i64> = conns.iter().map(|c| c.session).collect();
+    sessions.sort();
+    sessions.dedup();
+    Stats {
+        connections: conns.len(),
+        watches: conns.iter().map(|c| c.watches.len()).sum(),
+        znodes: node_count(shared),
+        ephemerals: sessions
+            .iter()
+            .map(|&s| shared.node.zk_ephemerals(s, "/").len())
+            .sum(),
+        received: shared.received.load(Ordering::Relaxed),
+        sent: shared.sent.load(Ordering::Relaxed),
+        latency: shared.latency.read(),
+    }
+}
+
+/// Exports [`stats`] under ZooKeeper's `mntr` names prefixed `janus_zk_`
+/// (ZooKeeper's own Prometheus names have no prefix, which would collide
+/// with nothing but say nothing of where they come from).
+pub fn register_metrics(shared: &Arc<Shared>) {
+    let c = ZkCollector(Arc::downgrade(shared));
+    janus_core::metrics::register(|r| r.register_collector(Box::new(c)));
+}
+
+struct ZkCollector(Weak<Shared>);
+
+impl std::fmt::Debug for ZkCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ZkCollector")
+    }
+}
+
+impl Collector for ZkCollector {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        // The endpoint stopped: nothing to report.
+        let Some(shared) = self.0.upgrade() else {
+            return Ok(());
+        };
+        let st = stats(&shared);
+        let gauges: [(&str, &str, i64); 4] = [
+            (
+                "janus_zk_num_alive_connections",
+                "Open ZooKeeper client connections.",
+                st.connections as i64,
+            ),
+            (
+                "janus_zk_watch_count",
+                "Watches set by ZooKeeper clients.",
+                st.watches as i64,
+            ),
+            ("janus_zk_znode_count", "Znodes in the tree.", st.znodes),
+            (
+                "janus_zk_ephemerals_count",
+                "Ephemeral znodes of connected sessions.",
+                st.ephemerals as i64,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            let g = ConstGauge::new(v);
+            g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)?;
+        }
+        let l = st.latency;
+        for (name, help, v) in [
+            (
+                "janus_zk_min_latency",
+                "Smallest ZooKeeper request latency since start, in ms.",
+                l.min_ms as f64,
+            ),
+            (
+                "janus_zk_avg_latency",
+                "Mean ZooKeeper request latency since start, in ms.",
+                l.avg_ms,
+            ),
+            (
+                "janus_zk_max_latency",
+                "Largest ZooKeeper request latency since start, in ms.",
+                l.max_ms as f64,
+            ),
+        ] {
+            let g = ConstGauge::new(v);
+            g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)?;
+        }
+        let c = ConstCounter::new(l.count);
+        c.encode(e.encode_descriptor(
+            "janus_zk_requests",
+            "ZooKeeper requests answered (the latency figures' count).",
+            None,
+            c.metric_type(),
+        )?)?;
+        for (name, help, v) in [
+            (
+                "janus_zk_packets_received",
+                "ZooKeeper requests received.",
+                st.received,
+            ),
+            ("janus_zk_packets_sent", "ZooKeeper replies sent.", st.sent),
+        ] {
+            let c = ConstCounter::new(v);
+            c.encode(e.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
 fn srvr_body(shared: &Shared, out: &mut String) {
     let conns = shared.registry.snapshot();
     let _ = writeln!(out, "Zookeeper version: {VERSION}");
-    let _ = writeln!(out, "Latency min/avg/max: 0/0.0/0");
+    let l = shared.latency.read();
+    let _ = writeln!(
+        out,
+        "Latency min/avg/max: {}/{:.4}/{}",
+        l.min_ms, l.avg_ms, l.max_ms
+    );
     let _ = writeln!(out, "Received: {}", shared.received.load(Ordering::Relaxed));
     let _ = writeln!(out, "Sent: {}", shared.sent.load(Ordering::Relaxed));
     let _ = writeln!(out, "Connections: {}", conns.len());
@@ -56,8 +185,15 @@ fn cons_line(c: &crate::session::ConnInfo, out: &mut String) {
 pub fn answer(shared: &Shared, word: &str) -> String {
     let mut out = String::new();
     match word {
+        // Liveness, as etcd's /livez: the process answers.
         "ruok" => out.push_str("imok"),
-        "isro" => out.push_str("rw"),
+        // ZooKeeper answers `null` when not serving (no quorum), as
+        // etcd's /readyz fails without a leader; janus has no read-only mode.
+        "isro" => out.push_str(if janus_core::health::serving(&shared.node) {
+            "rw"
+        } else {
+            "null"
+        }),
         "srvr" => srvr_body(shared, &mut out),
         "stat" => {
             let _ = writeln!(out, "Zookeeper version: {VERSION}");
@@ -88,27 +224,20 @@ pub fn answer(shared: &Shared, word: &str) -> String {
             let _ = writeln!(out, "Total watches:{total}");
         }
         "mntr" => {
-            let conns = shared.registry.snapshot();
-            let watches: usize = conns.iter().map(|c| c.watches.len()).sum();
+            let st = stats(shared);
             let rows: Vec<(&str, String)> = vec![
                 ("zk_version", VERSION.to_string()),
                 ("zk_server_state", "standalone".into()),
-                ("zk_avg_latency", "0.0".into()),
-                ("zk_max_latency", "0".into()),
-                ("zk_min_latency", "0".into()),
-                (
-                    "zk_packets_received",
-                    shared.received.load(Ordering::Relaxed).to_string(),
-                ),
-                (
-                    "zk_packets_sent",
-                    shared.sent.load(Ordering::Relaxed).to_string(),
-                ),
-                ("zk_num_alive_connections", conns.len().to_string()),
+                ("zk_avg_latency", format!("{:.4}", st.latency.avg_ms)),
+                ("zk_max_latency", st.latency.max_ms.to_string()),
+                ("zk_min_latency", st.latency.min_ms.to_string()),
+                ("zk_packets_received", st.received.to_string()),
+                ("zk_packets_sent", st.sent.to_string()),
+                ("zk_num_alive_connections", st.connections.to_string()),
                 ("zk_outstanding_requests", "0".into()),
-                ("zk_znode_count", node_count(shared).to_string()),
-                ("zk_watch_count", watches.to_string()),
-                ("zk_ephemerals_count", "0".into()),
+                ("zk_znode_count", st.znodes.to_string()),
+                ("zk_watch_count", st.watches.to_string()),
+                ("zk_ephemerals_count", st.ephemerals.to_string()),
                 ("zk_approximate_data_size", "0".into()),
                 (
                     "zk_uptime",

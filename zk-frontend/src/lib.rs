@@ -11,6 +11,7 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod fourlw;
+pub mod latency;
 pub mod proto;
 pub mod server;
 pub mod session;

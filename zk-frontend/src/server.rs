@@ -23,6 +23,8 @@ pub struct Shared {
     pub received: AtomicU64,
     pub sent: AtomicU64,
     pub started: std::time::Instant,
+    /// Request latency since start (`srvr`, `mntr`, `/metrics`).
+    pub latency: crate::latency::Latency,
 }
 
 impl Shared {
@@ -56,7 +58,9 @@ pub async fn serve(
         received: AtomicU64::new(0),
         sent: AtomicU64::new(0),
         started: std::time::Instant::now(),
+        latency: crate::latency::Latency::default(),
     });
+    crate::fourlw::register_metrics(&shared);
     info!(addr = ?listener.local_addr().ok(), "ZooKeeper endpoint listening");
     let mut tasks = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
