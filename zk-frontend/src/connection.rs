@@ -102,8 +102,10 @@ struct Session {
     watcher: Watcher,
     last_zxid: i64,
     info: Arc<Mutex<ConnInfo>>,
-    /// Last write sequence number of the session (continues across
-    /// reconnects from what core applied).
+    /// This connection's random id and its last write number: FIFO order is
+    /// per connection, so a reconnect starts again at 1 (core's
+    /// `znode::fifo`).
+    conn: u64,
     seq: std::sync::atomic::AtomicU64,
 }
 
@@ -262,7 +264,8 @@ impl Connection {
             watcher,
             last_zxid: creq.last_zxid_seen.max(0),
             info,
-            seq: std::sync::atomic::AtomicU64::new(self.shared.node.zk_session_seq(id)),
+            conn: rand::random(),
+            seq: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -398,6 +401,7 @@ impl Connection {
             auth: &mut s.auth,
             watches: &mut s.watches,
             immediate: Vec::new(),
+            conn: s.conn,
             seq: &s.seq,
         };
         let prepared = match cmd::prepare(&ctx, req) {
@@ -441,6 +445,7 @@ impl Connection {
             auth: &mut s.auth,
             watches: &mut s.watches,
             immediate: Vec::new(),
+            conn: s.conn,
             seq: &s.seq,
         };
         let reply = cmd::dispatch(&mut ctx, req).await?;

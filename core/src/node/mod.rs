@@ -547,12 +547,6 @@ impl Node {
         self.state().leases.keys().copied().collect()
     }
 
-    /// The last applied write sequence number of a ZooKeeper session (0 if
-    /// none or unknown): a connection resuming the session continues from it.
-    pub fn zk_session_seq(&self, session: i64) -> u64 {
-        self.state().leases.get(&session).map_or(0, |l| l.zk_seq)
-    }
-
     /// Whether a lease (session) currently exists.
     pub fn lease_exists(&self, id: i64) -> bool {
         self.state().leases.contains_key(&id)
