@@ -67,6 +67,7 @@ impl State {
         }
         self.leases.remove(&id);
         w.batch.remove(Space::Leases, id.to_be_bytes().to_vec());
+        self.hub.lease_revoked(id);
         Ok(())
     }
 

@@ -23,6 +23,11 @@ pub struct Shared {
     pub received: AtomicU64,
     pub sent: AtomicU64,
     pub started: std::time::Instant,
+    /// (session, connection id) each time a connection establishes a
+    /// session: an older connection of that session on this member closes,
+    /// as ZooKeeper closes the previous connection of a reconnecting
+    /// session (`DisconnectReason.CLIENT_RECONNECT`).
+    pub taken: broadcast::Sender<(i64, u64)>,
 }
 
 impl Shared {
@@ -56,6 +61,7 @@ pub async fn serve(
         received: AtomicU64::new(0),
         sent: AtomicU64::new(0),
         started: std::time::Instant::now(),
+        taken: broadcast::channel(1024).0,
     });
     info!(addr = ?listener.local_addr().ok(), "ZooKeeper endpoint listening");
     let mut tasks = tokio::task::JoinSet::new();

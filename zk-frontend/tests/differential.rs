@@ -369,3 +369,37 @@ fn zookeeper_reference_transcript() {
         .iter()
         .any(|l| l == "multi failing: 0 [(-1, 0), (-1, -101), (-1, -2)]"));
 }
+
+/// A session resumed on a second connection while the first is still open
+/// (a client reconnecting before the server noticed the old socket die):
+/// what each connection's next write gets.
+fn second_connection_script(addr: SocketAddr) -> Vec<String> {
+    let create = |c: &mut Raw, p: &str| {
+        c.call(op::CREATE2, |w| {
+            w.ustring(p).buffer(b"").acl_vec(&Acl::open()).int(0);
+        })
+        .map_or("connection closed".to_string(), |r| {
+            format!("err {}", r.err)
+        })
+    };
+    let mut t = Vec::new();
+    let mut a = Raw::connect(addr, 10000);
+    t.push(format!("a create /x1: {}", create(&mut a, "/x1")));
+    let mut b = Raw::resume(addr, a.session, &a.passwd, 10000).expect("resume");
+    // The resend of a request the client never saw answered.
+    t.push(format!("b create /x2: {}", create(&mut b, "/x2")));
+    t.push(format!("a create /x3: {}", create(&mut a, "/x3")));
+    t.push(format!("b create /x4: {}", create(&mut b, "/x4")));
+    t.push(format!("b exists /x3: {}", b.exists("/x3", false).0));
+    t
+}
+
+#[test]
+fn second_connection_of_a_session_as_zookeeper() {
+    let zk = RealZk::start();
+    let expected = second_connection_script(zk.addr);
+    drop(zk);
+    let janus = Janus::start();
+    let got = second_connection_script(janus.zk_addr());
+    assert_eq!(got, expected, "janus (left) vs ZooKeeper 3.8 (right)");
+}

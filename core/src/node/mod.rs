@@ -503,6 +503,12 @@ impl Node {
         Watcher::subscribe(&self.inner.state, req)
     }
 
+    /// Ids of leases revoked from now on, as this member applies the
+    /// revokes (see [`crate::watch::Hub::revocations`]).
+    pub fn lease_revocations(&self) -> tokio::sync::broadcast::Receiver<i64> {
+        self.state().hub.revocations()
+    }
+
     /// Refreshes a lease; returns its TTL in seconds.
     pub fn lease_keepalive(&self, id: i64) -> Result<i64, KvError> {
         let ttl_ms = self
