@@ -403,3 +403,44 @@ fn second_connection_of_a_session_as_zookeeper() {
     let got = second_connection_script(janus.zk_addr());
     assert_eq!(got, expected, "janus (left) vs ZooKeeper 3.8 (right)");
 }
+
+/// The version ZooKeeper reports in srvr / mntr / envi: `3.8.0` and the
+/// rest of `Version.getFullVersion()`'s shape.
+fn versions(addr: SocketAddr) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    for (word, prefix) in [
+        ("srvr", "Zookeeper version: "),
+        ("mntr", "zk_version\t"),
+        ("envi", "zookeeper.version="),
+    ] {
+        let out = common::four_letter(addr, word);
+        let line = out
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("{word}: no {prefix:?} line in {out}"));
+        // "3.8.0-<commit>, built on 2024-12-29 17:54 UTC"
+        let (release, rest) = line.split_once('-').unwrap_or((line, ""));
+        let built = rest.split_once(", built on ").map_or("", |x| x.1);
+        let shape: String = built
+            .chars()
+            .map(|c| if c.is_ascii_digit() { 'D' } else { c })
+            .collect();
+        v.push((format!("{word} {release}"), shape));
+    }
+    v
+}
+
+#[test]
+fn version_strings_as_zookeeper_3_8_0() {
+    let zk = RealZk::start();
+    let want = versions(zk.addr);
+    drop(zk);
+    let janus = Janus::start();
+    assert_eq!(versions(janus.zk_addr()), want);
+    assert_eq!(want[0].1, "DDDD-DD-DD DD:DD UTC");
+    let srvr = common::four_letter(janus.zk_addr(), "srvr");
+    let mntr = common::four_letter(janus.zk_addr(), "mntr");
+    let v = env!("CARGO_PKG_VERSION");
+    assert!(srvr.contains(&format!("\nJanus version: {v}\n")), "{srvr}");
+    assert!(mntr.contains(&format!("\njanus_version\t{v}\n")), "{mntr}");
+}
