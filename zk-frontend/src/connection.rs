@@ -189,6 +189,16 @@ impl Connection {
         creq: ConnectRequest,
     ) -> Result<Option<Session>, ZkFrontendError> {
         let node = &self.shared.node;
+        // A member that cannot reach a leader is not serving: ZooKeeper
+        // closes client connections until its server has joined a quorum,
+        // and the client tries again (here or elsewhere). Answering instead
+        // would let a just-restarted member accept a session and then fail
+        // its first request. The barrier also brings this member up to the
+        // leader's commit point.
+        if let Err(e) = node.read_barrier().await {
+            debug!(peer = %self.peer, error = %e, "not serving yet; closing");
+            return Ok(None);
+        }
         // A client that has seen a later zxid than this member must not go
         // back in time (D8): wait for the member to catch up, or refuse.
         if creq.last_zxid_seen > node.revision() {
