@@ -40,16 +40,18 @@ pub enum Command {
     /// `session` is the requesting session (0 for none); `auth` the
     /// identities the connection authenticated as (checked against ACLs at
     /// apply time).
-    /// `seq` (when not 0) is the session's write sequence number: it must
-    /// be exactly one more than the last one applied for the session, or the
-    /// command is refused with `ZkError::OutOfOrder` — so a pipelined write
-    /// is never applied after a lost earlier write of the same session
-    /// (ZooKeeper's FIFO client order).
+    /// `seq` (when not 0) is the write's number on connection `conn` of the
+    /// session: it must directly follow the last one applied from that
+    /// connection (1 for its first), or the command is refused with
+    /// `ZkError::OutOfOrder`, so a pipelined write is never applied after a
+    /// lost earlier write of the same connection (ZooKeeper's FIFO client
+    /// order; see [`crate::znode::fifo`]).
     Zk {
         session: i64,
         auth: Vec<Id>,
         ops: Vec<ZkOp>,
         multi: bool,
+        conn: u64,
         seq: u64,
     },
     /// Leader housekeeping: delete `path` if it is (still) an empty container

@@ -42,10 +42,14 @@ impl State {
             Lease {
                 ttl_ms,
                 keys: BTreeSet::new(),
-                zk_seq: 0,
+                zk_fifo: Default::default(),
             },
         );
-        let rec = postcard::to_stdvec(&LeaseRecord { ttl_ms, zk_seq: 0 }).unwrap_or_default();
+        let rec = postcard::to_stdvec(&LeaseRecord {
+            ttl_ms,
+            zk_fifo: Default::default(),
+        })
+        .unwrap_or_default();
         w.batch.put(Space::Leases, id.to_be_bytes().to_vec(), rec);
         Ok(LeaseGrantResponse {
             id,
@@ -63,6 +67,7 @@ impl State {
         }
         self.leases.remove(&id);
         w.batch.remove(Space::Leases, id.to_be_bytes().to_vec());
+        self.hub.lease_revoked(id);
         Ok(())
     }
 

@@ -17,6 +17,7 @@ use crate::engine::{Batch, Engine, Space};
 use crate::kv::KeyValue;
 use crate::mvcc::{KeyIndex, Live, Record, Rev};
 use crate::watch::{Event, EventKind, Hub};
+use crate::znode::fifo::Fifo;
 use crate::znode::{Tree, ZMeta};
 use crate::{CoreError, KvError};
 
@@ -31,14 +32,35 @@ pub(crate) const META_COMPACT: &[u8] = b"compact_revision";
 pub struct Lease {
     pub ttl_ms: i64,
     pub keys: BTreeSet<Vec<u8>>,
-    /// Last applied ZooKeeper write sequence number of this session.
-    pub zk_seq: u64,
+    /// FIFO order of this session's connections' writes.
+    pub zk_fifo: Fifo,
 }
 
 #[derive(Serialize, Deserialize)]
 pub(crate) struct LeaseRecord {
     pub ttl_ms: i64,
-    pub zk_seq: u64,
+    pub zk_fifo: Fifo,
+}
+
+/// The layout of earlier builds (one write counter per session, which a
+/// per-connection [`Fifo`] replaces: it decodes as an empty one).
+#[derive(Deserialize)]
+struct LeaseRecordV0 {
+    ttl_ms: i64,
+    _zk_seq: u64,
+}
+
+impl LeaseRecord {
+    fn decode(b: &[u8]) -> Result<LeaseRecord, postcard::Error> {
+        postcard::from_bytes(b).or_else(|e| {
+            postcard::from_bytes::<LeaseRecordV0>(b)
+                .map(|o| LeaseRecord {
+                    ttl_ms: o.ttl_ms,
+                    zk_fifo: Fifo::default(),
+                })
+                .map_err(|_| e)
+        })
+    }
 }
 
 /// The writes of one command in progress: its revision, the batch, and the
@@ -169,14 +191,14 @@ impl State {
                     .try_into()
                     .map_err(|_| corrupt(&engine, "leases", "bad lease key"))?,
             );
-            let rec: LeaseRecord = postcard::from_bytes(&v)
+            let rec = LeaseRecord::decode(&v)
                 .map_err(|e| corrupt(&engine, "leases", format!("lease {id}: {e}")))?;
             leases.insert(
                 id,
                 Lease {
                     ttl_ms: rec.ttl_ms,
                     keys: BTreeSet::new(),
-                    zk_seq: rec.zk_seq,
+                    zk_fifo: rec.zk_fifo,
                 },
             );
         }
@@ -446,7 +468,10 @@ impl State {
             // written nothing; only the applied index moves.
             w = self.begin(p.now_ms);
         }
-        if let Command::Zk { session, seq, .. } = &p.command {
+        if let Command::Zk {
+            session, conn, seq, ..
+        } = &p.command
+        {
             let refused = matches!(
                 &result,
                 CommandResult::Zk(crate::znode::ZkWriteResult::Failed {
@@ -457,7 +482,7 @@ impl State {
             if *seq != 0 && !refused {
                 // In order, applied or answered with a ZooKeeper error:
                 // either way the session's sequence moves on.
-                self.zk_seq_advance(&mut w, *session, *seq);
+                self.zk_seq_advance(&mut w, *session, *conn, *seq);
             }
         }
         self.commit(w, index)?;
@@ -502,9 +527,10 @@ impl State {
                 session,
                 auth,
                 ops,
+                conn,
                 seq,
                 ..
-            } => match self.zk_seq_check(*session, *seq) {
+            } => match self.zk_seq_check(*session, *conn, *seq) {
                 Err(error) => {
                     CommandResult::Zk(crate::znode::ZkWriteResult::Failed { index: 0, error })
                 }
@@ -532,20 +558,20 @@ impl State {
         Ok(result)
     }
 
-    /// FIFO per session: a sequenced write must follow the last one applied.
-    fn zk_seq_check(&self, session: i64, seq: u64) -> Result<(), crate::ZkError> {
+    /// FIFO per connection ([`Fifo`]).
+    fn zk_seq_check(&self, session: i64, conn: u64, seq: u64) -> Result<(), crate::ZkError> {
         match self.leases.get(&session) {
-            Some(l) if seq != 0 && seq != l.zk_seq + 1 => Err(crate::ZkError::OutOfOrder),
+            Some(l) if !l.zk_fifo.allows(conn, seq) => Err(crate::ZkError::OutOfOrder),
             _ => Ok(()),
         }
     }
 
-    fn zk_seq_advance(&mut self, w: &mut Wtx, session: i64, seq: u64) {
+    fn zk_seq_advance(&mut self, w: &mut Wtx, session: i64, conn: u64, seq: u64) {
         if let Some(l) = self.leases.get_mut(&session) {
-            l.zk_seq = seq;
+            l.zk_fifo.advance(conn, seq);
             let rec = LeaseRecord {
                 ttl_ms: l.ttl_ms,
-                zk_seq: seq,
+                zk_fifo: l.zk_fifo.clone(),
             };
             w.batch.put(
                 Space::Leases,

@@ -96,14 +96,45 @@ impl Sub {
     }
 }
 
-/// The subscriber table, owned by the state machine.
-#[derive(Default)]
+/// Lease revocations queued for slow listeners before they lag (a lagging
+/// listener re-checks the leases it cares about).
+const REVOCATIONS: usize = 1024;
+
+/// The subscriber table, owned by the state machine, and the lease
+/// revocation feed.
 pub struct Hub {
     subs: Mutex<Vec<Arc<Sub>>>,
     next_id: AtomicU64,
+    /// Ids of leases revoked (by a client, an expiry, a closeSession), as
+    /// they are applied. A revoke need not change a key, so it has no place
+    /// in the revision-ordered event stream; ZooKeeper connections listen
+    /// here to close the moment their session ends, as ZooKeeper closes an
+    /// expired or closed session's connection at once.
+    revoked: tokio::sync::broadcast::Sender<i64>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            subs: Mutex::default(),
+            next_id: AtomicU64::default(),
+            revoked: tokio::sync::broadcast::channel(REVOCATIONS).0,
+        }
+    }
 }
 
 impl Hub {
+    /// Announces that lease `id` was revoked (no listener: nothing to do).
+    pub fn lease_revoked(&self, id: i64) {
+        let _ = self.revoked.send(id);
+    }
+
+    /// Lease revocations from now on. `Lagged` means some were missed:
+    /// check the leases of interest directly.
+    pub fn revocations(&self) -> tokio::sync::broadcast::Receiver<i64> {
+        self.revoked.subscribe()
+    }
+
     /// Hands one revision's events to every live subscriber that wants
     /// them, never waiting: a full channel marks the subscriber lagging.
     pub fn publish(&self, events: &[Event]) {

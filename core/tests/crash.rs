@@ -51,6 +51,7 @@ fn seq_create() -> Command {
             ttl_ms: 0,
         }],
         multi: false,
+        conn: 0,
         seq: 0,
     }
 }
@@ -90,6 +91,7 @@ fn crash_child() {
                     ttl_ms: 0,
                 }],
                 multi: false,
+                conn: 0,
                 seq: 0,
             })
             .await

@@ -73,6 +73,7 @@ async fn load(node: Node, worker: usize, acks: Arc<Mutex<Vec<Ack>>>) {
                     CreateMode::PersistentSequential,
                 )],
                 multi: false,
+                conn: 0,
                 seq: 0,
             })
             .await

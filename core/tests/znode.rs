@@ -899,8 +899,12 @@ async fn etcd_put_with_lease_is_an_ephemeral() {
 /// (an earlier write lost) is refused and changes nothing; a write answered
 /// with a ZooKeeper error still moves the sequence on; the sequence
 /// survives a restart.
+/// FIFO per connection (ZooKeeper's guarantee): a write never applies
+/// after a lost earlier write of its connection, while a new connection of
+/// the same session (a reconnect resending what it had not seen answered)
+/// starts its own order, whatever the old connection still has in flight.
 #[tokio::test]
-async fn session_writes_apply_in_sequence() {
+async fn connection_writes_apply_in_sequence() {
     let n = common::start();
     let session = janus_core::new_lease_id();
     common::propose(
@@ -911,47 +915,65 @@ async fn session_writes_apply_in_sequence() {
         },
     )
     .await;
-    let write = |path: &str, seq: u64| Command::Zk {
+    let write = |path: &str, conn: u64, seq: u64| Command::Zk {
         session,
         auth: vec![],
         ops: vec![create_op(path, "", CreateMode::Persistent)],
         multi: false,
+        conn,
         seq,
     };
     let result = |a: janus_core::Applied| match a.result {
         janus_core::CommandResult::Zk(r) => r,
         other => panic!("{other:?}"),
     };
+    let refused = ZkWriteResult::Failed {
+        index: 0,
+        error: ZkError::OutOfOrder,
+    };
+    let (a, b) = (11, 22);
     assert!(matches!(
-        result(common::propose(&n, write("/s1", 1)).await),
+        result(common::propose(&n, write("/s1", a, 1)).await),
         ZkWriteResult::Applied(_)
     ));
     let before = n.revision();
+    // Write 2 of connection a was lost: its write 3 must not apply.
     assert_eq!(
-        result(common::propose(&n, write("/s3", 3)).await),
-        ZkWriteResult::Failed {
-            index: 0,
-            error: ZkError::OutOfOrder
-        }
+        result(common::propose(&n, write("/s3", a, 3)).await),
+        refused
     );
     assert_eq!(n.revision(), before, "a refused write takes no revision");
     assert_eq!(n.zk_exists("/s3"), None);
+    // The client reconnects (connection b) and resends: accepted, from 1.
     assert!(matches!(
-        result(common::propose(&n, write("/s2", 2)).await),
+        result(common::propose(&n, write("/s2", b, 1)).await),
         ZkWriteResult::Applied(_)
     ));
     assert_eq!(
-        result(common::propose(&n, write("/s2", 3)).await),
+        result(common::propose(&n, write("/b3", b, 3)).await),
+        refused
+    );
+    // The old connection's pipelined write 2 still follows its own order,
+    // and does not disturb the new connection's.
+    assert_eq!(
+        result(common::propose(&n, write("/s2", a, 2)).await),
         ZkWriteResult::Failed {
             index: 0,
             error: ZkError::NodeExists
         }
     );
-    assert_eq!(n.zk_session_seq(session), 3);
-    let n = common::restart(n);
-    assert_eq!(n.zk_session_seq(session), 3);
     assert!(matches!(
-        result(common::propose(&n, write("/s4", 4)).await),
+        result(common::propose(&n, write("/b2", b, 2)).await),
+        ZkWriteResult::Applied(_)
+    ));
+    // The order survives a restart.
+    let n = common::restart(n);
+    assert_eq!(
+        result(common::propose(&n, write("/b4", b, 4)).await),
+        refused
+    );
+    assert!(matches!(
+        result(common::propose(&n, write("/b3", b, 3)).await),
         ZkWriteResult::Applied(_)
     ));
 }

@@ -144,3 +144,38 @@ fn json_watch_streams_history_as_results() {
         "PUT is the default and omitted"
     );
 }
+
+/// A gateway watch from the current revision of a fresh store (revision 1,
+/// which no record carries) delivers the next put, as etcd 3.4 does
+/// (Patroni's etcd3 DCS watches from its range's header revision).
+#[test]
+fn json_watch_from_the_current_revision_of_a_fresh_store() {
+    let j = Janus::start();
+    let url = format!("{}/v3/watch", j.etcd_endpoint());
+    let watch = std::thread::spawn(move || {
+        curl(
+            &url,
+            Some(r#"{"create_request":{"key":"L3M=","range_end":"L3Q=","start_revision":"1"}}"#),
+            Some("3"),
+        )
+    });
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    post(&j, "/v3/kv/put", r#"{"key":"L3MveA==","value":"MQ=="}"#);
+    let (b, _) = watch.join().expect("watch thread");
+    let msgs: Vec<Value> = b
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(
+        msgs.first().map(|m| &m["result"]["created"]),
+        Some(&json!(true)),
+        "{b}"
+    );
+    let events = msgs.get(1).map(|m| &m["result"]["events"]);
+    assert_eq!(
+        events.map(|e| &e[0]["kv"]["key"]),
+        Some(&json!("L3MveA==")),
+        "the put after the watch: {b}"
+    );
+}

@@ -106,9 +106,15 @@ struct Session {
     watcher: Watcher,
     last_zxid: i64,
     info: Arc<Mutex<ConnInfo>>,
-    /// Last write sequence number of the session (continues across
-    /// reconnects from what core applied).
+    /// This connection's random id and its last write number: FIFO order is
+    /// per connection, so a reconnect starts again at 1 (core's
+    /// `znode::fifo`).
+    conn: u64,
     seq: std::sync::atomic::AtomicU64,
+    /// Lease revocations (subscribed before the session was checked, so
+    /// none is missed) and sessions taken by newer connections.
+    revoked: broadcast::Receiver<i64>,
+    taken: broadcast::Receiver<(i64, u64)>,
 }
 
 impl Connection {
@@ -188,6 +194,16 @@ impl Connection {
         creq: ConnectRequest,
     ) -> Result<Option<Session>, ZkFrontendError> {
         let node = &self.shared.node;
+        // A member that cannot reach a leader is not serving: ZooKeeper
+        // closes client connections until its server has joined a quorum,
+        // and the client tries again (here or elsewhere). Answering instead
+        // would let a just-restarted member accept a session and then fail
+        // its first request. The barrier also brings this member up to the
+        // leader's commit point.
+        if let Err(e) = node.read_barrier().await {
+            debug!(peer = %self.peer, error = %e, "not serving yet; closing");
+            return Ok(None);
+        }
         // A client that has seen a later zxid than this member must not go
         // back in time (D8): wait for the member to catch up, or refuse.
         if creq.last_zxid_seen > node.revision() {
@@ -200,6 +216,8 @@ impl Connection {
         }
         let timeout = session::negotiate_timeout(&self.shared.cfg, creq.timeout);
         let ro = creq.read_only.map(|_| false);
+        let revoked = node.lease_revocations();
+        let taken = self.shared.taken.subscribe();
         let id = if creq.session_id == 0 {
             match session::open(node, timeout).await {
                 Ok(id) => id,
@@ -248,6 +266,10 @@ impl Connection {
             passwd: node.session_password(id).to_vec(),
             read_only: ro,
         };
+        // The previous connection of the session is told before the client
+        // can use this one.
+        let conn: u64 = rand::random();
+        let _ = self.shared.taken.send((id, conn));
         io.send(resp.encode().freeze()).await?;
         let info = Arc::new(Mutex::new(ConnInfo {
             peer: self.peer,
@@ -267,7 +289,10 @@ impl Connection {
             watcher,
             last_zxid: creq.last_zxid_seen.max(0),
             info,
-            seq: std::sync::atomic::AtomicU64::new(self.shared.node.zk_session_seq(id)),
+            conn,
+            seq: std::sync::atomic::AtomicU64::new(0),
+            revoked,
+            taken,
         }))
     }
 
@@ -332,6 +357,11 @@ impl Connection {
                         };
                         last_heard = Instant::now();
                         self.shared.count_received();
+                        // A request that arrives after the session ended or
+                        // moved to a newer connection is not served.
+                        if self.session_over(s) {
+                            return Ok(());
+                        }
                         if let Ok(mut q) = self.received_at.lock() {
                             q.push_back(Instant::now());
                         }
@@ -380,6 +410,16 @@ impl Connection {
                     }
                     SinkExt::<Bytes>::flush(io).await?;
                 }
+                r = s.revoked.recv() => {
+                    if self.revoked_ends(s, r) {
+                        return Ok(());
+                    }
+                }
+                r = s.taken.recv() => {
+                    if taken_ends(s, r) {
+                        return Ok(());
+                    }
+                }
                 _ = check.tick() => {
                     // The leader expires the lease; this member only notices.
                     // A silent client is also dropped after its timeout, as
@@ -389,6 +429,47 @@ impl Connection {
                         return Ok(());
                     }
                 }
+            }
+        }
+    }
+
+    /// Whether a lease revocation ends this connection's session: then
+    /// close now, as ZooKeeper closes an expired or closed session's
+    /// connection at once (closeSession on another connection, expiry, an
+    /// etcd lease revoke); the client's reconnect learns SessionExpired.
+    fn revoked_ends(&self, s: &Session, r: Result<i64, broadcast::error::RecvError>) -> bool {
+        let ended = match r {
+            Ok(id) => id == s.id,
+            Err(broadcast::error::RecvError::Lagged(_)) => !self.shared.node.lease_exists(s.id),
+            // The node is gone.
+            Err(broadcast::error::RecvError::Closed) => true,
+        };
+        if ended {
+            debug!(session = s.id, "session ended; closing connection");
+        }
+        ended
+    }
+
+    /// Drains both session feeds without waiting: true if the session ended
+    /// or was taken by a newer connection.
+    fn session_over(&self, s: &mut Session) -> bool {
+        loop {
+            match s.revoked.try_recv() {
+                Ok(id) if self.revoked_ends(s, Ok(id)) => return true,
+                Ok(_) => {}
+                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                    if self.revoked_ends(s, Err(broadcast::error::RecvError::Lagged(n))) {
+                        return true;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        loop {
+            match s.taken.try_recv() {
+                Ok(t) if taken_ends(s, Ok(t)) => return true,
+                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                Err(_) => return false,
             }
         }
     }
@@ -406,6 +487,7 @@ impl Connection {
             auth: &mut s.auth,
             watches: &mut s.watches,
             immediate: Vec::new(),
+            conn: s.conn,
             seq: &s.seq,
         };
         let prepared = match cmd::prepare(&ctx, req) {
@@ -449,6 +531,7 @@ impl Connection {
             auth: &mut s.auth,
             watches: &mut s.watches,
             immediate: Vec::new(),
+            conn: s.conn,
             seq: &s.seq,
         };
         let reply = cmd::dispatch(&mut ctx, req).await?;
@@ -525,6 +608,18 @@ impl Connection {
             }
         }
     }
+}
+
+/// Whether a newer connection took this connection's session.
+fn taken_ends(s: &Session, r: Result<(i64, u64), broadcast::error::RecvError>) -> bool {
+    let taken = matches!(r, Ok((id, conn)) if id == s.id && conn != s.conn);
+    if taken {
+        debug!(
+            session = s.id,
+            "session resumed on another connection; closing"
+        );
+    }
+    taken
 }
 
 /// The hub dropped this subscriber (it fell below the compaction point):

@@ -17,8 +17,20 @@ pub const WORDS: [&str; 10] = [
     "ruok", "srvr", "stat", "mntr", "cons", "wchs", "envi", "conf", "isro", "dump",
 ];
 
-/// Version string reported where ZooKeeper reports its own.
-pub const VERSION: &str = "3.8.4-janus, built on 01/01/2025 00:00 GMT";
+/// The ZooKeeper release janus answers exactly as (the differential tests
+/// run against it): tools that parse the version pick their feature set
+/// from it, so it must not claim a later release.
+pub const ZK_VERSION: &str = "3.8.0";
+
+/// Reported where ZooKeeper reports its own, in the shape of its
+/// `Version.getFullVersion()` (`3.8.0-<commit>, built on <date> UTC`), with
+/// `janus` where ZooKeeper has its commit id.
+pub const VERSION: &str = "3.8.0-janus, built on 2025-01-01 00:00 UTC";
+
+/// janus's own version, in a field of its own after ZooKeeper's (srvr's and
+/// stat's `Janus version:` line, mntr's `janus_version`, envi's
+/// `server.implementation`).
+pub const JANUS_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The word spelled by the first four bytes of a connection, if any.
 pub fn parse(first: &[u8; 4]) -> Option<&'static str> {
@@ -171,6 +183,7 @@ fn srvr_body(shared: &Shared, out: &mut String) {
     let _ = writeln!(out, "Zxid: 0x{:x}", shared.node.revision());
     let _ = writeln!(out, "Mode: standalone");
     let _ = writeln!(out, "Node count: {}", node_count(shared));
+    let _ = writeln!(out, "Janus version: {JANUS_VERSION}");
 }
 
 fn cons_line(c: &crate::session::ConnInfo, out: &mut String) {
@@ -243,6 +256,7 @@ pub fn answer(shared: &Shared, word: &str) -> String {
                     "zk_uptime",
                     shared.started.elapsed().as_millis().to_string(),
                 ),
+                ("janus_version", JANUS_VERSION.to_string()),
             ];
             for (k, v) in rows {
                 let _ = writeln!(out, "{k}\t{v}");
@@ -252,11 +266,7 @@ pub fn answer(shared: &Shared, word: &str) -> String {
             let _ = writeln!(out, "Environment:");
             let _ = writeln!(out, "zookeeper.version={VERSION}");
             let _ = writeln!(out, "host.name={}", shared.cfg.listen.ip());
-            let _ = writeln!(
-                out,
-                "server.implementation=janus {}",
-                env!("CARGO_PKG_VERSION")
-            );
+            let _ = writeln!(out, "server.implementation=janus {JANUS_VERSION}");
             let _ = writeln!(out, "os.name={}", std::env::consts::OS);
             let _ = writeln!(out, "os.arch={}", std::env::consts::ARCH);
         }

@@ -25,6 +25,11 @@ pub struct Shared {
     pub started: std::time::Instant,
     /// Request latency since start (`srvr`, `mntr`, `/metrics`).
     pub latency: crate::latency::Latency,
+    /// (session, connection id) each time a connection establishes a
+    /// session: an older connection of that session on this member closes,
+    /// as ZooKeeper closes the previous connection of a reconnecting
+    /// session (`DisconnectReason.CLIENT_RECONNECT`).
+    pub taken: broadcast::Sender<(i64, u64)>,
 }
 
 impl Shared {
@@ -59,6 +64,7 @@ pub async fn serve(
         sent: AtomicU64::new(0),
         started: std::time::Instant::now(),
         latency: crate::latency::Latency::default(),
+        taken: broadcast::channel(1024).0,
     });
     crate::fourlw::register_metrics(&shared);
     info!(addr = ?listener.local_addr().ok(), "ZooKeeper endpoint listening");

@@ -63,8 +63,12 @@ pub fn resume(node: &Node, id: i64, passwd: &[u8]) -> Result<(), SessionError> {
     if id <= 0 || passwd != node.session_password(id) || !node.lease_exists(id) {
         return Err(SessionError::Expired);
     }
-    node.lease_keepalive(id)
-        .map_err(|_| SessionError::Expired)?;
+    // Only a lease that is gone means expired; a member that cannot reach
+    // the leader right now must not tell a live session it expired.
+    node.lease_keepalive(id).map_err(|e| match e {
+        janus_core::KvError::LeaseNotFound => SessionError::Expired,
+        other => SessionError::Unexpected(other.to_string()),
+    })?;
     Ok(())
 }
 

@@ -407,3 +407,78 @@ fn zookeeper_reference_transcript() {
         .iter()
         .any(|l| l == "multi bad TTL before tree failure: 0 [(-1, -8), (-1, -2)]"));
 }
+
+/// A session resumed on a second connection while the first is still open
+/// (a client reconnecting before the server noticed the old socket die):
+/// what each connection's next write gets.
+fn second_connection_script(addr: SocketAddr) -> Vec<String> {
+    let create = |c: &mut Raw, p: &str| {
+        c.call(op::CREATE2, |w| {
+            w.ustring(p).buffer(b"").acl_vec(&Acl::open()).int(0);
+        })
+        .map_or("connection closed".to_string(), |r| {
+            format!("err {}", r.err)
+        })
+    };
+    let mut t = Vec::new();
+    let mut a = Raw::connect(addr, 10000);
+    t.push(format!("a create /x1: {}", create(&mut a, "/x1")));
+    let mut b = Raw::resume(addr, a.session, &a.passwd, 10000).expect("resume");
+    // The resend of a request the client never saw answered.
+    t.push(format!("b create /x2: {}", create(&mut b, "/x2")));
+    t.push(format!("a create /x3: {}", create(&mut a, "/x3")));
+    t.push(format!("b create /x4: {}", create(&mut b, "/x4")));
+    t.push(format!("b exists /x3: {}", b.exists("/x3", false).0));
+    t
+}
+
+#[test]
+fn second_connection_of_a_session_as_zookeeper() {
+    let zk = RealZk::start().expect("real ZooKeeper 3.8 is needed: apt-get install zookeeper");
+    let expected = second_connection_script(zk.addr());
+    drop(zk);
+    let janus = Janus::start();
+    let got = second_connection_script(janus.zk_addr());
+    assert_eq!(got, expected, "janus (left) vs ZooKeeper 3.8 (right)");
+}
+
+/// The version ZooKeeper reports in srvr / mntr / envi: `3.8.0` and the
+/// rest of `Version.getFullVersion()`'s shape.
+fn versions(addr: SocketAddr) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    for (word, prefix) in [
+        ("srvr", "Zookeeper version: "),
+        ("mntr", "zk_version\t"),
+        ("envi", "zookeeper.version="),
+    ] {
+        let out = common::four_letter(addr, word);
+        let line = out
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("{word}: no {prefix:?} line in {out}"));
+        // "3.8.0-<commit>, built on 2024-12-29 17:54 UTC"
+        let (release, rest) = line.split_once('-').unwrap_or((line, ""));
+        let built = rest.split_once(", built on ").map_or("", |x| x.1);
+        let shape: String = built
+            .chars()
+            .map(|c| if c.is_ascii_digit() { 'D' } else { c })
+            .collect();
+        v.push((format!("{word} {release}"), shape));
+    }
+    v
+}
+
+#[test]
+fn version_strings_as_zookeeper_3_8_0() {
+    let zk = RealZk::start().expect("real ZooKeeper 3.8 is needed: apt-get install zookeeper");
+    let want = versions(zk.addr());
+    drop(zk);
+    let janus = Janus::start();
+    assert_eq!(versions(janus.zk_addr()), want);
+    assert_eq!(want[0].1, "DDDD-DD-DD DD:DD UTC");
+    let srvr = common::four_letter(janus.zk_addr(), "srvr");
+    let mntr = common::four_letter(janus.zk_addr(), "mntr");
+    let v = env!("CARGO_PKG_VERSION");
+    assert!(srvr.contains(&format!("\nJanus version: {v}\n")), "{srvr}");
+    assert!(mntr.contains(&format!("\njanus_version\t{v}\n")), "{mntr}");
+}

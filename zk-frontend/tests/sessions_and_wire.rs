@@ -496,3 +496,56 @@ fn pipelined_writes_and_reads_keep_session_order() {
     assert_eq!((e, d), (0, b"4".to_vec()));
     assert_eq!(st.expect("stat").version, 4);
 }
+
+/// Waits until the server closes `c`'s socket; how long that took.
+fn time_to_close(c: &mut Raw, limit: Duration) -> Duration {
+    let start = Instant::now();
+    c.s.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("read timeout");
+    let mut buf = [0u8; 512];
+    loop {
+        match std::io::Read::read(&mut c.s, &mut buf) {
+            Ok(0) => return start.elapsed(),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return start.elapsed(),
+        }
+        assert!(
+            start.elapsed() < limit,
+            "connection still open after {limit:?}"
+        );
+    }
+}
+
+/// A session ended from elsewhere (an etcd lease revoke of the session id,
+/// D4) closes its ZooKeeper connection at once, as ZooKeeper closes an
+/// expired or closed session's connection; the reconnect learns the
+/// session expired (ConnectResponse with session 0).
+#[test]
+fn session_revoked_elsewhere_closes_its_connection_at_once() {
+    let j = Janus::start();
+    let addr = j.zk_addr();
+    // A long timeout: noticing on the next ping or check would take seconds.
+    let mut c = Raw::connect(addr, 30000);
+    assert_eq!(c.create("/eph", b"", 1).0, 0);
+    let out = std::process::Command::new("etcdctl")
+        .args(["--endpoints", &j.etcd_endpoint(), "lease", "revoke"])
+        .arg(format!("{:x}", c.session))
+        .output()
+        .expect("run etcdctl (apt-get install -y etcd-client)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let took = time_to_close(&mut c, Duration::from_secs(10));
+    assert!(took < Duration::from_millis(1000), "closed after {took:?}");
+    assert!(
+        Raw::resume(addr, c.session, &c.passwd, 30000).is_none(),
+        "the session is expired"
+    );
+}

@@ -522,6 +522,12 @@ impl Node {
         Watcher::subscribe(&self.inner.state, req)
     }
 
+    /// Ids of leases revoked from now on, as this member applies the
+    /// revokes (see [`crate::watch::Hub::revocations`]).
+    pub fn lease_revocations(&self) -> tokio::sync::broadcast::Receiver<i64> {
+        self.state().hub.revocations()
+    }
+
     /// Refreshes a lease; returns its TTL in seconds.
     pub fn lease_keepalive(&self, id: i64) -> Result<i64, KvError> {
         let ttl_ms = self
@@ -564,12 +570,6 @@ impl Node {
 
     pub fn leases(&self) -> Vec<i64> {
         self.state().leases.keys().copied().collect()
-    }
-
-    /// The last applied write sequence number of a ZooKeeper session (0 if
-    /// none or unknown): a connection resuming the session continues from it.
-    pub fn zk_session_seq(&self, session: i64) -> u64 {
-        self.state().leases.get(&session).map_or(0, |l| l.zk_seq)
     }
 
     /// Whether a lease (session) currently exists.

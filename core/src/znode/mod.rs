@@ -3,6 +3,7 @@
 //! decided at apply time.
 pub mod acl;
 mod apply;
+pub mod fifo;
 mod meta;
 pub mod path;
 mod read;

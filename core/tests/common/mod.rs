@@ -163,6 +163,7 @@ pub async fn zk(
             auth: auth.to_vec(),
             ops,
             multi,
+            conn: 0,
             seq: 0,
         },
     )

@@ -45,7 +45,9 @@ pub struct Ctx<'a> {
     pub watches: &'a mut WatchTable,
     /// Notifications to send before the reply (SetWatches finding changes).
     pub immediate: Vec<(i32, String)>,
-    /// The session's last write sequence number (see `Command::Zk::seq`).
+    /// This connection's id and its last write number (see
+    /// `Command::Zk::seq`: FIFO order is per connection).
+    pub conn: u64,
     pub seq: &'a std::sync::atomic::AtomicU64,
 }
 

@@ -92,9 +92,9 @@ pub enum Prep {
     Reply(Reply),
 }
 
-/// Every write carries the session's next sequence number, so core never
-/// applies it after a lost earlier write of the session (FIFO order, which
-/// pipelining alone cannot guarantee).
+/// Every write carries the connection's id and its next number on it, so
+/// core never applies it after a lost earlier write of the connection (FIFO
+/// order, which pipelining alone cannot guarantee).
 fn zk_command(ctx: &Ctx<'_>, ops: Vec<ZkOp>, multi: bool) -> Command {
     // One connection prepares its requests one at a time; the atomic only
     // makes the context Send.
@@ -104,6 +104,7 @@ fn zk_command(ctx: &Ctx<'_>, ops: Vec<ZkOp>, multi: bool) -> Command {
         auth: ctx.auth.clone(),
         ops,
         multi,
+        conn: ctx.conn,
         seq,
     }
 }
