@@ -88,6 +88,24 @@ pub struct Args {
     /// supported yet and refused at startup).
     #[arg(long, env = "JANUS_AUTH_TOKEN", default_value = "simple")]
     pub auth_token: String,
+    /// Client-port certificate (PEM), for `https://` client URLs.
+    #[arg(long, env = "JANUS_CERT_FILE")]
+    pub cert_file: Option<PathBuf>,
+    /// Client-port private key (PEM).
+    #[arg(long, env = "JANUS_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// CA bundle (PEM) client certificates must chain to.
+    #[arg(long, env = "JANUS_TRUSTED_CA_FILE")]
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Require and verify client certificates on `https://` client URLs;
+    /// a certificate's common name is the etcd user of requests without a
+    /// token.
+    #[arg(long, env = "JANUS_CLIENT_CERT_AUTH")]
+    pub client_cert_auth: bool,
+    /// Serve `https://` client URLs with a self-signed certificate made at
+    /// startup when no --cert-file/--key-file are given.
+    #[arg(long, env = "JANUS_AUTO_TLS")]
+    pub auto_tls: bool,
     /// Seconds a simple auth token lives unused (etcd's --auth-token-ttl).
     #[arg(long, env = "JANUS_AUTH_TOKEN_TTL", default_value_t = 300)]
     pub auth_token_ttl: u64,
@@ -251,12 +269,28 @@ impl Args {
             watch_progress_notify_interval: Duration::from_millis(
                 self.watch_progress_notify_interval_ms.max(1),
             ),
+            tls: self.client_tls(listen),
             // etcd treats a TTL of 0 as its default.
             auth_token_ttl: Duration::from_secs(match self.auth_token_ttl {
                 0 => 300,
                 t => t,
             }),
         }
+    }
+
+    /// TLS settings of the client listener on `listen`, if its URL is
+    /// `https://`.
+    fn client_tls(&self, listen: SocketAddr) -> Option<janus_etcd::tls::TlsConfig> {
+        let https = split(&self.listen_client_urls)
+            .iter()
+            .any(|u| u.starts_with("https://") && url_addr(u).is_ok_and(|a| a == listen));
+        https.then(|| janus_etcd::tls::TlsConfig {
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            trusted_ca_file: self.trusted_ca_file.clone(),
+            client_cert_auth: self.client_cert_auth,
+            auto_tls: self.auto_tls,
+        })
     }
 
     /// `--auth-token`: etcd's token provider options (`TYPE[,k=v...]`).

@@ -19,6 +19,7 @@ mod maintenance;
 pub mod pb;
 mod state;
 pub mod status;
+pub mod tls;
 mod validate;
 mod watch;
 
@@ -47,6 +48,8 @@ pub struct EtcdConfig {
     pub watch_progress_notify_interval: std::time::Duration,
     /// How long a simple auth token lives unused (`--auth-token-ttl`, 300 s).
     pub auth_token_ttl: std::time::Duration,
+    /// TLS on this listener (an `https://` client URL); `None`: plain TCP.
+    pub tls: Option<tls::TlsConfig>,
 }
 
 impl Default for EtcdConfig {
@@ -60,6 +63,7 @@ impl Default for EtcdConfig {
             peer_urls: vec!["http://127.0.0.1:2380".into()],
             watch_progress_notify_interval: std::time::Duration::from_secs(600),
             auth_token_ttl: std::time::Duration::from_secs(300),
+            tls: None,
         }
     }
 }
@@ -69,6 +73,8 @@ impl Default for EtcdConfig {
 pub enum EtcdError {
     #[error("etcd listener I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error("etcd listener TLS: {0}")]
+    Tls(String),
 }
 
 /// Serves the etcd API on `listener` until `shutdown` resolves.
@@ -120,7 +126,13 @@ pub async fn serve(
                 .headers()
                 .get(http::header::CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-            let creds = caller::Credentials::from_headers(req.headers());
+            let mut creds = caller::Credentials::from_headers(req.headers());
+            if is_grpc {
+                creds.common_name = req
+                    .extensions()
+                    .get::<tls::PeerCommonName>()
+                    .map(|c| c.0.clone());
+            }
             let call = if is_grpc {
                 grpc.clone().oneshot(req)
             } else {
@@ -130,21 +142,33 @@ pub async fn serve(
         },
     ));
 
-    let (fired_tx, mut fired_rx) = tokio::sync::watch::channel(false);
+    let (fired_tx, fired_rx) = tokio::sync::watch::channel(false);
     let stop = s.stop.clone();
     let signal = async move {
         shutdown.await;
         let _ = stop.send(true);
         let _ = fired_tx.send(true);
     };
+    let grace = {
+        let mut fired_rx = fired_rx.clone();
+        async move {
+            let _ = fired_rx.wait_for(|f| *f).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        }
+    };
+    if let Some(t) = &cfg.tls {
+        let tls_cfg = tls::server_config(t)?;
+        tokio::spawn(signal);
+        tokio::select! {
+            _ = tls::serve(listener, tls_cfg, app, fired_rx) => {}
+            _ = grace => tracing::warn!("etcd listener: connections still open after shutdown grace period"),
+        }
+        return Ok(());
+    }
     // Without TCP_NODELAY small replies wait for the peer's delayed ACK (~40 ms).
     let server = axum::serve(listener, app)
         .tcp_nodelay(true)
         .with_graceful_shutdown(signal);
-    let grace = async move {
-        let _ = fired_rx.wait_for(|f| *f).await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
-    };
     tokio::select! {
         r = server => r?,
         _ = grace => tracing::warn!("etcd listener: connections still open after shutdown grace period"),
