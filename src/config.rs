@@ -133,6 +133,10 @@ pub struct Args {
     /// Most ZooKeeper connections served at once.
     #[arg(long, env = "JANUS_ZK_MAX_CONNECTIONS", default_value_t = 4096)]
     pub zk_max_connections: usize,
+    /// ZooKeeper superuser: `user:base64(sha1(user:password))` (ZooKeeper's
+    /// zookeeper.DigestAuthenticationProvider.superDigest).
+    #[arg(long, env = "JANUS_ZK_SUPER_DIGEST")]
+    pub zk_super_digest: Option<String>,
     /// How often the leader removes empty containers and expired TTL nodes (ms).
     #[arg(long, env = "JANUS_ZK_REAP_INTERVAL_MS", default_value_t = 1000)]
     pub zk_reap_interval_ms: u64,
@@ -325,6 +329,7 @@ impl Args {
             four_letter_words: self.zk_four_letter_words,
             ttl_nodes: self.zk_ttl_nodes,
             max_connections: self.zk_max_connections,
+            super_digest: self.zk_super_digest.clone(),
         })
     }
 }

@@ -22,6 +22,9 @@ pub struct ZkConfig {
     pub ttl_nodes: bool,
     /// Connections served at once; further clients wait in the accept queue.
     pub max_connections: usize,
+    /// ZooKeeper's `superDigest` (`user:base64(sha1(user:password))`): a
+    /// digest login with that identity is the superuser.
+    pub super_digest: Option<String>,
 }
 
 impl Default for ZkConfig {
@@ -35,6 +38,7 @@ impl Default for ZkConfig {
             four_letter_words: true,
             ttl_nodes: true,
             max_connections: 1024,
+            super_digest: None,
         }
     }
 }

@@ -378,6 +378,11 @@ pub const ZK_JAR: &str = "/usr/share/java/zookeeper.jar";
 
 impl RealZk {
     pub fn start() -> RealZk {
+        RealZk::start_with_jvm(&[])
+    }
+
+    /// Starts ZooKeeper with extra JVM options (`-Dzookeeper...=...`).
+    pub fn start_with_jvm(jvm: &[&str]) -> RealZk {
         assert!(
             std::path::Path::new(ZK_JAR).exists(),
             "{ZK_JAR} missing: install Debian's `zookeeper` package (apt-get install -y zookeeper)"
@@ -397,6 +402,7 @@ impl RealZk {
         .expect("zoo.cfg");
         let log = std::fs::File::create(dir.path().join("zk.log")).expect("log");
         let child = Command::new("java")
+            .args(jvm)
             .args([
                 "-cp",
                 &format!("/etc/zookeeper/conf:{ZK_JAR}"),
