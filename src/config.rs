@@ -119,6 +119,24 @@ pub struct Args {
     /// supported yet and refused at startup).
     #[arg(long, env = "JANUS_AUTH_TOKEN", default_value = "simple")]
     pub auth_token: String,
+    /// Client-port certificate (PEM), for `https://` client URLs.
+    #[arg(long, env = "JANUS_CERT_FILE")]
+    pub cert_file: Option<PathBuf>,
+    /// Client-port private key (PEM).
+    #[arg(long, env = "JANUS_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// CA bundle (PEM) client certificates must chain to.
+    #[arg(long, env = "JANUS_TRUSTED_CA_FILE")]
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Require and verify client certificates on `https://` client URLs;
+    /// a certificate's common name is the etcd user of requests without a
+    /// token.
+    #[arg(long, env = "JANUS_CLIENT_CERT_AUTH")]
+    pub client_cert_auth: bool,
+    /// Serve `https://` client URLs with a self-signed certificate made at
+    /// startup when no --cert-file/--key-file are given.
+    #[arg(long, env = "JANUS_AUTO_TLS")]
+    pub auto_tls: bool,
     /// Seconds a simple auth token lives unused (etcd's --auth-token-ttl).
     #[arg(long, env = "JANUS_AUTH_TOKEN_TTL", default_value_t = 300)]
     pub auth_token_ttl: u64,
@@ -146,6 +164,25 @@ pub struct Args {
     /// Most ZooKeeper connections served at once.
     #[arg(long, env = "JANUS_ZK_MAX_CONNECTIONS", default_value_t = 4096)]
     pub zk_max_connections: usize,
+    /// Address of the TLS ZooKeeper endpoint (ZooKeeper's secureClientPort).
+    #[arg(long, env = "JANUS_LISTEN_ZK_SECURE_ADDR")]
+    pub listen_zk_secure_addr: Option<String>,
+    /// Certificate of the secure ZooKeeper endpoint [default: --cert-file].
+    #[arg(long, env = "JANUS_ZK_CERT_FILE")]
+    pub zk_cert_file: Option<PathBuf>,
+    /// Private key of the secure ZooKeeper endpoint [default: --key-file].
+    #[arg(long, env = "JANUS_ZK_KEY_FILE")]
+    pub zk_key_file: Option<PathBuf>,
+    /// CA bundle for ZooKeeper client certificates [default: --trusted-ca-file].
+    #[arg(long, env = "JANUS_ZK_TRUSTED_CA_FILE")]
+    pub zk_trusted_ca_file: Option<PathBuf>,
+    /// Require and verify client certificates on the secure ZooKeeper endpoint.
+    #[arg(long, env = "JANUS_ZK_CLIENT_CERT_AUTH")]
+    pub zk_client_cert_auth: bool,
+    /// ZooKeeper superuser: `user:base64(sha1(user:password))` (ZooKeeper's
+    /// zookeeper.DigestAuthenticationProvider.superDigest).
+    #[arg(long, env = "JANUS_ZK_SUPER_DIGEST")]
+    pub zk_super_digest: Option<String>,
     /// How often the leader removes empty containers and expired TTL nodes (ms).
     #[arg(long, env = "JANUS_ZK_REAP_INTERVAL_MS", default_value_t = 1000)]
     pub zk_reap_interval_ms: u64,
@@ -307,12 +344,60 @@ impl Args {
             watch_progress_notify_interval: Duration::from_millis(
                 self.watch_progress_notify_interval_ms.max(1),
             ),
+            tls: self.client_tls(listen),
             // etcd treats a TTL of 0 as its default.
             auth_token_ttl: Duration::from_secs(match self.auth_token_ttl {
                 0 => 300,
                 t => t,
             }),
         }
+    }
+
+    /// The secure ZooKeeper endpoint (`--listen-zk-secure-addr`): the
+    /// ZooKeeper settings with TLS from the `--zk-*` certificate flags,
+    /// falling back to the client port's.
+    pub fn zk_secure_config(&self) -> anyhow::Result<Option<janus_zk::ZkConfig>> {
+        let Some(addr) = &self.listen_zk_secure_addr else {
+            return Ok(None);
+        };
+        let listen = addr
+            .to_socket_addrs()
+            .with_context(|| format!("bad --listen-zk-secure-addr {addr}"))?
+            .next()
+            .context("--listen-zk-secure-addr resolves to no address")?;
+        let tls = janus_etcd::tls::server_config(&janus_etcd::tls::TlsConfig {
+            cert_file: self.zk_cert_file.clone().or_else(|| self.cert_file.clone()),
+            key_file: self.zk_key_file.clone().or_else(|| self.key_file.clone()),
+            trusted_ca_file: self
+                .zk_trusted_ca_file
+                .clone()
+                .or_else(|| self.trusted_ca_file.clone()),
+            client_cert_auth: self.zk_client_cert_auth,
+            auto_tls: self.auto_tls,
+        })
+        .context("secure ZooKeeper endpoint")?;
+        // The ZooKeeper protocol has no ALPN name.
+        let mut tls = (*tls).clone();
+        tls.alpn_protocols.clear();
+        let mut cfg = self.zk_config()?;
+        cfg.listen = listen;
+        cfg.tls = Some(janus_zk::Tls(std::sync::Arc::new(tls)));
+        Ok(Some(cfg))
+    }
+
+    /// TLS settings of the client listener on `listen`, if its URL is
+    /// `https://`.
+    fn client_tls(&self, listen: SocketAddr) -> Option<janus_etcd::tls::TlsConfig> {
+        let https = split(&self.listen_client_urls)
+            .iter()
+            .any(|u| u.starts_with("https://") && url_addr(u).is_ok_and(|a| a == listen));
+        https.then(|| janus_etcd::tls::TlsConfig {
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            trusted_ca_file: self.trusted_ca_file.clone(),
+            client_cert_auth: self.client_cert_auth,
+            auto_tls: self.auto_tls,
+        })
     }
 
     /// `--auth-token`: etcd's token provider options (`TYPE[,k=v...]`).
@@ -347,6 +432,8 @@ impl Args {
             four_letter_words: self.zk_four_letter_words,
             ttl_nodes: self.zk_ttl_nodes,
             max_connections: self.zk_max_connections,
+            super_digest: self.zk_super_digest.clone(),
+            tls: None,
         })
     }
 }

@@ -77,6 +77,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .map_err(anyhow::Error::from)
         });
     }
+    if let Some(cfg) = args.zk_secure_config()? {
+        let listener = bind(cfg.listen).await?;
+        let node = node.clone();
+        let stop = stopped(stop_rx.clone());
+        tasks.spawn(async move {
+            janus_zk::serve(node, cfg, listener, stop)
+                .await
+                .map_err(anyhow::Error::from)
+        });
+    }
     let zk_cfg = args.zk_config()?;
     let listener = bind(zk_cfg.listen).await?;
     {

@@ -21,6 +21,8 @@ pub struct Janus {
     peer: SocketAddr,
     extra: Vec<String>,
     bin: PathBuf,
+    /// `http` or `https` for the etcd client URL.
+    scheme: &'static str,
 }
 
 /// A free port on 127.0.0.1, chosen below Linux's ephemeral range
@@ -82,9 +84,19 @@ impl Janus {
         Janus::start_binary(janus_binary(), extra)
     }
 
+    /// Starts janus with an `https://` client URL and extra flags (the
+    /// TLS ones: `--cert-file`, `--auto-tls`, ...).
+    pub fn start_https(extra: &[&str]) -> Janus {
+        Janus::start_scheme(janus_binary(), "https", extra)
+    }
+
     /// Starts the given `janus` binary (e.g. a release build, for the
     /// benchmark) with extra command-line flags.
     pub fn start_binary(bin: &Path, extra: &[&str]) -> Janus {
+        Janus::start_scheme(bin, "http", extra)
+    }
+
+    fn start_scheme(bin: &Path, scheme: &'static str, extra: &[&str]) -> Janus {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut j = Janus {
             child: None,
@@ -94,6 +106,7 @@ impl Janus {
             peer: SocketAddr::from(([127, 0, 0, 1], free_port())),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             bin: bin.to_path_buf(),
+            scheme,
         };
         j.spawn();
         j
@@ -107,9 +120,9 @@ impl Janus {
             .arg("--data-dir")
             .arg(&data)
             .arg("--listen-client-urls")
-            .arg(format!("http://{}", self.etcd))
+            .arg(self.etcd_endpoint())
             .arg("--advertise-client-urls")
-            .arg(format!("http://{}", self.etcd))
+            .arg(self.etcd_endpoint())
             .arg("--listen-peer-urls")
             .arg(format!("http://{}", self.peer))
             .arg("--initial-advertise-peer-urls")
@@ -149,9 +162,9 @@ impl Janus {
         }
     }
 
-    /// `http://127.0.0.1:PORT` of the etcd endpoint.
+    /// `http://127.0.0.1:PORT` (or `https://`) of the etcd endpoint.
     pub fn etcd_endpoint(&self) -> String {
-        format!("http://{}", self.etcd)
+        format!("{}://{}", self.scheme, self.etcd)
     }
 
     pub fn etcd_addr(&self) -> SocketAddr {

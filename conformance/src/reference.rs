@@ -253,6 +253,13 @@ impl RealZk {
     /// Starts ZooKeeper with extra `key=value` lines in zoo.cfg (later lines
     /// win, so these override the defaults).
     pub fn start_with(extra_cfg: &[&str]) -> Result<RealZk, RefError> {
+        Self::start_with_jvm(extra_cfg, &[])
+    }
+
+    /// Starts ZooKeeper with extra zoo.cfg lines and extra JVM options
+    /// (`-Dzookeeper....=...`: settings ZooKeeper reads only as system
+    /// properties, such as `superDigest`).
+    pub fn start_with_jvm(extra_cfg: &[&str], jvm: &[&str]) -> Result<RealZk, RefError> {
         let jars = Self::jar_dir();
         let main_jar = jars.join("zookeeper.jar");
         if !main_jar.exists() {
@@ -293,6 +300,7 @@ impl RealZk {
         cmd.arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
             .arg("-Dzookeeper.admin.enableServer=false")
             .arg("-Xmx1g")
+            .args(jvm)
             .arg("-cp")
             .arg(cp)
             .arg("org.apache.zookeeper.server.ZooKeeperServerMain")

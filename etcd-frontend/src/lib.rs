@@ -23,6 +23,7 @@ mod maintenance;
 mod metrics;
 pub mod pb;
 pub mod status;
+pub mod tls;
 mod validate;
 mod watch_service;
 
@@ -51,6 +52,8 @@ pub struct EtcdConfig {
     pub watch_progress_notify_interval: std::time::Duration,
     /// How long a simple auth token lives unused (`--auth-token-ttl`, 300 s).
     pub auth_token_ttl: std::time::Duration,
+    /// TLS on this listener (an `https://` client URL); `None`: plain TCP.
+    pub tls: Option<tls::TlsConfig>,
 }
 
 impl Default for EtcdConfig {
@@ -64,6 +67,7 @@ impl Default for EtcdConfig {
             peer_urls: vec!["http://127.0.0.1:2380".into()],
             watch_progress_notify_interval: std::time::Duration::from_secs(600),
             auth_token_ttl: std::time::Duration::from_secs(300),
+            tls: None,
         }
     }
 }
@@ -73,6 +77,8 @@ impl Default for EtcdConfig {
 pub enum EtcdError {
     #[error("etcd listener I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error("etcd listener TLS: {0}")]
+    Tls(String),
 }
 
 /// Serves the etcd API on `listener` until `shutdown` resolves.
@@ -127,7 +133,13 @@ pub async fn serve(
                 .headers()
                 .get(http::header::CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-            let creds = caller::Credentials::from_headers(req.headers());
+            let mut creds = caller::Credentials::from_headers(req.headers());
+            if is_grpc {
+                creds.common_name = req
+                    .extensions()
+                    .get::<tls::PeerCommonName>()
+                    .map(|c| c.0.clone());
+            }
             let grpc = grpc.clone();
             let http = http.clone();
             caller::within(creds, async move {
@@ -142,11 +154,30 @@ pub async fn serve(
         },
     ));
 
+    let (fired_tx, fired_rx) = tokio::sync::watch::channel(false);
     let stop = s.stop.clone();
     let signal = async move {
         shutdown.await;
         let _ = stop.send(true);
+        let _ = fired_tx.send(true);
     };
+    if let Some(t) = &cfg.tls {
+        let tls_cfg = tls::server_config(t)?;
+        let grace = {
+            let mut fired_rx = fired_rx.clone();
+            async move {
+                let _ = fired_rx.wait_for(|f| *f).await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            }
+        };
+        tokio::spawn(signal);
+        tokio::select! {
+            _ = tls::serve(listener, tls_cfg, app, fired_rx) => {}
+            _ = grace => tracing::warn!("etcd listener: connections still open after shutdown grace period"),
+        }
+        return Ok(());
+    }
+    drop(fired_rx);
     listener::serve(listener, app, signal, SHUTDOWN_GRACE).await?;
     Ok(())
 }

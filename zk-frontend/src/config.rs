@@ -22,7 +22,25 @@ pub struct ZkConfig {
     pub ttl_nodes: bool,
     /// Connections served at once; further clients wait in the accept queue.
     pub max_connections: usize,
+    /// ZooKeeper's `superDigest` (`user:base64(sha1(user:password))`): a
+    /// digest login with that identity is the superuser.
+    pub super_digest: Option<String>,
+    /// TLS for this endpoint (ZooKeeper's `secureClientPort`): every
+    /// connection starts with a TLS handshake.
+    pub tls: Option<Tls>,
 }
+
+/// A rustls server configuration, compared by identity (so the settings
+/// stay `Eq`).
+#[derive(Clone, Debug)]
+pub struct Tls(pub std::sync::Arc<tokio_rustls::rustls::ServerConfig>);
+
+impl PartialEq for Tls {
+    fn eq(&self, other: &Tls) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+impl Eq for Tls {}
 
 impl Default for ZkConfig {
     fn default() -> Self {
@@ -35,6 +53,8 @@ impl Default for ZkConfig {
             four_letter_words: true,
             ttl_nodes: true,
             max_connections: 1024,
+            super_digest: None,
+            tls: None,
         }
     }
 }

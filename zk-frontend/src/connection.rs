@@ -41,7 +41,6 @@ use janus_core::watch::{Event, WatchRequest};
 use janus_core::znode::Id;
 use janus_core::{CoreError, KvError, Watcher};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 use tokio_util::codec::{Framed, FramedParts, LengthDelimitedCodec};
 use tracing::{debug, warn};
@@ -54,7 +53,12 @@ use crate::session::{self, ConnInfo, SessionError};
 use crate::watches::{translate, WatchTable};
 use crate::{fourlw, ZkFrontendError};
 
-type Io = Framed<TcpStream, LengthDelimitedCodec>;
+/// A client connection's byte stream: plain TCP, or TLS on the secure port.
+pub trait ClientStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin> ClientStream for T {}
+pub type Stream = Box<dyn ClientStream>;
+
+type Io = Framed<Stream, LengthDelimitedCodec>;
 
 /// Most requests a connection has submitted and not yet answered; beyond
 /// it the connection stops reading (TCP pushes back on the client).
@@ -89,7 +93,7 @@ const KEEPALIVE_SPACING: Duration = Duration::from_millis(200);
 pub struct Connection {
     shared: Arc<Shared>,
     /// Taken by [`Connection::run`] when it switches to framed I/O.
-    socket: Option<TcpStream>,
+    socket: Option<Stream>,
     peer: SocketAddr,
     stop: broadcast::Receiver<()>,
     /// When each request not yet answered was read, oldest first (request
@@ -120,7 +124,7 @@ struct Session {
 impl Connection {
     pub fn new(
         shared: Arc<Shared>,
-        socket: TcpStream,
+        socket: Stream,
         peer: SocketAddr,
         stop: broadcast::Receiver<()>,
     ) -> Connection {

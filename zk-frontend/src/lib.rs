@@ -17,6 +17,6 @@ pub mod server;
 pub mod session;
 pub mod watches;
 
-pub use config::ZkConfig;
+pub use config::{Tls, ZkConfig};
 pub use error::ZkFrontendError;
 pub use server::serve;

@@ -48,6 +48,9 @@ impl Shared {
 /// ZooKeeper's `maxClientCnxns` approximates). On shutdown, every connection
 /// is told through a broadcast channel and the call returns once they have
 /// all finished their current request.
+/// How long a client of the secure port may take to finish its handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub async fn serve(
     node: Node,
     cfg: ZkConfig,
@@ -94,8 +97,29 @@ pub async fn serve(
         let _ = socket.set_nodelay(true);
         let shared = shared.clone();
         let stop = notify_tx.subscribe();
+        let acceptor = shared
+            .cfg
+            .tls
+            .as_ref()
+            .map(|t| tokio_rustls::TlsAcceptor::from(t.0.clone()));
         tasks.spawn(async move {
-            let conn = Connection::new(shared, socket, peer, stop);
+            let stream: crate::connection::Stream = match acceptor {
+                None => Box::new(socket),
+                Some(a) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, a.accept(socket)).await {
+                        Ok(Ok(tls)) => Box::new(tls),
+                        Ok(Err(e)) => {
+                            debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            let conn = Connection::new(shared, stream, peer, stop);
             if let Err(e) = conn.run().await {
                 debug!(%peer, error = %e, "connection closed");
             }

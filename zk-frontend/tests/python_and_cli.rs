@@ -36,6 +36,27 @@ fn kazoo_recipes_under_concurrency() {
     );
 }
 
+#[test]
+fn kazoo_over_tls_on_the_secure_port() {
+    let secure =
+        std::net::SocketAddr::from(([127, 0, 0, 1], janus_conformance::harness::free_port()));
+    let j = Janus::start_with(&["--listen-zk-secure-addr", &secure.to_string(), "--auto-tls"]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/kazoo_ssl.py");
+    let out = Command::new(PYTHON)
+        .arg(script)
+        .arg(secure.to_string())
+        .arg(j.zk_addr().to_string())
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("all ok"),
+        "kazoo over TLS failed\nstdout:\n{stdout}\nstderr:\n{stderr}\njanus log:\n{}",
+        j.log()
+    );
+}
+
 /// Runs one zkCli.sh command and returns its combined output.
 fn zkcli(addr: &str, args: &[&str]) -> String {
     let out = Command::new(ZKCLI)

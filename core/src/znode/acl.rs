@@ -18,10 +18,14 @@ pub fn digest_id(user_password: &str) -> String {
     )
 }
 
-/// Whether `auth` may do `perm` on a node with `acl` (ZooKeeper's checkACL;
-/// an empty ACL allows everything).
+/// The scheme of ZooKeeper's superuser identity (`Id("super", "")`).
+pub const SUPER: &str = "super";
+
+/// Whether `auth` may do `perm` on a node with `acl` (ZooKeeper's checkACL:
+/// the superuser — a `super` identity, see `--zk-super-digest` — may do
+/// everything; an empty ACL allows everything).
 pub fn allowed(acl: &[Acl], perm: i32, auth: &[Id]) -> bool {
-    if acl.is_empty() {
+    if auth.iter().any(|w| w.scheme == SUPER) || acl.is_empty() {
         return true;
     }
     acl.iter().filter(|a| a.perms & perm != 0).any(|a| {
@@ -63,7 +67,12 @@ pub fn fixup(acl: &[Acl], auth: &[Id]) -> Result<Vec<Acl>, ZkError> {
             "world" if a.id.id == "anyone" => push(a.clone()),
             "auth" => {
                 let mut any = false;
-                for who in auth.iter().filter(|w| w.scheme != "ip") {
+                // Only identities of an authenticating provider: not the
+                // connection's ip, not the superuser mark (no provider).
+                for who in auth
+                    .iter()
+                    .filter(|w| w.scheme != "ip" && w.scheme != SUPER)
+                {
                     any = true;
                     push(Acl {
                         perms: a.perms,
