@@ -6,6 +6,7 @@
 //! be linearizable (D8).
 
 mod clock;
+mod log_writer;
 mod runner;
 #[doc(hidden)]
 pub mod sim;
@@ -180,6 +181,8 @@ enum Msg {
     },
     TransferLeader(u64),
     Peer(PeerEvent),
+    /// From the log writer thread.
+    Persisted(log_writer::Report),
     Stop,
 }
 
@@ -385,6 +388,7 @@ impl Node {
         // Apply what the log already holds as committed before serving, so
         // that no local read after a restart misses an acknowledged write.
         runner.catch_up()?;
+        runner.start_writer()?;
         let handle = std::thread::Builder::new()
             .name("raft".into())
             .spawn(move || runner.run())
