@@ -66,6 +66,9 @@ pub(super) struct Runner {
     unpersisted: VecDeque<(u64, Vec<Message>)>,
     /// The writer failed: the loop must stop.
     failed: Option<CoreError>,
+    /// The simulation's stand-in for the writer thread: Ready numbers
+    /// waiting for [`Runner::complete_persist`] (`None`: not in use).
+    deferred: Option<Vec<u64>>,
 }
 
 impl Runner {
@@ -91,8 +94,33 @@ impl Runner {
             writer: None,
             unpersisted: VecDeque::new(),
             failed: None,
+            deferred: None,
             inner,
         }
+    }
+
+    /// Asynchronous persistence driven by the caller (the simulation, which
+    /// delays log writes in virtual time): Readies are acknowledged to raft
+    /// only through [`Runner::complete_persist`].
+    pub(super) fn defer_persistence(&mut self) {
+        if self.deferred.is_none() {
+            self.deferred = Some(Vec::new());
+        }
+    }
+
+    /// Ready numbers handed over since the last call (deferred mode).
+    pub(super) fn take_persist_requests(&mut self) -> Vec<u64> {
+        self.deferred
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Does the writer's work for Ready `number` (deferred mode).
+    pub(super) fn complete_persist(&mut self, number: u64) -> Result<(), CoreError> {
+        self.raw.store().sync()?;
+        self.on_persisted(number);
+        Ok(())
     }
 
     /// Moves WAL syncs to the log writer thread (after catch-up).
@@ -169,7 +197,7 @@ impl Runner {
             return Err(e);
         }
         self.issue_reads();
-        if self.writer.is_some() {
+        if self.writer.is_some() || self.deferred.is_some() {
             self.on_ready_async()
         } else {
             self.on_ready()
@@ -453,6 +481,8 @@ impl Runner {
             self.unpersisted.push_back((number, persisted));
             if let Some(w) = &self.writer {
                 w.request(number);
+            } else if let Some(d) = &mut self.deferred {
+                d.push(number);
             }
         } else {
             self.send_messages(persisted);
