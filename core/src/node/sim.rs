@@ -29,11 +29,13 @@
 //! crash before then loses the unsynced appends.
 //!
 //! A crash drops a member's loop between two steps, without the final sync
-//! and checkpoint of a clean stop, and a restart reopens its data dir. Every
-//! Ready ends with a sync and fjall flushes its buffers when dropped, so the
-//! simulated crash loses nothing that was written: it tests restart and
-//! catch-up, not power loss (`tests/crash.rs` and the process tests with
-//! `kill -9` do that). A wiped member's dir is deleted.
+//! and checkpoint of a clean stop, and a restart reopens its data dir. A
+//! member with the default disk syncs its WAL in every Ready and fjall
+//! flushes its buffers when dropped, so its crash loses nothing that was
+//! written: it tests restart and catch-up; a member with a slow disk loses
+//! the WAL appends not yet synced. Power loss is tested by
+//! `tests/power_cut.rs` and `tests/crash.rs`. A wiped member's dir is
+//! deleted.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@
 //! hard state, so any suffix of segments is self-contained; compaction
 //! appends a new start record, syncs it, then deletes whole segments that
 //! hold nothing above it. The next segment is zero-filled on a background
-//! thread while the current one fills up, so a roll costs a rename.
+//! thread once the current one is half full, so a roll costs a rename.
 //!
 //! Durability: appends go to a buffer; [`Wal::sync`] writes the buffer with
 //! one `pwrite` and one `fdatasync`, covering every append since the last
@@ -298,7 +298,6 @@ impl Wal {
                 w
             }
         };
-        wal.prepare_next();
         Ok((wal, rec))
     }
 
@@ -340,6 +339,10 @@ impl Wal {
         let used = self.written + self.buf.len() as u64;
         if used + n > self.file_len {
             self.roll(n)?;
+        } else if used > self.file_len / 2 {
+            // Only once the segment is half full: zero-filling competes
+            // with the log's own syncs for the disk.
+            self.prepare_next();
         }
         record::encode(&mut self.buf, kind, body);
         Ok(())
@@ -381,7 +384,6 @@ impl Wal {
             max_index: 0,
         });
         self.write_heads();
-        self.prepare_next();
         Ok(())
     }
 
