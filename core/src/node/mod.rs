@@ -349,7 +349,7 @@ impl Node {
     /// Opens the data dir, replays the log from the applied index and starts
     /// the raft loop.
     pub fn start(cfg: NodeConfig) -> Result<Node, CoreError> {
-        Node::start_on(cfg, Arc::new(OsFs), WalOptions::default())
+        Node::start_on(cfg, Arc::new(OsFs), WalOptions::from_env())
     }
 
     /// [`Node::start`] with the WAL on the given file system and options
@@ -374,6 +374,7 @@ impl Node {
                 }
             }),
         );
+        let writer_thread = wal_opts.writer_thread;
         let (inner, mut runner) = open(cfg, wal_fs, wal_opts, tx, rx, peers.clone(), Clock::Real)?;
         if let Some(addr) = inner.cfg.peer_listen {
             let l = std::net::TcpListener::bind(addr)
@@ -388,7 +389,9 @@ impl Node {
         // Apply what the log already holds as committed before serving, so
         // that no local read after a restart misses an acknowledged write.
         runner.catch_up()?;
-        runner.start_writer()?;
+        if writer_thread {
+            runner.start_writer()?;
+        }
         let handle = std::thread::Builder::new()
             .name("raft".into())
             .spawn(move || runner.run())

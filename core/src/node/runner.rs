@@ -2,13 +2,16 @@
 //! applies committed entries, installs snapshots, answers proposers and
 //! readers, and does the leader's housekeeping (lease expiry, reaping).
 //!
-//! Two ways to handle a Ready. A running member hands the WAL sync to the
-//! log writer thread ([`super::log_writer`], raft-rs
-//! `advance_append_async` / `on_persist_ready`): the leader's appends go
-//! to followers before its own sync, messages that must follow the sync
-//! (votes, append responses) wait in `unpersisted` until the writer reports
-//! it. Start-up catch-up and the deterministic simulation sync in the loop
-//! itself (`advance`), so a seed still replays the same run.
+//! Two ways to handle a Ready; in both the leader's appends go to
+//! followers before its own WAL sync, and messages that must follow the
+//! sync (votes, append responses) go after it.
+//! - In the loop (default, and start-up catch-up): append, apply, one WAL
+//!   group commit, `advance`.
+//! - Asynchronous ([`crate::wal::WalOptions::writer_thread`], and the
+//!   simulation's slow disks): the log writer thread
+//!   ([`super::log_writer`]) syncs, raft-rs `advance_append_async` /
+//!   `on_persist_ready`; messages that must follow the sync wait in
+//!   `unpersisted` until the writer reports it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;

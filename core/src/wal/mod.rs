@@ -52,12 +52,31 @@ pub struct WalOptions {
     /// Size each segment is preallocated to (a record larger than this gets
     /// a segment of its own size).
     pub segment_bytes: u64,
+    /// Sync on the log writer thread (raft-rs async persistence) instead
+    /// of in the raft loop. Off by default: on the project machine an
+    /// fdatasync of the preallocated log takes ~60 us while handing each
+    /// Ready to another thread and back cost more than that under load
+    /// (BENCHMARKS.md); it pays off on disks whose flush takes
+    /// milliseconds. `JANUS_WAL_WRITER_THREAD=1` turns it on.
+    pub writer_thread: bool,
 }
 
 impl Default for WalOptions {
     fn default() -> Self {
         WalOptions {
             segment_bytes: 64 * 1024 * 1024,
+            writer_thread: false,
+        }
+    }
+}
+
+impl WalOptions {
+    /// The defaults, with `JANUS_WAL_WRITER_THREAD=1` read from the
+    /// environment.
+    pub fn from_env() -> WalOptions {
+        WalOptions {
+            writer_thread: std::env::var("JANUS_WAL_WRITER_THREAD").is_ok_and(|v| v == "1"),
+            ..WalOptions::default()
         }
     }
 }
