@@ -272,7 +272,7 @@ impl Wal {
             Some(hs) => enc(hs)?,
             None => enc(&HardState::default())?,
         };
-        let mut wal = match segments.last() {
+        let wal = match segments.last() {
             Some(s) => {
                 let file = fs.open(&s.path).map_err(|e| io_err(&s.path, e))?;
                 Wal {
