@@ -5,8 +5,12 @@
 //! had been lost.
 //!
 //! The file is rewritten (temp file, fsync, rename) at most every
-//! [`INTERVAL`] by the raft loop and on clean stop; losses younger than that
-//! window that leave a consistent database are not detected. Format:
+//! [`INTERVAL`] by the raft loop and on clean stop, each time right after
+//! an explicit sync of the store (which the write path no longer syncs: a
+//! store that comes back behind its last *synced* point has lost data,
+//! while one behind its unsynced writes is replayed from the WAL). The WAL
+//! is truncated only below the index recorded here. Losses younger than
+//! that window that leave a consistent database are not detected. Format:
 //! `janus-checkpoint v1 <applied> <crc32 of the line before>`.
 
 use std::io::Write;

@@ -5,7 +5,8 @@
 //! - [`state`]: the deterministic state machine; [`mvcc`], [`lease`] and
 //!   [`znode`] hold its etcd, lease and ZooKeeper rules.
 //! - [`watch`]: the watch hub (D6).
-//! - [`engine`]: every fjall call (D10); [`raft_log`]: raft-rs storage on it.
+//! - [`engine`]: every fjall call (D10); [`wal`]: the write-ahead log;
+//!   [`raft_log`]: raft-rs storage on the WAL.
 pub mod auth;
 pub mod checkpoint;
 pub mod command;

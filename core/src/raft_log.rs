@@ -51,7 +51,7 @@ impl LogState {
 pub struct RaftLog {
     engine: Arc<Engine>,
     st: RwLock<LogState>,
-    wal: Mutex<Wal>,
+    wal: Arc<Mutex<Wal>>,
     /// Applied index the state machine has reached (what a snapshot export
     /// can describe).
     durable_applied: AtomicU64,
@@ -161,7 +161,7 @@ impl RaftLog {
         let log = RaftLog {
             engine,
             st: RwLock::new(st),
-            wal: Mutex::new(wal),
+            wal: Arc::new(Mutex::new(wal)),
             durable_applied: AtomicU64::new(applied),
         };
         let cs = log.read().conf.clone();
@@ -194,6 +194,11 @@ impl RaftLog {
 
     pub fn last(&self) -> u64 {
         self.read().last()
+    }
+
+    /// The WAL, for the log writer thread (which syncs it).
+    pub fn wal_handle(&self) -> Arc<Mutex<Wal>> {
+        Arc::clone(&self.wal)
     }
 
     /// The WAL's directory.

@@ -31,7 +31,11 @@ const TRUNCATING_ROUND: u64 = 1;
 /// The node of a round (the same for the child and the restart).
 fn start_node(dir: &std::path::Path, round: u64) -> Node {
     let mut cfg = NodeConfig::single(dir);
-    let mut opts = WalOptions::default();
+    let mut opts = WalOptions {
+        // One round syncs on the log writer thread.
+        writer_thread: round == 2,
+        ..WalOptions::default()
+    };
     if round == TRUNCATING_ROUND {
         cfg.log_keep = 50;
         opts.segment_bytes = 64 * 1024;

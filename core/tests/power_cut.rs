@@ -40,9 +40,10 @@ fn cfg(dir: &std::path::Path) -> NodeConfig {
 }
 
 /// Small segments: the load rolls several.
-fn opts() -> WalOptions {
+fn opts(writer_thread: bool) -> WalOptions {
     WalOptions {
         segment_bytes: 256 * 1024,
+        writer_thread,
     }
 }
 
@@ -101,11 +102,12 @@ async fn fingerprint(node: &Node) -> (i64, u32, Vec<String>) {
     (rev, hash, children)
 }
 
-async fn round(seed: u64) {
+/// One round; `writer`: sync on the log writer thread.
+async fn round(seed: u64, writer: bool) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
     let fs = PowerCutFs::new();
-    let node = Node::start_on(cfg(dir.path()), Arc::new(fs.clone()), opts()).unwrap();
+    let node = Node::start_on(cfg(dir.path()), Arc::new(fs.clone()), opts(writer)).unwrap();
     common::create(&node, "/seq", "", CreateMode::Persistent).await;
     let acks = Arc::new(Mutex::new(Vec::new()));
     let workers: Vec<_> = (0..8)
@@ -123,7 +125,7 @@ async fn round(seed: u64) {
     assert!(acks.len() > 20, "seed {seed}: only {} acks", acks.len());
 
     // 1. Restart on what survived.
-    let node = Node::start_on(cfg(dir.path()), Arc::new(fs.clone()), opts()).unwrap();
+    let node = Node::start_on(cfg(dir.path()), Arc::new(fs.clone()), opts(writer)).unwrap();
     let (rev, hash, children) = fingerprint(&node).await;
     let all = node
         .range(&RangeRequest {
@@ -179,7 +181,7 @@ async fn round(seed: u64) {
 
     // 2. Lose the state store too: a full replay of the WAL gives the same.
     std::fs::remove_dir_all(common::data_dir(dir.path())).unwrap();
-    let node = Node::start_on(cfg(dir.path()), Arc::new(fs.clone()), opts()).unwrap();
+    let node = Node::start_on(cfg(dir.path()), Arc::new(fs.clone()), opts(writer)).unwrap();
     node.read_barrier().await.expect("read barrier");
     let (hash2, _, _) = node.hash_kv(rev).unwrap();
     let (children2, _) = node.zk_get_children("/seq", &[]).unwrap();
@@ -206,9 +208,10 @@ async fn power_cut_loses_no_acknowledged_write_and_replay_is_exact() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(rand::random);
-    for k in 0..3 {
+    for k in 0..4 {
         let seed = base.wrapping_add(k);
-        eprintln!("power cut round, seed {seed}");
-        round(seed).await;
+        let writer = k % 2 == 1;
+        eprintln!("power cut round, seed {seed}, writer thread {writer}");
+        round(seed, writer).await;
     }
 }

@@ -6,6 +6,7 @@
 //! be linearizable (D8).
 
 mod clock;
+mod log_writer;
 mod runner;
 #[doc(hidden)]
 pub mod sim;
@@ -182,6 +183,8 @@ enum Msg {
     },
     TransferLeader(u64),
     Peer(PeerEvent),
+    /// From the log writer thread.
+    Persisted(log_writer::Report),
     Stop,
 }
 
@@ -350,7 +353,7 @@ impl Node {
     /// Opens the data dir, replays the log from the applied index and starts
     /// the raft loop.
     pub fn start(cfg: NodeConfig) -> Result<Node, CoreError> {
-        Node::start_on(cfg, Arc::new(OsFs), WalOptions::default())
+        Node::start_on(cfg, Arc::new(OsFs), WalOptions::from_env())
     }
 
     /// [`Node::start`] with the WAL on the given file system and options
@@ -375,6 +378,7 @@ impl Node {
                 }
             }),
         );
+        let writer_thread = wal_opts.writer_thread;
         let (inner, mut runner) = open(cfg, wal_fs, wal_opts, tx, rx, peers.clone(), Clock::Real)?;
         if let Some(addr) = inner.cfg.peer_listen {
             let l = std::net::TcpListener::bind(addr)
@@ -389,6 +393,9 @@ impl Node {
         // Apply what the log already holds as committed before serving, so
         // that no local read after a restart misses an acknowledged write.
         runner.catch_up()?;
+        if writer_thread {
+            runner.start_writer()?;
+        }
         let handle = std::thread::Builder::new()
             .name("raft".into())
             .spawn(move || runner.run())

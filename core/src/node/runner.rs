@@ -1,8 +1,19 @@
 //! The raft loop: owns the RawNode, sends and receives peer messages,
 //! applies committed entries, installs snapshots, answers proposers and
 //! readers, and does the leader's housekeeping (lease expiry, reaping).
+//!
+//! Two ways to handle a Ready; in both the leader's appends go to
+//! followers before its own WAL sync, and messages that must follow the
+//! sync (votes, append responses) go after it.
+//! - In the loop (default, and start-up catch-up): append, apply, one WAL
+//!   group commit, `advance`.
+//! - Asynchronous ([`crate::wal::WalOptions::writer_thread`], and the
+//!   simulation's slow disks): the log writer thread
+//!   ([`super::log_writer`]) syncs, raft-rs `advance_append_async` /
+//!   `on_persist_ready`; messages that must follow the sync wait in
+//!   `unpersisted` until the writer reports it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
@@ -15,6 +26,7 @@ use raft::prelude::{
 use raft::{RawNode, SnapshotStatus, StateRole};
 use raft_proto::ConfChangeI;
 
+use super::log_writer::LogWriter;
 use super::{ConfContext, Inner, Msg, Reply};
 use crate::command::{Applied, Command, CommandResult, Proposal};
 use crate::members::{Member, MemberChange};
@@ -50,6 +62,16 @@ pub(super) struct Runner {
     /// Applied index last written to the checkpoint file, and when.
     checkpointed: u64,
     last_checkpoint: Instant,
+    /// The log writer thread (`None`: sync in the loop).
+    writer: Option<LogWriter>,
+    /// Readies handed to the writer and not yet durable, with the messages
+    /// to send once they are.
+    unpersisted: VecDeque<(u64, Vec<Message>)>,
+    /// The writer failed: the loop must stop.
+    failed: Option<CoreError>,
+    /// The simulation's stand-in for the writer thread: Ready numbers
+    /// waiting for [`Runner::complete_persist`] (`None`: not in use).
+    deferred: Option<Vec<u64>>,
 }
 
 impl Runner {
@@ -72,8 +94,52 @@ impl Runner {
             published: false,
             checkpointed: 0,
             last_checkpoint: inner.clock.now(),
+            writer: None,
+            unpersisted: VecDeque::new(),
+            failed: None,
+            deferred: None,
             inner,
         }
+    }
+
+    /// Asynchronous persistence driven by the caller (the simulation, which
+    /// delays log writes in virtual time): Readies are acknowledged to raft
+    /// only through [`Runner::complete_persist`].
+    pub(super) fn defer_persistence(&mut self) {
+        if self.deferred.is_none() {
+            self.deferred = Some(Vec::new());
+        }
+    }
+
+    /// Ready numbers handed over since the last call (deferred mode).
+    pub(super) fn take_persist_requests(&mut self) -> Vec<u64> {
+        self.deferred
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Does the writer's work for Ready `number` (deferred mode).
+    pub(super) fn complete_persist(&mut self, number: u64) -> Result<(), CoreError> {
+        self.raw.store().sync()?;
+        self.on_persisted(number);
+        Ok(())
+    }
+
+    /// Moves WAL syncs to the log writer thread (after catch-up).
+    pub(super) fn start_writer(&mut self) -> Result<(), CoreError> {
+        let tx = self
+            .inner
+            .tx
+            .lock()
+            .map_err(|_| CoreError::Stopped)?
+            .clone();
+        let w = LogWriter::start(self.raw.store().wal_handle(), move |r| {
+            let _ = tx.send(Msg::Persisted(r));
+        })
+        .map_err(|e| CoreError::Raft(format!("cannot start the log writer: {e}")))?;
+        self.writer = Some(w);
+        Ok(())
     }
 
     pub(super) fn run(&mut self) {
@@ -107,6 +173,9 @@ impl Runner {
                 break;
             }
         }
+        if let Some(mut w) = self.writer.take() {
+            w.stop();
+        }
         if let Err(e) = self.raw.store().sync() {
             tracing::error!("final WAL sync failed: {e}");
         }
@@ -127,8 +196,25 @@ impl Runner {
     /// Issues waiting reads and handles the Ready, if any: what the loop does
     /// after every batch of messages.
     pub(super) fn process(&mut self) -> Result<(), CoreError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         self.issue_reads();
-        self.on_ready()
+        if self.writer.is_some() || self.deferred.is_some() {
+            self.on_ready_async()
+        } else {
+            self.on_ready()
+        }
+    }
+
+    /// The writer made every Ready up to `number` durable.
+    fn on_persisted(&mut self, number: u64) {
+        while self.unpersisted.front().is_some_and(|(n, _)| *n <= number) {
+            if let Some((_, msgs)) = self.unpersisted.pop_front() {
+                self.send_messages(msgs);
+            }
+        }
+        self.raw.on_persist_ready(number);
     }
 
     /// The raft node, for the simulation's checks (role, term) and its
@@ -187,6 +273,10 @@ impl Runner {
                 }
             }
             Msg::TransferLeader(to) => self.raw.transfer_leader(to),
+            Msg::Persisted(Ok(n)) => self.on_persisted(n),
+            Msg::Persisted(Err(e)) => {
+                self.failed = Some(CoreError::Raft(format!("WAL write failed: {e}")));
+            }
             Msg::Peer(ev) => match ev {
                 PeerEvent::Raft(m) => {
                     if let Err(e) = self.raw.step(m) {
@@ -304,26 +394,7 @@ impl Runner {
             return Ok(());
         }
         let mut ready = self.raw.ready();
-        // 1. Messages that may go out before the sync (leader appends).
-        self.send_messages(ready.take_messages());
-        // 2. A snapshot from the leader.
-        if !ready.snapshot().is_empty() {
-            self.install_snapshot(ready.snapshot().clone())?;
-        }
-        if let Some(ss) = ready.ss() {
-            self.role_changed(ss.leader_id, ss.raft_state);
-        }
-        for rs in ready.take_read_states() {
-            let ctx = rs
-                .request_ctx
-                .as_slice()
-                .try_into()
-                .map(u64::from_be_bytes)
-                .unwrap_or(0);
-            if let Some((replies, _)) = self.reads_inflight.remove(&ctx) {
-                self.reads_ready.push((rs.index, replies));
-            }
-        }
+        self.ready_front(&mut ready)?;
         // 4 + 5. New entries and hard state, one batch.
         self.raw.mut_store().append(ready.entries(), ready.hs())?;
         if let Some(hs) = ready.hs() {
@@ -355,6 +426,85 @@ impl Runner {
         self.send_messages(light.take_messages());
         self.apply(light.take_committed_entries())?;
         self.raw.advance_apply();
+        self.answer_reads();
+        Ok(())
+    }
+
+    /// Steps 1 and 2 of a Ready and its soft state and read states: what
+    /// needs no durability first.
+    fn ready_front(&mut self, ready: &mut raft::Ready) -> Result<(), CoreError> {
+        // 1. Messages that may go out before the sync (leader appends).
+        self.send_messages(ready.take_messages());
+        // 2. A snapshot from the leader.
+        if !ready.snapshot().is_empty() {
+            self.install_snapshot(ready.snapshot().clone())?;
+        }
+        if let Some(ss) = ready.ss() {
+            self.role_changed(ss.leader_id, ss.raft_state);
+        }
+        for rs in ready.take_read_states() {
+            let ctx = rs
+                .request_ctx
+                .as_slice()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            if let Some((replies, _)) = self.reads_inflight.remove(&ctx) {
+                self.reads_ready.push((rs.index, replies));
+            }
+        }
+        Ok(())
+    }
+
+    /// A Ready with its WAL sync on the writer thread: committed entries
+    /// (durable already; raft-rs hands out only persisted ones) are applied
+    /// while the writer flushes the previous appends, the new appends join
+    /// the WAL buffer, and the Ready is acknowledged to raft-rs when the
+    /// writer reports it durable ([`Runner::on_persisted`]).
+    fn on_ready_async(&mut self) -> Result<(), CoreError> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.raw.ready();
+        self.ready_front(&mut ready)?;
+        self.apply(ready.take_committed_entries())?;
+        let wrote =
+            !ready.entries().is_empty() || ready.hs().is_some() || !ready.snapshot().is_empty();
+        self.raw.mut_store().append(ready.entries(), ready.hs())?;
+        if let Some(hs) = ready.hs() {
+            self.inner.term.store(hs.term, Ordering::Release);
+        }
+        self.inner
+            .last_index
+            .store(self.raw.store().last(), Ordering::Release);
+        let persisted = ready.take_persisted_messages();
+        let number = ready.number();
+        self.raw.advance_append_async(ready);
+        if wrote || !self.unpersisted.is_empty() {
+            self.unpersisted.push_back((number, persisted));
+            if let Some(w) = &self.writer {
+                w.request(number);
+            } else if let Some(d) = &mut self.deferred {
+                d.push(number);
+            }
+        } else {
+            self.send_messages(persisted);
+            self.raw.on_persist_ready(number);
+        }
+        let applied = self.state().applied_index;
+        // raft-rs wants applied <= min(committed, persisted); an installed
+        // snapshot counts as persisted only once the writer reports it.
+        let rl = &self.raw.raft.raft_log;
+        let to = applied.min(rl.committed).min(rl.persisted);
+        if to > rl.applied {
+            self.raw.advance_apply_to(to);
+        }
+        self.raw.store().set_durable_applied(applied);
+        if self.inner.clock.elapsed(self.last_checkpoint) >= crate::checkpoint::INTERVAL
+            && applied > self.checkpointed
+        {
+            self.checkpoint()?;
+        }
         self.answer_reads();
         Ok(())
     }

@@ -21,12 +21,21 @@
 //! drop, role change and acknowledgement is fed to a trace hash
 //! ([`Sim::trace_hash`]) that tests compare across two runs.
 //!
+//! Log writes: by default a member syncs its WAL inside its Ready, as a
+//! disk that takes no time. [`Sim::set_log_write_ms`] gives a member a
+//! disk that takes that long: its Readies are persisted asynchronously (the
+//! production pipeline: appends go out first, raft learns of the sync
+//! later) and each sync completes that many virtual ms after its Ready; a
+//! crash before then loses the unsynced appends.
+//!
 //! A crash drops a member's loop between two steps, without the final sync
-//! and checkpoint of a clean stop, and a restart reopens its data dir. Every
-//! Ready ends with a sync and fjall flushes its buffers when dropped, so the
-//! simulated crash loses nothing that was written: it tests restart and
-//! catch-up, not power loss (`tests/crash.rs` and the process tests with
-//! `kill -9` do that). A wiped member's dir is deleted.
+//! and checkpoint of a clean stop, and a restart reopens its data dir. A
+//! member with the default disk syncs its WAL in every Ready and fjall
+//! flushes its buffers when dropped, so its crash loses nothing that was
+//! written: it tests restart and catch-up; a member with a slow disk loses
+//! the WAL appends not yet synced. Power loss is tested by
+//! `tests/power_cut.rs` and `tests/crash.rs`. A wiped member's dir is
+//! deleted.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -239,6 +248,10 @@ pub struct Sim {
     trace: Sha256,
     recent: VecDeque<String>,
     stats: Stats,
+    /// Members with a slow disk: how long each log sync takes.
+    log_write_ms: BTreeMap<u64, u64>,
+    /// Log syncs under way, by (completion ms, member): the Ready number.
+    persisting: BTreeMap<(u64, u64), u64>,
 }
 
 const CLUSTER_TOKEN: &str = "janus-cluster";
@@ -270,6 +283,8 @@ impl Sim {
             trace: Sha256::new(),
             recent: VecDeque::new(),
             stats: Stats::default(),
+            log_write_ms: BTreeMap::new(),
+            persisting: BTreeMap::new(),
             opts,
         };
         let members: Vec<Member> = (1..=sim.opts.members)
@@ -419,6 +434,10 @@ impl Sim {
             Err(e) => self.fail(&format!("member {name} failed to open: {e}")),
         };
         let phase = self.rng.gen_range(0..self.opts.tick_ms);
+        let mut runner = runner;
+        if self.log_write_ms.contains_key(&id) {
+            runner.defer_persistence();
+        }
         self.running.insert(
             id,
             Running {
@@ -440,6 +459,7 @@ impl Sim {
             return;
         }
         lock(&self.net).staged.remove(&id);
+        self.persisting.retain(|(_, m), _| *m != id);
         let line = format!("{} crash {}", self.now(), self.name(id));
         self.log(line);
     }
@@ -512,6 +532,7 @@ impl Sim {
         for (from, to) in failed {
             self.report_snapshot(from, to, false);
         }
+        self.complete_log_writes();
         let ids = self.running();
         let tick_ms = self.opts.tick_ms;
         for id in &ids {
@@ -538,8 +559,51 @@ impl Sim {
                 self.fail(&what);
             }
         }
+        self.start_log_writes();
         self.route();
         self.observe();
+    }
+
+    /// Gives member `id` a disk whose log syncs take `ms` virtual ms (see
+    /// the module); from now on it persists asynchronously, also after a
+    /// restart.
+    pub fn set_log_write_ms(&mut self, id: u64, ms: u64) {
+        self.log_write_ms.insert(id, ms);
+        if let Some(run) = self.running.get_mut(&id) {
+            run.runner.defer_persistence();
+        }
+        let line = format!("{} log write {ms}ms {}", self.now(), self.name(id));
+        self.log(line);
+    }
+
+    /// Completes the log syncs due now.
+    fn complete_log_writes(&mut self) {
+        let now = self.now();
+        let later = self.persisting.split_off(&(now + 1, 0));
+        let due = std::mem::replace(&mut self.persisting, later);
+        for ((_, id), number) in due {
+            let Some(run) = self.running.get_mut(&id) else {
+                continue;
+            };
+            if let Err(e) = run.runner.complete_persist(number) {
+                let what = format!("member {} log write failed: {e}", self.name(id));
+                self.fail(&what);
+            }
+        }
+    }
+
+    /// Queues the log syncs members asked for in this step.
+    fn start_log_writes(&mut self) {
+        let now = self.now();
+        for (id, ms) in &self.log_write_ms {
+            let Some(run) = self.running.get_mut(id) else {
+                continue;
+            };
+            if let Some(n) = run.runner.take_persist_requests().into_iter().max() {
+                let slot = self.persisting.entry((now + ms.max(&1), *id)).or_default();
+                *slot = (*slot).max(n);
+            }
+        }
     }
 
     /// Runs `n` steps.

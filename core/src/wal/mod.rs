@@ -7,7 +7,7 @@
 //! hard state, so any suffix of segments is self-contained; compaction
 //! appends a new start record, syncs it, then deletes whole segments that
 //! hold nothing above it. The next segment is zero-filled on a background
-//! thread while the current one fills up, so a roll costs a rename.
+//! thread once the current one is half full, so a roll costs a rename.
 //!
 //! Durability: appends go to a buffer; [`Wal::sync`] writes the buffer with
 //! one `pwrite` and one `fdatasync`, covering every append since the last
@@ -52,12 +52,31 @@ pub struct WalOptions {
     /// Size each segment is preallocated to (a record larger than this gets
     /// a segment of its own size).
     pub segment_bytes: u64,
+    /// Sync on the log writer thread (raft-rs async persistence) instead
+    /// of in the raft loop. Off by default: on the project machine an
+    /// fdatasync of the preallocated log takes ~60 us while handing each
+    /// Ready to another thread and back cost more than that under load
+    /// (BENCHMARKS.md); it pays off on disks whose flush takes
+    /// milliseconds. `JANUS_WAL_WRITER_THREAD=1` turns it on.
+    pub writer_thread: bool,
 }
 
 impl Default for WalOptions {
     fn default() -> Self {
         WalOptions {
             segment_bytes: 64 * 1024 * 1024,
+            writer_thread: false,
+        }
+    }
+}
+
+impl WalOptions {
+    /// The defaults, with `JANUS_WAL_WRITER_THREAD=1` read from the
+    /// environment.
+    pub fn from_env() -> WalOptions {
+        WalOptions {
+            writer_thread: std::env::var("JANUS_WAL_WRITER_THREAD").is_ok_and(|v| v == "1"),
+            ..WalOptions::default()
         }
     }
 }
@@ -253,7 +272,7 @@ impl Wal {
             Some(hs) => enc(hs)?,
             None => enc(&HardState::default())?,
         };
-        let mut wal = match segments.last() {
+        let wal = match segments.last() {
             Some(s) => {
                 let file = fs.open(&s.path).map_err(|e| io_err(&s.path, e))?;
                 Wal {
@@ -298,7 +317,6 @@ impl Wal {
                 w
             }
         };
-        wal.prepare_next();
         Ok((wal, rec))
     }
 
@@ -340,6 +358,10 @@ impl Wal {
         let used = self.written + self.buf.len() as u64;
         if used + n > self.file_len {
             self.roll(n)?;
+        } else if used > self.file_len / 2 {
+            // Only once the segment is half full: zero-filling competes
+            // with the log's own syncs for the disk.
+            self.prepare_next();
         }
         record::encode(&mut self.buf, kind, body);
         Ok(())
@@ -381,7 +403,6 @@ impl Wal {
             max_index: 0,
         });
         self.write_heads();
-        self.prepare_next();
         Ok(())
     }
 

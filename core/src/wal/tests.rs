@@ -8,7 +8,10 @@ use super::*;
 const SEG: u64 = 16 * 1024;
 
 fn opts() -> WalOptions {
-    WalOptions { segment_bytes: SEG }
+    WalOptions {
+        segment_bytes: SEG,
+        ..WalOptions::default()
+    }
 }
 
 fn entry(index: u64, term: u64, len: usize) -> Entry {
