@@ -88,7 +88,7 @@ async fn zookeeper_only_writes_keep_bounded_history_and_size() {
     // A fresh store occupies what fjall wrote, not its preallocated journal.
     assert!(empty < 8 << 20, "empty store reports {empty} bytes");
 
-    let value = vec![b'v'; 1024];
+    let value = vec![b'v'; 2048];
     let rounds = [15_000usize, 15_000];
     let mut sizes = Vec::new();
     let mut written = 0usize;
@@ -123,10 +123,12 @@ async fn zookeeper_only_writes_keep_bounded_history_and_size() {
     }
     // Without compaction the store would hold every byte written (twice:
     // the MVCC record and the raft entry); with it, what is kept is about
-    // KEEP revisions and KEEP raft entries, whatever was written before.
+    // KEEP revisions and KEEP raft entries, whatever was written before,
+    // plus what fjall has not let go yet (the active journal, tables not
+    // rewritten since): a fixed allowance, not a share of what was written.
     let kept = 2 * KEEP as usize * value.len();
     assert!(
-        (sizes[1] as usize) < written / 2 && (sizes[1] as usize) < kept + (12 << 20),
+        (sizes[1] as usize) < written / 2 && (sizes[1] as usize) < kept + (20 << 20),
         "db size {sizes:?} after {written} bytes written"
     );
 }
