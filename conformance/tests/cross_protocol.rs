@@ -1486,9 +1486,9 @@ async fn zk_pings_renew_the_session_lease() {
     assert_eq!(z.state(), SessionState::SyncConnected);
 }
 
-/// Sequential creates under an implicit parent number from the child
-/// creates etcd's writes made (D5: deletes move the cversion, not the
-/// sequence).
+/// Sequential creates under an implicit parent number from the count of
+/// child creates that etcd's writes gave it (deletes do not advance it, D5),
+/// while its cversion counts the delete too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_under_an_implicit_parent() {
     let j = Janus::start();
