@@ -10,6 +10,7 @@ mod log_writer;
 mod runner;
 #[doc(hidden)]
 pub mod sim;
+mod store_sync;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -185,6 +186,8 @@ enum Msg {
     Peer(PeerEvent),
     /// From the log writer thread.
     Persisted(log_writer::Report),
+    /// From the store syncer thread.
+    StoreDurable(store_sync::Report),
     Stop,
 }
 
@@ -396,6 +399,7 @@ impl Node {
         if writer_thread {
             runner.start_writer()?;
         }
+        runner.start_store_syncer()?;
         let handle = std::thread::Builder::new()
             .name("raft".into())
             .spawn(move || runner.run())

@@ -27,6 +27,7 @@ use raft::{RawNode, SnapshotStatus, StateRole};
 use raft_proto::ConfChangeI;
 
 use super::log_writer::LogWriter;
+use super::store_sync::StoreSyncer;
 use super::{ConfContext, Inner, Msg, Reply};
 use crate::command::{Applied, Command, CommandResult, Proposal};
 use crate::members::{Member, MemberChange};
@@ -69,6 +70,9 @@ pub(super) struct Runner {
     unpersisted: VecDeque<(u64, Vec<Message>)>,
     /// The writer failed: the loop must stop.
     failed: Option<CoreError>,
+    /// The store syncer thread (`None`: the loop syncs the store and
+    /// writes the checkpoint itself, as the simulation does).
+    store_syncer: Option<StoreSyncer>,
     /// The simulation's stand-in for the writer thread: Ready numbers
     /// waiting for [`Runner::complete_persist`] (`None`: not in use).
     deferred: Option<Vec<u64>>,
@@ -98,8 +102,29 @@ impl Runner {
             unpersisted: VecDeque::new(),
             failed: None,
             deferred: None,
+            store_syncer: None,
             inner,
         }
+    }
+
+    /// Moves the periodic store sync and checkpoint to their own thread.
+    pub(super) fn start_store_syncer(&mut self) -> Result<(), CoreError> {
+        let tx = self
+            .inner
+            .tx
+            .lock()
+            .map_err(|_| CoreError::Stopped)?
+            .clone();
+        let s = StoreSyncer::start(
+            Arc::clone(&self.inner.state),
+            self.inner.cfg.data_dir.clone(),
+            move |r| {
+                let _ = tx.send(Msg::StoreDurable(r));
+            },
+        )
+        .map_err(|e| CoreError::Raft(format!("cannot start the store syncer: {e}")))?;
+        self.store_syncer = Some(s);
+        Ok(())
     }
 
     /// Asynchronous persistence driven by the caller (the simulation, which
@@ -175,6 +200,9 @@ impl Runner {
         }
         if let Some(mut w) = self.writer.take() {
             w.stop();
+        }
+        if let Some(mut s) = self.store_syncer.take() {
+            s.stop();
         }
         if let Err(e) = self.raw.store().sync() {
             tracing::error!("final WAL sync failed: {e}");
@@ -276,6 +304,15 @@ impl Runner {
             Msg::Persisted(Ok(n)) => self.on_persisted(n),
             Msg::Persisted(Err(e)) => {
                 self.failed = Some(CoreError::Raft(format!("WAL write failed: {e}")));
+            }
+            Msg::StoreDurable(Ok(applied)) => {
+                self.checkpointed = applied;
+                if let Err(e) = self.truncate_log(applied) {
+                    self.failed = Some(e);
+                }
+            }
+            Msg::StoreDurable(Err(e)) => {
+                self.failed = Some(CoreError::Raft(format!("store sync failed: {e}")));
             }
             Msg::Peer(ev) => match ev {
                 PeerEvent::Raft(m) => {
@@ -411,7 +448,8 @@ impl Runner {
         self.raw.store().sync()?;
         let applied = self.state().applied_index;
         self.raw.store().set_durable_applied(applied);
-        if self.inner.clock.elapsed(self.last_checkpoint) >= crate::checkpoint::INTERVAL
+        if self.store_syncer.is_none()
+            && self.inner.clock.elapsed(self.last_checkpoint) >= crate::checkpoint::INTERVAL
             && applied > self.checkpointed
         {
             self.checkpoint()?;
@@ -500,7 +538,8 @@ impl Runner {
             self.raw.advance_apply_to(to);
         }
         self.raw.store().set_durable_applied(applied);
-        if self.inner.clock.elapsed(self.last_checkpoint) >= crate::checkpoint::INTERVAL
+        if self.store_syncer.is_none()
+            && self.inner.clock.elapsed(self.last_checkpoint) >= crate::checkpoint::INTERVAL
             && applied > self.checkpointed
         {
             self.checkpoint()?;
