@@ -17,6 +17,7 @@
 //! sync); the raft loop calls it before it records a checkpoint and
 //! truncates the WAL, and on a clean stop.
 
+use std::collections::HashMap;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -77,24 +78,31 @@ pub struct Engine {
 }
 
 /// A set of writes applied atomically by [`Engine::commit`].
+///
+/// Kept as a list of operations until the commit so that the writes of
+/// several commands can be gathered into one commit ([`Batch::append`]): the
+/// apply path commits a whole group of raft entries at once (D10). A key
+/// written more than once keeps its last write.
 pub struct Batch {
-    engine: Arc<Engine>,
-    inner: fjall::OwnedWriteBatch,
+    ops: Vec<(Space, Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl Batch {
     pub fn put(&mut self, space: Space, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        let ks = self.engine.space(space);
-        self.inner.insert(ks, key.into(), value.into());
+        self.ops.push((space, key.into(), Some(value.into())));
     }
 
     pub fn remove(&mut self, space: Space, key: impl Into<Vec<u8>>) {
-        let ks = self.engine.space(space);
-        self.inner.remove(ks, key.into());
+        self.ops.push((space, key.into(), None));
     }
 
     pub fn is_empty(&self) -> bool {
-        self.inner.is_empty()
+        self.ops.is_empty()
+    }
+
+    /// Adds `other`'s writes after this batch's own.
+    pub fn append(&mut self, other: Batch) {
+        self.ops.extend(other.ops);
     }
 }
 
@@ -184,22 +192,39 @@ impl Engine {
     }
 
     pub fn batch(self: &Arc<Engine>) -> Batch {
-        Batch {
-            engine: Arc::clone(self),
-            inner: self.db.batch(),
-        }
+        Batch { ops: Vec::new() }
     }
 
     /// Applies a batch atomically (visible at once, durable after the next
     /// [`Engine::sync`]).
     pub fn commit(&self, batch: Batch) -> Result<(), CoreError> {
-        if batch.inner.is_empty() {
+        if batch.ops.is_empty() {
             return Ok(());
         }
-        batch
-            .inner
-            .commit()
-            .map_err(|e| CoreError::storage(&self.dir, e))
+        // The last write of each key wins; earlier ones are not handed to
+        // fjall at all, so its batch never holds one key twice.
+        let mut keep = vec![false; batch.ops.len()];
+        {
+            let mut last: HashMap<(Space, &[u8]), usize> = HashMap::with_capacity(batch.ops.len());
+            for (i, (space, key, _)) in batch.ops.iter().enumerate() {
+                last.insert((*space, key.as_slice()), i);
+            }
+            for i in last.into_values() {
+                keep[i] = true;
+            }
+        }
+        let mut b = self.db.batch();
+        for ((space, key, value), keep) in batch.ops.into_iter().zip(keep) {
+            if !keep {
+                continue;
+            }
+            let ks = self.space(space);
+            match value {
+                Some(v) => b.insert(ks, key, v),
+                None => b.remove(ks, key),
+            }
+        }
+        b.commit().map_err(|e| CoreError::storage(&self.dir, e))
     }
 
     /// Makes every committed batch durable (fsync of the journal data).

@@ -134,6 +134,22 @@ pub struct State {
     /// Which proposals were applied, so a copy committed twice runs once.
     pub dedup: crate::dedup::Applied,
     pub hub: Hub,
+    /// Writes of the commands applied since [`State::begin_group`], not yet
+    /// in the store.
+    group: Option<Group>,
+}
+
+/// Commands applied but not yet committed to the store: a group of raft
+/// entries is committed in one fjall batch (D10). Later commands of the
+/// group read what earlier ones wrote from here, as a command reads its own
+/// writes from its [`Wtx`].
+struct Group {
+    batch: Batch,
+    written: HashMap<Rev, Record>,
+    zmeta: HashMap<Vec<u8>, Option<ZMeta>>,
+    /// Each command's events, in apply order: the hub takes one revision's
+    /// events at a time.
+    events: Vec<Vec<Event>>,
 }
 
 fn corrupt(engine: &Engine, space: &str, what: impl std::fmt::Display) -> CoreError {
@@ -238,6 +254,7 @@ impl State {
         let mut st = State {
             auth,
             dedup,
+            group: None,
             engine,
             revision,
             compact_revision,
@@ -266,9 +283,13 @@ impl State {
         }
     }
 
-    /// Loads the record written at `rev` (from this command's writes first).
+    /// Loads the record written at `rev` (from this command's writes first,
+    /// then its group's).
     pub fn record(&self, w: Option<&Wtx>, rev: Rev) -> Result<Record, CoreError> {
         if let Some(r) = w.and_then(|w| w.written.get(&rev)) {
+            return Ok(r.clone());
+        }
+        if let Some(r) = self.group.as_ref().and_then(|g| g.written.get(&rev)) {
             return Ok(r.clone());
         }
         let bytes = self
@@ -412,14 +433,50 @@ impl State {
         Ok(Some(prev))
     }
 
+    /// ZooKeeper metadata written by an earlier command of the open group
+    /// (`Some(None)`: removed).
+    pub(crate) fn group_zmeta(&self, path: &[u8]) -> Option<&Option<ZMeta>> {
+        self.group.as_ref().and_then(|g| g.zmeta.get(path))
+    }
+
+    /// Starts a group: commands applied until [`State::end_group`] are
+    /// committed to the store together, in one batch, and their events
+    /// published then, in order.
+    pub fn begin_group(&mut self) {
+        if self.group.is_none() {
+            self.group = Some(Group {
+                batch: self.engine.batch(),
+                written: HashMap::new(),
+                zmeta: HashMap::new(),
+                events: Vec::new(),
+            });
+        }
+    }
+
+    /// Commits the group's writes (with the last applied index and
+    /// revision) atomically and publishes its events.
+    pub fn end_group(&mut self) -> Result<(), CoreError> {
+        let Some(g) = self.group.take() else {
+            return Ok(());
+        };
+        self.engine.commit(g.batch)?;
+        for events in &g.events {
+            self.hub.publish(events);
+        }
+        Ok(())
+    }
+
     /// Finishes a command: records the applied index and revision in its
-    /// batch, commits it atomically and publishes its events.
+    /// batch, commits it atomically and publishes its events (or, in a
+    /// group, hands all of that to the group).
     pub fn commit(&mut self, w: Wtx, index: u64) -> Result<(), CoreError> {
         let Wtx {
             main,
             sub,
             mut batch,
             events,
+            written,
+            zmeta,
             ..
         } = w;
         if sub > 0 {
@@ -436,6 +493,15 @@ impl State {
             META_REVISION.to_vec(),
             (self.revision as u64).to_be_bytes().to_vec(),
         );
+        if let Some(g) = self.group.as_mut() {
+            g.batch.append(batch);
+            g.written.extend(written);
+            g.zmeta.extend(zmeta);
+            if !events.is_empty() {
+                g.events.push(events);
+            }
+            return Ok(());
+        }
         self.engine.commit(batch)?;
         if !events.is_empty() {
             self.hub.publish(&events);

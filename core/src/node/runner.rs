@@ -636,6 +636,9 @@ impl Runner {
         {
             let state = Arc::clone(&self.inner.state);
             let mut st = state.write().unwrap_or_else(|p| p.into_inner());
+            // One store commit for the whole group, under one write lock so
+            // no reader sees a half-written group (D10).
+            st.begin_group();
             for e in entries {
                 if e.index <= st.applied_index {
                     continue;
@@ -713,6 +716,7 @@ impl Runner {
                     _ => st.apply_empty(e.index)?,
                 }
             }
+            st.end_group()?;
         }
         for (r, a) in replies {
             let _ = r.send(Ok(a));

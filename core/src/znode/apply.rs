@@ -110,6 +110,9 @@ impl State {
         if let Some(m) = w.and_then(|w| w.zmeta.get(path)) {
             return Ok(m.clone().unwrap_or_default());
         }
+        if let Some(m) = self.group_zmeta(path) {
+            return Ok(m.clone().unwrap_or_default());
+        }
         match self.engine.get(Space::Znodes, path)? {
             None => Ok(ZMeta::default()),
             Some(b) => ZMeta::decode(&b).map_err(|e| CoreError::Corrupt {
