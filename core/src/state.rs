@@ -6,7 +6,10 @@
 //!
 //! Apply is deterministic: it depends only on the state and the command
 //! (time comes from the proposal). Each applied entry is one fjall batch
-//! holding its state changes and the applied index (D10).
+//! holding its state changes and the applied index, or, inside a group
+//! ([`State::begin_group`]), part of one batch for all of the group's
+//! entries (D10). A proposal applied before runs no second time
+//! ([`crate::dedup`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
