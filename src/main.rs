@@ -30,7 +30,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    args.check_auth_token()?;
+    args.jwt()?;
     let node_cfg = args.node_config()?;
     tracing::info!(
         name = %node_cfg.name,

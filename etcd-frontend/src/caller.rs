@@ -54,7 +54,8 @@ pub fn captured() -> Credentials {
 }
 
 /// The current request's caller: none (the default caller) without
-/// credentials; `invalid auth token` for a token no member issued, that
+/// credentials; with JWTs, the token's claims (see [`crate::jwt`]);
+/// otherwise `invalid auth token` for a token no member issued, that
 /// expired or was revoked. A token issued by an entry this member has not
 /// applied yet is looked up again after catching up (etcd's
 /// `indexWaiter`).
@@ -66,6 +67,9 @@ pub async fn current(s: &Shared) -> Result<Caller, ApiError> {
             None => Caller::default(),
         });
     };
+    if let Some(jwt) = &s.cfg.jwt {
+        return Ok(jwt.verify(&token)?);
+    }
     match s.node.auth_caller(&token) {
         Ok(caller) => Ok(caller),
         Err(e) => {

@@ -13,6 +13,7 @@ mod caller;
 mod cluster;
 mod convert;
 mod gateway;
+pub mod jwt;
 mod kv;
 mod lease;
 mod maintenance;
@@ -48,6 +49,8 @@ pub struct EtcdConfig {
     pub watch_progress_notify_interval: std::time::Duration,
     /// How long a simple auth token lives unused (`--auth-token-ttl`, 300 s).
     pub auth_token_ttl: std::time::Duration,
+    /// Signed (JWT) tokens (`--auth-token jwt,...`); `None`: simple tokens.
+    pub jwt: Option<std::sync::Arc<jwt::Jwt>>,
     /// TLS on this listener (an `https://` client URL); `None`: plain TCP.
     pub tls: Option<tls::TlsConfig>,
 }
@@ -63,6 +66,7 @@ impl Default for EtcdConfig {
             peer_urls: vec!["http://127.0.0.1:2380".into()],
             watch_progress_notify_interval: std::time::Duration::from_secs(600),
             auth_token_ttl: std::time::Duration::from_secs(300),
+            jwt: None,
             tls: None,
         }
     }
