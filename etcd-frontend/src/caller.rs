@@ -86,3 +86,10 @@ pub async fn current(s: &Shared) -> Result<Caller, ApiError> {
         }
     }
 }
+
+/// etcd's `authMaintenanceServer.isAuthenticated`: with auth enabled, only
+/// the root role may defragment, snapshot, hash or move the leader.
+pub async fn require_admin(s: &Shared) -> Result<(), ApiError> {
+    let caller = current(s).await?;
+    Ok(s.node.auth_check_admin(&caller)?)
+}
