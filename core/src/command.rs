@@ -106,7 +106,12 @@ pub enum CommandResult {
 pub struct Proposal {
     /// Member that proposed it (only that member answers a client).
     pub proposer: u64,
-    /// Unique per proposer, used to find the waiting client.
+    /// Chosen at random when the proposer started: with `request_id` it
+    /// names the proposal uniquely across restarts, so a copy committed
+    /// twice applies once ([`crate::dedup`]).
+    pub epoch: u64,
+    /// Counts up from 1 within one boot of the proposer; finds the waiting
+    /// client.
     pub request_id: u64,
     /// Proposer's wall clock in milliseconds: ctime/mtime and TTL checks.
     pub now_ms: i64,

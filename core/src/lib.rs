@@ -11,6 +11,7 @@ pub mod auth;
 pub mod checkpoint;
 pub mod command;
 pub mod compactor;
+pub mod dedup;
 pub mod disk_usage;
 pub mod engine;
 mod error;

@@ -131,6 +131,8 @@ pub struct State {
     pub members: BTreeMap<u64, crate::members::Member>,
     /// etcd's users, roles and permissions (D14).
     pub auth: crate::auth::AuthStore,
+    /// Which proposals were applied, so a copy committed twice runs once.
+    pub dedup: crate::dedup::Applied,
     pub hub: Hub,
 }
 
@@ -232,8 +234,10 @@ impl State {
                 .map(|(k, _)| k),
         )?;
         let auth = crate::auth::AuthStore::load(&engine)?;
+        let dedup = crate::dedup::Applied::load(&engine)?;
         let mut st = State {
             auth,
+            dedup,
             engine,
             revision,
             compact_revision,
@@ -442,15 +446,27 @@ impl State {
 
 impl State {
     /// Applies one proposal at raft index `index`: computes its result and
-    /// commits its changes together with the applied index. An `Err` is a
+    /// commits its changes together with the applied index. `None`: the
+    /// proposal was applied before (a copy committed twice): nothing ran,
+    /// only the applied index moved ([`crate::dedup`]). An `Err` is a
     /// storage failure: the member must stop.
     pub fn apply(
         &mut self,
         p: &crate::command::Proposal,
         index: u64,
-    ) -> Result<crate::command::Applied, CoreError> {
+    ) -> Result<Option<crate::command::Applied>, CoreError> {
         use crate::command::{Command, CommandResult};
         let mut w = self.begin(p.now_ms);
+        let Some(window) = self.dedup.admit(p.proposer, p.epoch, p.request_id)? else {
+            tracing::debug!(
+                index,
+                proposer = p.proposer,
+                request = p.request_id,
+                "duplicate proposal not applied again"
+            );
+            self.commit(w, index)?;
+            return Ok(None);
+        };
         let result = self.apply_command(&mut w, &p.command, index)?;
         let failed = matches!(
             &result,
@@ -485,11 +501,13 @@ impl State {
                 self.zk_seq_advance(&mut w, *session, *conn, *seq);
             }
         }
+        let (k, v) = window;
+        w.batch.put(Space::Meta, k, v);
         self.commit(w, index)?;
-        Ok(crate::command::Applied {
+        Ok(Some(crate::command::Applied {
             revision: self.revision,
             result,
-        })
+        }))
     }
 
     /// One command's result and writes (into `w`); `Err` is a storage

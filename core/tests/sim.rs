@@ -112,6 +112,8 @@ fn check_final(sim: &mut Sim, ids: &[u64]) {
     check!(sim, digest.is_ok(), "{}", digest.unwrap_err());
     let lost = sim.lost_writes(ids);
     check!(sim, lost.is_empty(), "acknowledged writes lost: {lost:#?}");
+    let twice = sim.applied_twice(ids);
+    check!(sim, twice.is_empty(), "commands applied twice: {twice:#?}");
     check!(
         sim,
         sim.violations().is_empty(),
@@ -183,6 +185,41 @@ fn lossy_reordering_network_converges() {
             s.dropped > 0 && s.duplicated > 0,
             "faults were not injected: {s:?}"
         );
+    }
+}
+
+/// Every forwarded proposal has a good chance of reaching the leader twice
+/// (a transport that retries); each must still apply once.
+#[test]
+fn duplicated_forwarded_proposals_apply_once() {
+    for seed in seeds() {
+        let _guard = SeedGuard(seed);
+        let dir = root();
+        let mut sim = Sim::new(
+            seed,
+            dir.path(),
+            SimOptions {
+                members: 3,
+                duplicate: 0.3,
+                max_delay_ms: 20,
+                ..Default::default()
+            },
+        );
+        let mut load = Load::new(seed);
+        let leader = sim.wait_leader(20_000);
+        let followers: Vec<u64> = sim.all().into_iter().filter(|m| *m != leader).collect();
+        let t = load.run(&mut sim, 2000, 10, &followers);
+        sim.set_duplicate(0.0);
+        sim.run(300);
+        let s = sim.stats();
+        check!(
+            sim,
+            s.duplicated_proposals > 0,
+            "no forwarded proposal was duplicated: {s:?}"
+        );
+        check!(sim, acked(&sim, &t) > 0, "nothing acknowledged");
+        let all = sim.all();
+        check_final(&mut sim, &all);
     }
 }
 

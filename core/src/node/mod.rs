@@ -153,6 +153,9 @@ struct Inner {
     leader: AtomicU64,
     last_index: AtomicU64,
     next_request: AtomicU64,
+    /// Random per boot: names this member's proposals apart from those of
+    /// its earlier runs ([`crate::dedup`]).
+    epoch: u64,
     /// Lease deadlines, kept by every member, acted on by the leader (D9).
     deadlines: Mutex<HashMap<i64, Instant>>,
     stopped: AtomicBool,
@@ -227,10 +230,10 @@ fn open(
     cfg: NodeConfig,
     wal_fs: Arc<dyn WalFs>,
     wal_opts: WalOptions,
-    tx: std_mpsc::Sender<Msg>,
-    rx: std_mpsc::Receiver<Msg>,
+    (tx, rx): (std_mpsc::Sender<Msg>, std_mpsc::Receiver<Msg>),
     peers: Arc<dyn Outbox>,
     clock: Clock,
+    epoch: u64,
 ) -> Result<(Arc<Inner>, runner::Runner), CoreError> {
     let engine = Arc::new(Engine::open(&cfg.data_dir)?);
     let mut state = State::load(Arc::clone(&engine))?;
@@ -315,6 +318,7 @@ fn open(
         leader: AtomicU64::new(0),
         last_index: AtomicU64::new(0),
         next_request: AtomicU64::new(1),
+        epoch,
         deadlines: Mutex::new(deadlines),
         stopped: AtomicBool::new(false),
         removed: AtomicBool::new(false),
@@ -382,7 +386,15 @@ impl Node {
             }),
         );
         let writer_thread = wal_opts.writer_thread;
-        let (inner, mut runner) = open(cfg, wal_fs, wal_opts, tx, rx, peers.clone(), Clock::Real)?;
+        let (inner, mut runner) = open(
+            cfg,
+            wal_fs,
+            wal_opts,
+            (tx, rx),
+            peers.clone(),
+            Clock::Real,
+            rand::random(),
+        )?;
         if let Some(addr) = inner.cfg.peer_listen {
             let l = std::net::TcpListener::bind(addr)
                 .map_err(|e| CoreError::Raft(format!("cannot listen for peers on {addr}: {e}")))?;
@@ -445,6 +457,7 @@ impl Node {
         let id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
         let p = Proposal {
             proposer: self.inner.cfg.member_id,
+            epoch: self.inner.epoch,
             request_id: id,
             now_ms: self.inner.clock.now_ms(),
             command,

@@ -647,9 +647,13 @@ impl Runner {
                                 path: self.raw.store().wal_dir(),
                                 what: format!("entry {}: {err}", e.index),
                             })?;
-                        let applied = st.apply(&p, e.index)?;
+                        let Some(applied) = st.apply(&p, e.index)? else {
+                            continue;
+                        };
                         self.track_leases(&p.command, &applied.result, &st);
-                        if p.proposer == self.inner.cfg.member_id {
+                        // An entry of an earlier boot of this member carries
+                        // another epoch: its request id may equal a new one's.
+                        if p.proposer == self.inner.cfg.member_id && p.epoch == self.inner.epoch {
                             if let Some((r, _)) = self.pending.remove(&p.request_id) {
                                 replies.push((r, applied));
                             }
@@ -742,6 +746,7 @@ impl Runner {
         let id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
         let p = Proposal {
             proposer: self.inner.cfg.member_id,
+            epoch: self.inner.epoch,
             request_id: id,
             now_ms: self.inner.clock.now_ms(),
             command,

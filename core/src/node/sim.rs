@@ -222,6 +222,8 @@ pub struct Stats {
     pub delivered: u64,
     pub dropped: u64,
     pub duplicated: u64,
+    /// Of `duplicated`, forwarded proposals.
+    pub duplicated_proposals: u64,
     pub snapshots_delivered: u64,
 }
 
@@ -423,10 +425,11 @@ impl Sim {
             cfg,
             Arc::new(crate::wal::OsFs),
             crate::wal::WalOptions::default(),
-            tx,
-            rx,
+            (tx, rx),
             outbox,
             Clock::Virtual(Arc::clone(&self.time)),
+            // Seeded, so a seed replays the same trace.
+            self.rng.gen(),
         )
         .and_then(|(inner, mut runner)| runner.catch_up().map(|()| (inner, runner)));
         let (inner, runner) = match opened {
@@ -700,12 +703,14 @@ impl Sim {
                 }
                 continue;
             }
-            // Never a forwarded proposal: raft-rs appends every MsgPropose
-            // it receives and the state machine does not deduplicate by
-            // (proposer, request id), so a copy would apply the command
-            // twice. (The TCP transport never duplicates a frame.)
+            // Forwarded proposals too: raft-rs appends every MsgPropose it
+            // receives, so a copy is committed twice and the state machine
+            // must apply it once ([`crate::dedup`]).
             if let Payload::Raft(m) = &env.payload {
-                if twice && m.get_msg_type() != MessageType::MsgPropose {
+                if twice {
+                    if m.get_msg_type() == MessageType::MsgPropose {
+                        self.stats.duplicated_proposals += 1;
+                    }
                     let copy = Envelope {
                         from: env.from,
                         to: env.to,
@@ -788,6 +793,7 @@ impl Sim {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let p = Proposal {
             proposer: on,
+            epoch: run.inner.epoch,
             request_id: id,
             now_ms,
             command: Command::Put(PutRequest {
@@ -999,6 +1005,33 @@ impl Sim {
                 .map(|(id, d)| format!("{id:x}: applied {} rev {} hash {:08x}", d.0, d.1, d.2))
                 .collect::<Vec<_>>()
         ))
+    }
+
+    /// Keys proposed (acknowledged or not) that a member holds at a version
+    /// above 1: every key is put once, so a higher version is a command
+    /// applied twice.
+    pub fn applied_twice(&mut self, ids: &[u64]) -> Vec<String> {
+        let keys: Vec<Vec<u8>> = self.tickets.values().map(|t| t.key.clone()).collect();
+        let mut problems = Vec::new();
+        for id in ids {
+            for key in &keys {
+                let version = self
+                    .node(*id)
+                    .range(&RangeRequest {
+                        key: key.clone(),
+                        ..Default::default()
+                    })
+                    .ok()
+                    .and_then(|r| r.kvs.first().map(|kv| kv.version));
+                if let Some(v) = version.filter(|v| *v > 1) {
+                    problems.push(format!(
+                        "{} at version {v} on member {id:x}",
+                        String::from_utf8_lossy(key)
+                    ));
+                }
+            }
+        }
+        problems
     }
 
     /// Every acknowledged put is present, with its value and the revision
