@@ -11,8 +11,10 @@
 mod auth;
 mod caller;
 mod cluster;
+mod concurrency;
 mod context;
 mod convert;
+mod election_service;
 mod gateway;
 mod h2_authority;
 mod health;
@@ -20,6 +22,7 @@ pub mod jwt;
 mod kv_service;
 mod lease_service;
 mod listener;
+mod lock_service;
 mod maintenance;
 mod metrics;
 pub mod pb;
@@ -102,6 +105,8 @@ pub async fn serve(
         lease_server::LeaseServer, maintenance_server::MaintenanceServer,
         watch_server::WatchServer,
     };
+    use pb::v3electionpb::election_server::ElectionServer;
+    use pb::v3lockpb::lock_server::LockServer;
     use tower::ServiceExt;
 
     let s = context::Shared::new(node, cfg.clone());
@@ -126,6 +131,11 @@ pub async fn serve(
             maintenance::MaintenanceService(s.clone())
         ))
         .add_service(svc!(AuthServer, auth::AuthService(s.clone())))
+        .add_service(svc!(LockServer, lock_service::LockService(s.clone())))
+        .add_service(svc!(
+            ElectionServer,
+            election_service::ElectionService(s.clone())
+        ))
         .into_axum_router();
     metrics::init();
     let http = gateway::router(s.clone())
