@@ -5,7 +5,13 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/rpc.proto", "proto/kv.proto", "proto/auth.proto"];
+    let protos = [
+        "proto/rpc.proto",
+        "proto/kv.proto",
+        "proto/auth.proto",
+        "proto/v3lock.proto",
+        "proto/v3election.proto",
+    ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

@@ -176,6 +176,24 @@ impl Janus {
         self.zk
     }
 
+    /// An `etcd-client` connected to the etcd endpoint (panics on failure:
+    /// for tests).
+    pub async fn etcd_client(&self) -> etcd_client::Client {
+        etcd_client::Client::connect([self.etcd_endpoint()], None)
+            .await
+            .expect("etcd connect")
+    }
+
+    /// A `zookeeper-client` session (10 s timeout) on the ZooKeeper endpoint
+    /// (panics on failure: for tests).
+    pub async fn zk_client(&self) -> zookeeper_client::Client {
+        zookeeper_client::Client::connector()
+            .session_timeout(Duration::from_secs(10))
+            .connect(&self.zk.to_string())
+            .await
+            .expect("zk connect")
+    }
+
     /// Process id of the running server (None after [`Janus::kill`]).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())

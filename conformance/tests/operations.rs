@@ -10,17 +10,11 @@ use zk::{Acls, CreateMode};
 use zookeeper_client as zk;
 
 async fn etcd_client(j: &Janus) -> etcd::Client {
-    etcd::Client::connect([j.etcd_endpoint()], None)
-        .await
-        .expect("etcd connect")
+    j.etcd_client().await
 }
 
 async fn zk_client(j: &Janus) -> zk::Client {
-    zk::Client::connector()
-        .session_timeout(Duration::from_secs(10))
-        .connect(&j.zk_addr().to_string())
-        .await
-        .expect("zk connect")
+    j.zk_client().await
 }
 
 /// `writers` clients each rewrite their own znode `rounds` times.

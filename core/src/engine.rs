@@ -7,7 +7,8 @@
 //! - `revs`: MVCC records by (main revision, sub revision), big-endian;
 //! - `leases`: lease id → granted TTL;
 //! - `znodes`: path → ACL / aversion / node kind;
-//! - `tree`: path → cversion / pzxid of parents.
+//! - `tree`: path → child-create count / pzxid of parents (the stat
+//!   cversion is derived from the create count, D5).
 //!
 //! The raft log is not here: it lives in the WAL ([`crate::wal`], D10).
 //!

@@ -1,38 +1,60 @@
 //! janus-core: the replicated, revisioned store behind both protocols.
 //!
-//! - [`node::Node`]: a member (raft loop, proposals, reads, leases, watches).
-//! - [`command`]: the commands of the raft log and their results (D7).
-//! - [`state`]: the deterministic state machine; [`mvcc`], [`lease`] and
-//!   [`znode`] hold its etcd, lease and ZooKeeper rules.
-//! - [`watch`]: the watch hub (D6).
-//! - [`engine`]: every fjall call (D10); [`wal`]: the write-ahead log;
-//!   [`raft_log`]: raft-rs storage on the WAL.
+//! # Public surface
+//!
+//! What the frontends, the binary and core's own integration tests use, and
+//! nothing more:
+//!
+//! - [`Node`] (with [`NodeConfig`], [`Header`], [`Status`]): a member: raft
+//!   loop, proposals, reads, leases, watches. Start here; `examples/` runs
+//!   one member and a three-member cluster in process.
+//! - [`Command`], [`Applied`], [`CommandResult`]: the commands of the raft log
+//!   and their results (D7).
+//! - [`kv`], [`znode`], [`auth`]: the request and answer types of the etcd
+//!   keyspace, the ZooKeeper tree and etcd auth, with the checks a frontend
+//!   runs before proposing.
+//! - [`watch`] ([`WatchRequest`], [`Watcher`], [`Event`]): the watch hub (D6).
+//! - [`Member`], [`members`], [`health`], [`metrics`], [`compactor`]: cluster
+//!   membership, health and metrics endpoints, periodic compaction.
+//! - [`engine`], [`wal`], [`checkpoint`]: storage (every fjall call, D10; the
+//!   write-ahead log; the durable-checkpoint file), public for the crash,
+//!   power-cut and bad-input tests that open them directly.
+//!
+//! Crate-private: the state machine (`state`, with `mvcc` and `lease`), the
+//! command encoding (`command`), raft storage (`raft_log`), snapshots, peer
+//! transport and disk accounting.
+//!
+//! # Features
+//!
+//! - `sim`: `janus_core::sim`, a deterministic, seeded in-process cluster for
+//!   fault tests. It is test support, so the library the binary links leaves
+//!   it out; core's dev-dependency on itself turns it on for core's tests.
 pub mod auth;
 pub mod checkpoint;
-pub mod command;
+pub(crate) mod command;
 pub mod compactor;
-pub mod dedup;
-pub mod disk_usage;
+pub(crate) mod dedup;
+pub(crate) mod disk_usage;
 pub mod engine;
 mod error;
 pub mod health;
 pub mod kv;
-pub mod lease;
+pub(crate) mod lease;
 pub mod members;
 pub mod metrics;
-pub mod mvcc;
-pub mod node;
-pub mod peer;
-pub mod raft_log;
-pub mod snapshot;
-pub mod state;
-pub mod transport;
+pub(crate) mod mvcc;
+pub(crate) mod node;
+pub(crate) mod peer;
+pub(crate) mod raft_log;
+pub(crate) mod snapshot;
+pub(crate) mod state;
+pub(crate) mod transport;
 pub mod wal;
 pub mod watch;
 pub mod znode;
 
-/// Test support: a deterministic, seeded in-process cluster (see the module).
-#[doc(hidden)]
+/// Test support: a deterministic, seeded in-process cluster (feature `sim`).
+#[cfg(feature = "sim")]
 pub use node::sim;
 
 pub use command::{Applied, Command, CommandResult, Proposal};

@@ -11,7 +11,6 @@
 //! Frame: `[len: u32 BE][type: u8][payload]`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -357,10 +356,4 @@ impl Outbox for Peers {
     fn shutdown(&self) {
         Peers::shutdown(self)
     }
-}
-
-/// Resolves `host:port`.
-pub fn resolve(hostport: &str) -> Option<SocketAddr> {
-    use std::net::ToSocketAddrs;
-    hostport.to_socket_addrs().ok()?.next()
 }

@@ -1,5 +1,5 @@
 //! The state machine: in-memory indexes over the fjall store, and the two
-//! write primitives ([`State::put_key`], [`State::delete_key`]) through which
+//! write primitives ([`State::put_key_from`], [`State::delete_key`]) through which
 //! every change of every protocol goes, so the MVCC history, lease
 //! attachments, the ZooKeeper tree (D2) and watch events stay consistent
 //! whichever protocol wrote.
@@ -303,27 +303,9 @@ impl State {
             .map_err(|e| corrupt(&self.engine, "revs", format!("record {rev:?}: {e}")))
     }
 
-    /// The current value of a live key.
-    pub fn current_kv(&self, w: Option<&Wtx>, key: &[u8]) -> Result<Option<KeyValue>, CoreError> {
-        match self.keys.get(key).and_then(|k| k.live) {
-            None => Ok(None),
-            Some(live) => Ok(Some(self.record(w, live.mod_rev)?.to_kv(live.mod_rev.main))),
-        }
-    }
-
     /// Writes `key` (create or update). Returns the new and previous values.
     /// Lease attachment, the ZooKeeper tree and events follow.
-    pub fn put_key(
-        &mut self,
-        w: &mut Wtx,
-        key: &[u8],
-        value: Vec<u8>,
-        lease: i64,
-    ) -> Result<(KeyValue, Option<KeyValue>), CoreError> {
-        self.put_key_from(w, key, Some(value), lease, 1)
-    }
-
-    /// [`State::put_key`] with the version a created key starts at: 1 as in
+    /// `first_version` is the version a created key starts at: 1 as in
     /// etcd, except when ZooKeeper's setData makes an implicit znode (shown
     /// as version 0) explicit, which must show version 1 afterwards so that
     /// compare-and-set on versions stays exact. A `None` value is

@@ -188,7 +188,10 @@ pub struct Watcher {
 impl Watcher {
     /// Subscribes (see [`WatchRequest`]); a start revision below the
     /// compaction point is [`KvError::Compacted`].
-    pub fn subscribe(state: &Arc<RwLock<State>>, req: WatchRequest) -> Result<Watcher, KvError> {
+    pub(crate) fn subscribe(
+        state: &Arc<RwLock<State>>,
+        req: WatchRequest,
+    ) -> Result<Watcher, KvError> {
         let st = state
             .read()
             .map_err(|_| KvError::Internal("state lock poisoned".into()))?;

@@ -29,10 +29,12 @@ use tonic::Status;
 use crate::auth::AuthService;
 use crate::cluster::ClusterService;
 use crate::context::{Shared, CLUSTER_VERSION, ETCD_VERSION};
+use crate::election_service::ElectionService;
 use crate::kv_service::KvService;
 use crate::lease_service::LeaseService;
+use crate::lock_service::LockService;
 use crate::maintenance::MaintenanceService;
-use crate::pb::{self, etcdserverpb as epb};
+use crate::pb::{self, etcdserverpb as epb, v3electionpb as elpb, v3lockpb as lpb};
 use crate::status::{http_status, ApiError};
 use crate::watch_service::WatchService;
 
@@ -81,7 +83,14 @@ pub fn router(s: Shared) -> Router {
         .route("/auth/role/list", post(auth_role_list))
         .route("/auth/role/delete", post(auth_role_delete))
         .route("/auth/role/grant", post(auth_role_grant_permission))
-        .route("/auth/role/revoke", post(auth_role_revoke_permission));
+        .route("/auth/role/revoke", post(auth_role_revoke_permission))
+        .route("/lock/lock", post(lock_lock))
+        .route("/lock/unlock", post(lock_unlock))
+        .route("/election/campaign", post(election_campaign))
+        .route("/election/proclaim", post(election_proclaim))
+        .route("/election/leader", post(election_leader))
+        .route("/election/observe", post(election_observe))
+        .route("/election/resign", post(election_resign));
     Router::new()
         .route("/health", get(health))
         .route("/version", get(version))
@@ -165,6 +174,12 @@ named! {
     epb::AlarmRequest => "etcdserverpb.AlarmRequest", epb::AlarmResponse => "etcdserverpb.AlarmResponse",
     epb::HashKvRequest => "etcdserverpb.HashKVRequest", epb::HashKvResponse => "etcdserverpb.HashKVResponse",
     epb::DefragmentRequest => "etcdserverpb.DefragmentRequest", epb::DefragmentResponse => "etcdserverpb.DefragmentResponse",
+    lpb::LockRequest => "v3lockpb.LockRequest", lpb::LockResponse => "v3lockpb.LockResponse",
+    lpb::UnlockRequest => "v3lockpb.UnlockRequest", lpb::UnlockResponse => "v3lockpb.UnlockResponse",
+    elpb::CampaignRequest => "v3electionpb.CampaignRequest", elpb::CampaignResponse => "v3electionpb.CampaignResponse",
+    elpb::ProclaimRequest => "v3electionpb.ProclaimRequest", elpb::ProclaimResponse => "v3electionpb.ProclaimResponse",
+    elpb::LeaderRequest => "v3electionpb.LeaderRequest", elpb::LeaderResponse => "v3electionpb.LeaderResponse",
+    elpb::ResignRequest => "v3electionpb.ResignRequest", elpb::ResignResponse => "v3electionpb.ResignResponse",
 }
 
 /// A JSON request body that is not a valid message of the expected type.
@@ -287,6 +302,21 @@ unary_route!(
     AuthService,
     role_revoke_permission
 );
+
+unary_route!(lock_lock, LockService, lock);
+unary_route!(lock_unlock, LockService, unlock);
+unary_route!(election_campaign, ElectionService, campaign);
+unary_route!(election_proclaim, ElectionService, proclaim);
+unary_route!(election_leader, ElectionService, leader);
+unary_route!(election_resign, ElectionService, resign);
+
+/// Observe takes one request and answers a stream, like `/v3/watch`.
+async fn election_observe(State(s): State<Shared>, body: Bytes) -> Response {
+    match parse_body::<elpb::LeaderRequest>(&body) {
+        Ok(r) => streamed(ElectionService(s).observe(r)),
+        Err(e) => bad_json_response(e),
+    }
+}
 
 async fn watch(State(s): State<Shared>, body: Body) -> Response {
     let requests = json_requests::<epb::WatchRequest>(body);

@@ -11,14 +11,18 @@
 mod auth;
 mod caller;
 mod cluster;
+mod concurrency;
 mod context;
 mod convert;
+mod election_service;
 mod gateway;
 mod h2_authority;
 mod health;
+pub mod jwt;
 mod kv_service;
 mod lease_service;
 mod listener;
+mod lock_service;
 mod maintenance;
 mod metrics;
 pub mod pb;
@@ -52,6 +56,8 @@ pub struct EtcdConfig {
     pub watch_progress_notify_interval: std::time::Duration,
     /// How long a simple auth token lives unused (`--auth-token-ttl`, 300 s).
     pub auth_token_ttl: std::time::Duration,
+    /// Signed (JWT) tokens (`--auth-token jwt,...`); `None`: simple tokens.
+    pub jwt: Option<std::sync::Arc<jwt::Jwt>>,
     /// TLS on this listener (an `https://` client URL); `None`: plain TCP.
     pub tls: Option<tls::TlsConfig>,
 }
@@ -67,6 +73,7 @@ impl Default for EtcdConfig {
             peer_urls: vec!["http://127.0.0.1:2380".into()],
             watch_progress_notify_interval: std::time::Duration::from_secs(600),
             auth_token_ttl: std::time::Duration::from_secs(300),
+            jwt: None,
             tls: None,
         }
     }
@@ -98,6 +105,8 @@ pub async fn serve(
         lease_server::LeaseServer, maintenance_server::MaintenanceServer,
         watch_server::WatchServer,
     };
+    use pb::v3electionpb::election_server::ElectionServer;
+    use pb::v3lockpb::lock_server::LockServer;
     use tower::ServiceExt;
 
     let s = context::Shared::new(node, cfg.clone());
@@ -122,6 +131,11 @@ pub async fn serve(
             maintenance::MaintenanceService(s.clone())
         ))
         .add_service(svc!(AuthServer, auth::AuthService(s.clone())))
+        .add_service(svc!(LockServer, lock_service::LockService(s.clone())))
+        .add_service(svc!(
+            ElectionServer,
+            election_service::ElectionService(s.clone())
+        ))
         .into_axum_router();
     metrics::init();
     let http = gateway::router(s.clone())

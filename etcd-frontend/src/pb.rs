@@ -11,5 +11,12 @@ pub mod etcdserverpb {
     tonic::include_proto!("etcdserverpb");
 }
 
-/// The encoded `FileDescriptorSet` of the three protos, for the JSON gateway.
+pub mod v3lockpb {
+    tonic::include_proto!("v3lockpb");
+}
+pub mod v3electionpb {
+    tonic::include_proto!("v3electionpb");
+}
+
+/// The encoded `FileDescriptorSet` of the protos, for the JSON gateway.
 pub const DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/etcd_descriptor.bin"));

@@ -39,6 +39,10 @@ pub enum ApiError {
     Auth(AuthError),
     /// Something janus does not implement (yet); gRPC Unimplemented.
     Unimplemented(&'static str),
+    /// An error of etcd's lock and election services, which etcd returns
+    /// as plain Go errors: code Unknown, the text as it is
+    /// (`election: not leader`, ...).
+    Concurrency(String),
 }
 
 /// Which [`CoreError`] it was, kept apart from its text so the mapping is
@@ -198,6 +202,7 @@ impl ApiError {
                 (FailedPrecondition, "etcdserver: bad leader transferee")
             }
             ApiError::Auth(e) => auth_code_and_message(e),
+            ApiError::Concurrency(text) => return (Unknown, text.clone()),
             ApiError::Unimplemented(what) => {
                 return (Unimplemented, format!("janus: {what} is not implemented"))
             }

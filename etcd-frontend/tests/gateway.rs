@@ -179,3 +179,45 @@ fn json_watch_from_the_current_revision_of_a_fresh_store() {
         "the put after the watch: {b}"
     );
 }
+
+/// A response with the member-specific header fields dropped (cluster and
+/// member ids and the raft term differ between two fresh servers).
+fn comparable(mut v: Value) -> Value {
+    if let Some(h) = v.get_mut("header").and_then(Value::as_object_mut) {
+        h.remove("cluster_id");
+        h.remove("member_id");
+        h.remove("raft_term");
+    }
+    v
+}
+
+/// `/v3/lock/lock` and `/v3/lock/unlock` (and the election's no-leader
+/// error) answer what real etcd 3.4's gateway answers.
+fn lock_script(endpoint: &str) -> Vec<(Value, String)> {
+    let call = |path: &str, body: &str| {
+        let (b, code) = curl(&format!("{endpoint}{path}"), Some(body), Some("10"));
+        let v: Value = serde_json::from_str(&b).unwrap_or_else(|e| panic!("{path}: {e}: {b:?}"));
+        (comparable(v), code)
+    };
+    vec![
+        call("/v3/lease/grant", r#"{"TTL":60,"ID":4660}"#),
+        // name "gw", lease 0x1234: the key is "gw/1234".
+        call("/v3/lock/lock", r#"{"name":"Z3c=","lease":"4660"}"#),
+        call("/v3/kv/range", r#"{"key":"Z3cv","range_end":"Z3cw"}"#),
+        call("/v3/lock/lock", r#"{"name":"Z3c=","lease":4660}"#),
+        call("/v3/lock/unlock", r#"{"key":"Z3cvMTIzNA=="}"#),
+        call("/v3/lock/lock", r#"{"name":"Z3c=","lease":"999"}"#),
+        call("/v3/election/leader", r#"{"name":"Z3c="}"#),
+    ]
+}
+
+#[test]
+fn json_lock_matches_etcd() {
+    let etcd = janus_conformance::reference::RealEtcd::start().expect("real etcd 3.4");
+    let j = Janus::start();
+    let want = lock_script(&etcd.endpoint());
+    let got = lock_script(&j.etcd_endpoint());
+    assert_eq!(got, want);
+    assert_eq!(got[1].0["key"], "Z3cvMTIzNA==", "{:?}", got[1]);
+    assert_eq!(got[5].1, "500", "unknown lease: {:?}", got[5]);
+}

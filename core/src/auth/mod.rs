@@ -8,7 +8,7 @@
 //! - [`store`]: the data and its lookups (what `UserGet` … answer);
 //! - [`perm`]: the permission checks every etcd request passes (who may
 //!   read or write which keys, who is an administrator);
-//! - [`apply`]: the auth commands and the checked etcd writes, applied by
+//! - `apply`: the auth commands and the checked etcd writes, applied by
 //!   the state machine;
 //! - [`tokens`]: simple tokens, which — as in etcd — every member learns
 //!   when it applies the `Authenticate` command, and forgets after their
@@ -89,7 +89,8 @@ pub enum AuthOp {
     Enable,
     Disable,
     /// Issues a simple token `<prefix>.<raft index>` to `name` (the
-    /// proposer checked the password). `ttl_ms`: how long the token lives
+    /// proposer checked the password); an empty prefix only checks the
+    /// user (the proposer signs a JWT). `ttl_ms`: how long the token lives
     /// unused (`--auth-token-ttl` of the proposer).
     Authenticate {
         name: String,

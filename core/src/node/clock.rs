@@ -12,6 +12,8 @@ pub(crate) enum Clock {
     /// `Instant::now()` and the system wall clock.
     #[default]
     Real,
+    /// Only the simulation builds one.
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
     Virtual(Arc<VirtualTime>),
 }
 
@@ -28,6 +30,7 @@ pub(crate) struct VirtualTime {
 const VIRTUAL_EPOCH_MS: i64 = 1_700_000_000_000;
 
 impl VirtualTime {
+    #[cfg(feature = "sim")]
     pub(crate) fn new() -> Arc<VirtualTime> {
         Arc::new(VirtualTime {
             origin: Instant::now(),
@@ -35,6 +38,7 @@ impl VirtualTime {
         })
     }
 
+    #[cfg(feature = "sim")]
     pub(crate) fn advance(&self, ms: u64) {
         self.elapsed_ms.fetch_add(ms, Ordering::AcqRel);
     }

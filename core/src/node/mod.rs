@@ -8,7 +8,7 @@
 mod clock;
 mod log_writer;
 mod runner;
-#[doc(hidden)]
+#[cfg(feature = "sim")]
 pub mod sim;
 mod store_sync;
 
@@ -358,7 +358,22 @@ fn conf_change_v2(
 
 impl Node {
     /// Opens the data dir, replays the log from the applied index and starts
-    /// the raft loop.
+    /// the raft loop. Must run inside a tokio runtime (peer connections and
+    /// timers run on it); the raft loop itself has its own thread.
+    ///
+    /// ```
+    /// use janus_core::{Node, NodeConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// // One member, no peer listener: a cluster of itself.
+    /// let node = Node::start(NodeConfig::single(dir.path().join("data")))?;
+    /// assert_eq!(node.member_id(), 1);
+    /// node.stop();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn start(cfg: NodeConfig) -> Result<Node, CoreError> {
         Node::start_on(cfg, Arc::new(OsFs), WalOptions::from_env())
     }
@@ -452,7 +467,33 @@ impl Node {
         self.inner.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Proposes a command and waits until it is applied on this member.
+    /// Proposes a command and waits until it is applied on this member
+    /// (D7): the answer is the command's result and the revision it was
+    /// applied at. A refused command (a failed compare, a missing parent)
+    /// is an `Ok` carrying the refusal; `Err` means it may not have been
+    /// applied at all (stopped, timed out, no leader).
+    ///
+    /// ```
+    /// use janus_core::kv::PutRequest;
+    /// use janus_core::{Command, CommandResult, Node, NodeConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let node = Node::start(NodeConfig::single(dir.path().join("data")))?;
+    /// let applied = node
+    ///     .propose(Command::Put(PutRequest {
+    ///         key: b"k".to_vec(),
+    ///         value: b"v".to_vec(),
+    ///         ..Default::default()
+    ///     }))
+    ///     .await?;
+    /// assert!(matches!(applied.result, CommandResult::Put(Ok(_))));
+    /// assert_eq!(applied.revision, node.revision());
+    /// # node.stop();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn propose(&self, command: Command) -> Result<Applied, CoreError> {
         let id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
         let p = Proposal {
@@ -478,7 +519,27 @@ impl Node {
 
     /// Returns once this member has applied everything committed when the
     /// call was made (raft ReadIndex, batched): reads after it are
-    /// linearizable.
+    /// linearizable (D8).
+    ///
+    /// ```
+    /// use janus_core::kv::RangeRequest;
+    /// use janus_core::{Node, NodeConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let node = Node::start(NodeConfig::single(dir.path().join("data")))?;
+    /// node.read_barrier().await?;
+    /// // Nothing acknowledged before the barrier is missing from this read.
+    /// let all = node.range(&RangeRequest {
+    ///     key: b"a".to_vec(),
+    ///     ..Default::default()
+    /// })?;
+    /// assert!(all.kvs.is_empty());
+    /// # node.stop();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn read_barrier(&self) -> Result<(), CoreError> {
         let (reply, rx) = oneshot::channel();
         self.send(Msg::Read { reply })?;
@@ -529,7 +590,38 @@ impl Node {
         self.state().revision
     }
 
-    /// Local read (see [`crate::kv`] and [`crate::mvcc::range`]).
+    /// Local read of the etcd keyspace, at the revision this member has
+    /// applied (see [`crate::kv`] for the range conventions); call
+    /// [`Node::read_barrier`] first for a linearizable read.
+    ///
+    /// ```
+    /// use janus_core::kv::{PutRequest, RangeRequest};
+    /// use janus_core::{Command, Node, NodeConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let node = Node::start(NodeConfig::single(dir.path().join("data")))?;
+    /// for key in ["a/1", "a/2", "b/1"] {
+    ///     let put = PutRequest {
+    ///         key: key.into(),
+    ///         value: b"v".to_vec(),
+    ///         ..Default::default()
+    ///     };
+    ///     node.propose(Command::Put(put)).await?;
+    /// }
+    /// // The prefix "a/": keys from "a/" up to, not including, "a0".
+    /// let resp = node.range(&RangeRequest {
+    ///     key: b"a/".to_vec(),
+    ///     range_end: b"a0".to_vec(),
+    ///     ..Default::default()
+    /// })?;
+    /// let keys: Vec<&[u8]> = resp.kvs.iter().map(|kv| kv.key.as_slice()).collect();
+    /// assert_eq!(keys, [b"a/1".as_slice(), b"a/2".as_slice()]);
+    /// # node.stop();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, KvError> {
         Ok(self.state().range(None, req)?)
     }
@@ -542,6 +634,35 @@ impl Node {
         Ok((resp, st.revision))
     }
 
+    /// Subscribes to the changes of a key range, from history (a start
+    /// revision in the past) and live (D6). Both protocols' watches are
+    /// built on it.
+    ///
+    /// ```
+    /// use janus_core::kv::PutRequest;
+    /// use janus_core::{Command, EventKind, Node, NodeConfig, WatchRequest};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let node = Node::start(NodeConfig::single(dir.path().join("data")))?;
+    /// let mut watcher = node.watch(WatchRequest {
+    ///     key: b"k".to_vec(),
+    ///     ..Default::default()
+    /// })?;
+    /// let put = PutRequest {
+    ///     key: b"k".to_vec(),
+    ///     value: b"v".to_vec(),
+    ///     ..Default::default()
+    /// };
+    /// let applied = node.propose(Command::Put(put)).await?;
+    /// let events = watcher.next().await?;
+    /// assert_eq!(events[0].kind, EventKind::Put);
+    /// assert_eq!(events[0].kv.mod_revision, applied.revision);
+    /// # node.stop();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn watch(&self, req: WatchRequest) -> Result<Watcher, KvError> {
         Watcher::subscribe(&self.inner.state, req)
     }

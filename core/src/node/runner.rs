@@ -130,6 +130,7 @@ impl Runner {
     /// Asynchronous persistence driven by the caller (the simulation, which
     /// delays log writes in virtual time): Readies are acknowledged to raft
     /// only through [`Runner::complete_persist`].
+    #[cfg(feature = "sim")]
     pub(super) fn defer_persistence(&mut self) {
         if self.deferred.is_none() {
             self.deferred = Some(Vec::new());
@@ -137,6 +138,7 @@ impl Runner {
     }
 
     /// Ready numbers handed over since the last call (deferred mode).
+    #[cfg(feature = "sim")]
     pub(super) fn take_persist_requests(&mut self) -> Vec<u64> {
         self.deferred
             .as_mut()
@@ -145,6 +147,7 @@ impl Runner {
     }
 
     /// Does the writer's work for Ready `number` (deferred mode).
+    #[cfg(feature = "sim")]
     pub(super) fn complete_persist(&mut self, number: u64) -> Result<(), CoreError> {
         self.raw.store().sync()?;
         self.on_persisted(number);
@@ -247,6 +250,7 @@ impl Runner {
 
     /// The raft node, for the simulation's checks (role, term) and its
     /// seeded election timeouts.
+    #[cfg(feature = "sim")]
     pub(super) fn raft_mut(&mut self) -> &mut raft::Raft<RaftLog> {
         &mut self.raw.raft
     }

@@ -4,7 +4,7 @@
 //!
 //! A zero length marks the end of the written part of a preallocated
 //! (zero-filled) segment; anything else that does not check out is either a
-//! torn tail or corruption, which the reader ([`super::recover`]) tells apart.
+//! torn tail or corruption, which the reader (`Wal::open`) tells apart.
 
 /// Bytes before the kind byte.
 pub const HEADER: usize = 8;

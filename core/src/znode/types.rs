@@ -172,9 +172,8 @@ pub enum ZkOpResult {
 
 /// The answer to a ZooKeeper write command: for a single op, one entry; for
 /// a multi, one entry per op. On failure, every entry is an error as
-/// ZooKeeper reports it: `Ok`-less ops before the failing one are reported as
-/// [`ZkMultiEntry::Ok`]-turned-error-0 by the frontend, see
-/// [`ZkWriteResult::Failed`].
+/// ZooKeeper reports it: the ops before the failing one are reported by the
+/// frontend with error 0, see [`ZkWriteResult::Failed`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ZkWriteResult {
     /// Every op succeeded, in order; all at one revision.
