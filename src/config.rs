@@ -115,8 +115,8 @@ pub struct Args {
     /// Log line format: text or json (one object per line).
     #[arg(long, env = "JANUS_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
-    /// etcd auth token type: `simple` (signed `jwt,...` tokens are not
-    /// supported yet and refused at startup).
+    /// etcd auth token provider: `simple`, or signed tokens with
+    /// `jwt,pub-key=FILE,priv-key=FILE,sign-method=RS256|ES256...,ttl=5m`.
     #[arg(long, env = "JANUS_AUTH_TOKEN", default_value = "simple")]
     pub auth_token: String,
     /// Client-port certificate (PEM), for `https://` client URLs.
@@ -345,6 +345,7 @@ impl Args {
                 self.watch_progress_notify_interval_ms.max(1),
             ),
             tls: self.client_tls(listen),
+            jwt: self.jwt().ok().flatten(),
             // etcd treats a TTL of 0 as its default.
             auth_token_ttl: Duration::from_secs(match self.auth_token_ttl {
                 0 => 300,
@@ -400,15 +401,21 @@ impl Args {
         })
     }
 
-    /// `--auth-token`: etcd's token provider options (`TYPE[,k=v...]`).
-    pub fn check_auth_token(&self) -> anyhow::Result<()> {
-        let kind = self.auth_token.split(',').next().unwrap_or_default();
+    /// `--auth-token`: etcd's token provider options (`simple`, or
+    /// `jwt,pub-key=F,priv-key=F,sign-method=RS256,ttl=5m`).
+    pub fn jwt(&self) -> anyhow::Result<Option<std::sync::Arc<janus_etcd::jwt::Jwt>>> {
+        let (kind, opts) = self
+            .auth_token
+            .split_once(',')
+            .unwrap_or((self.auth_token.as_str(), ""));
         match kind {
-            "simple" => Ok(()),
-            "jwt" => {
-                anyhow::bail!("--auth-token jwt: signed tokens are not supported yet; use simple")
+            "simple" => Ok(None),
+            "jwt" => janus_etcd::jwt::Jwt::from_options(opts)
+                .map(|j| Some(std::sync::Arc::new(j)))
+                .map_err(|e| anyhow::anyhow!("--auth-token: {e}")),
+            other => {
+                anyhow::bail!("--auth-token {other:?}: invalid auth options (want simple or jwt)")
             }
-            other => anyhow::bail!("--auth-token {other:?}: invalid auth options (want simple)"),
         }
     }
 

@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    args.check_auth_token()?;
+    args.jwt()?;
     let node_cfg = args.node_config()?;
     let (retention, compaction_interval) = args.compaction()?;
     tracing::info!(

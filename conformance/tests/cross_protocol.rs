@@ -1594,3 +1594,76 @@ async fn set_data_on_an_implicit_znode_is_a_compare_and_set() {
     );
     assert_eq!(z.get_data("/j").await.expect("getData").0, b"first");
 }
+
+/// D14: etcd RBAC governs etcd clients, znode ACLs govern ZooKeeper
+/// clients, and an etcd write to a znode's key keeps its ACL.
+#[tokio::test]
+async fn etcd_rbac_and_znode_acls_each_govern_their_own_protocol() {
+    let j = Janus::start();
+    let z = zk_client(&j).await;
+    z.auth("digest".into(), b"u:p".to_vec())
+        .await
+        .expect("zk auth");
+    let guarded = CreateMode::Persistent.with_acls(Acls::creator_all());
+    z.create("/guarded", b"zk", &guarded).await.expect("create");
+
+    let mut c = etcd_client(&j).await;
+    c.user_add("root", "rootpw", None).await.expect("root");
+    c.user_grant_role("root", "root").await.expect("root role");
+    c.user_add("reader", "pw", None).await.expect("reader");
+    c.role_add("r").await.expect("role");
+    c.role_grant_permission("r", etcd::Permission::read("/guarded"))
+        .await
+        .expect("grant");
+    c.user_grant_role("reader", "r").await.expect("grant role");
+    c.auth_enable().await.expect("auth enable");
+    let as_user = |u: &'static str, p: &'static str| {
+        let ep = j.etcd_endpoint();
+        async move {
+            etcd::Client::connect([ep], Some(etcd::ConnectOptions::new().with_user(u, p)))
+                .await
+                .expect("etcd connect as user")
+        }
+    };
+
+    // etcd permissions decide for etcd clients; the znode's ACL is not
+    // consulted.
+    let mut reader = as_user("reader", "pw").await;
+    let got = etcd_kv(&mut reader, "/guarded")
+        .await
+        .expect("reader reads");
+    assert_eq!(got.value(), b"zk");
+    let denied = reader
+        .put("/guarded", "x", None)
+        .await
+        .expect_err("no write");
+    assert!(denied.to_string().contains("permission denied"), "{denied}");
+    let mut anon = etcd_client(&j).await;
+    let denied = anon.get("/guarded", None).await.expect_err("no user");
+    assert!(
+        denied.to_string().contains("user name is empty"),
+        "{denied}"
+    );
+
+    // An etcd write keeps the ACL: ZooKeeper still refuses strangers.
+    let mut root = as_user("root", "rootpw").await;
+    root.put("/guarded", "from etcd", None)
+        .await
+        .expect("root put");
+    let stranger = zk_client(&j).await;
+    assert!(matches!(
+        stranger.get_data("/guarded").await,
+        Err(zk::Error::NoAuth)
+    ));
+    let (data, _) = z.get_data("/guarded").await.expect("owner reads");
+    assert_eq!(data, b"from etcd");
+    let (acl, _) = z.get_acl("/guarded").await.expect("acl");
+    assert_eq!(acl.len(), 1);
+    assert_eq!(acl[0].scheme(), "digest");
+
+    // ZooKeeper writes answer to ACLs only, whatever etcd's auth says.
+    stranger
+        .create("/free", b"zk", &persistent())
+        .await
+        .expect("zk create with etcd auth on");
+}

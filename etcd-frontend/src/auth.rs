@@ -88,15 +88,24 @@ impl AuthService {
         loop {
             let (node, name, password) = (self.0.node.clone(), r.name.clone(), r.password.clone());
             let checked = blocking(move || node.auth_check_password(&name, &password)).await?;
+            // With JWTs the log only checks the user; the token is signed
+            // here, at the auth revision after the apply.
+            let prefix = match self.0.cfg.jwt {
+                Some(_) => String::new(),
+                None => auth::tokens::new_prefix(),
+            };
             let op = AuthOp::Authenticate {
                 name: r.name.clone(),
-                prefix: auth::tokens::new_prefix(),
+                prefix,
                 ttl_ms: self.0.cfg.auth_token_ttl.as_millis() as u64,
             };
             let (reply, revision) = self.change(op).await?;
-            let AuthReply::Token(token) = reply else {
+            let AuthReply::Token(mut token) = reply else {
                 return Err(ApiError::Auth(AuthError::AuthFailed));
             };
+            if let Some(jwt) = &self.0.cfg.jwt {
+                token = jwt.sign(&r.name, self.0.node.auth_revision())?;
+            }
             if checked == self.0.node.auth_revision() {
                 return Ok(pb::AuthenticateResponse {
                     header: self.0.header(Some(revision)),

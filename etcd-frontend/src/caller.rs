@@ -54,7 +54,8 @@ pub fn captured() -> Credentials {
 }
 
 /// The current request's caller: none (the default caller) without
-/// credentials; `invalid auth token` for a token no member issued, that
+/// credentials; with JWTs, the token's claims (see [`crate::jwt`]);
+/// otherwise `invalid auth token` for a token no member issued, that
 /// expired or was revoked. A token issued by an entry this member has not
 /// applied yet is looked up again after catching up (etcd's
 /// `indexWaiter`).
@@ -66,6 +67,9 @@ pub async fn current(s: &Shared) -> Result<Caller, ApiError> {
             None => Caller::default(),
         });
     };
+    if let Some(jwt) = &s.cfg.jwt {
+        return Ok(jwt.verify(&token)?);
+    }
     match s.node.auth_caller(&token) {
         Ok(caller) => Ok(caller),
         Err(e) => {
@@ -81,4 +85,11 @@ pub async fn current(s: &Shared) -> Result<Caller, ApiError> {
                 .map_err(|_| AuthError::InvalidAuthToken.into())
         }
     }
+}
+
+/// etcd's `authMaintenanceServer.isAuthenticated`: with auth enabled, only
+/// the root role may defragment, snapshot, hash or move the leader.
+pub async fn require_admin(s: &Shared) -> Result<(), ApiError> {
+    let caller = current(s).await?;
+    Ok(s.node.auth_check_admin(&caller)?)
 }

@@ -16,6 +16,7 @@ mod convert;
 mod gateway;
 mod h2_authority;
 mod health;
+pub mod jwt;
 mod kv_service;
 mod lease_service;
 mod listener;
@@ -52,6 +53,8 @@ pub struct EtcdConfig {
     pub watch_progress_notify_interval: std::time::Duration,
     /// How long a simple auth token lives unused (`--auth-token-ttl`, 300 s).
     pub auth_token_ttl: std::time::Duration,
+    /// Signed (JWT) tokens (`--auth-token jwt,...`); `None`: simple tokens.
+    pub jwt: Option<std::sync::Arc<jwt::Jwt>>,
     /// TLS on this listener (an `https://` client URL); `None`: plain TCP.
     pub tls: Option<tls::TlsConfig>,
 }
@@ -67,6 +70,7 @@ impl Default for EtcdConfig {
             peer_urls: vec!["http://127.0.0.1:2380".into()],
             watch_progress_notify_interval: std::time::Duration::from_secs(600),
             auth_token_ttl: std::time::Duration::from_secs(300),
+            jwt: None,
             tls: None,
         }
     }

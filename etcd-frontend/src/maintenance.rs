@@ -83,6 +83,7 @@ impl MaintenanceService {
     }
 
     pub async fn hash(&self, _r: pb::HashRequest) -> Result<pb::HashResponse, ApiError> {
+        crate::caller::require_admin(&self.0).await?;
         let (hash, _compact, rev) = self.0.node.hash_kv(0)?;
         Ok(pb::HashResponse {
             header: self.0.header(Some(rev)),
@@ -91,6 +92,7 @@ impl MaintenanceService {
     }
 
     pub async fn hash_kv(&self, r: pb::HashKvRequest) -> Result<pb::HashKvResponse, ApiError> {
+        crate::caller::require_admin(&self.0).await?;
         let (hash, compact_revision, rev) = self.0.node.hash_kv(r.revision)?;
         Ok(pb::HashKvResponse {
             header: self.0.header(Some(rev)),
@@ -103,6 +105,7 @@ impl MaintenanceService {
     /// one more message holding the sha256 of everything sent: etcdctl
     /// appends it to the file and `snapshot restore` checks it.
     pub async fn snapshot(&self, _r: pb::SnapshotRequest) -> Result<SnapshotStream, ApiError> {
+        crate::caller::require_admin(&self.0).await?;
         let node = self.0.node.clone();
         let chunks = tokio::task::spawn_blocking(move || node.export_snapshot())
             .await
@@ -144,6 +147,7 @@ impl MaintenanceService {
         &self,
         _r: pb::DefragmentRequest,
     ) -> Result<pb::DefragmentResponse, ApiError> {
+        crate::caller::require_admin(&self.0).await?;
         let node = self.0.node.clone();
         tokio::task::spawn_blocking(move || node.defragment())
             .await
@@ -162,6 +166,7 @@ impl MaintenanceService {
         &self,
         r: pb::MoveLeaderRequest,
     ) -> Result<pb::MoveLeaderResponse, ApiError> {
+        crate::caller::require_admin(&self.0).await?;
         let st = self.0.node.status();
         let me = st.header.member_id;
         if st.leader != me {

@@ -57,6 +57,10 @@ impl State {
                 if user.no_password {
                     return Err(AuthError::AuthFailed);
                 }
+                // No prefix: a signed-token member issues the token itself.
+                if prefix.is_empty() {
+                    return Ok(AuthReply::Token(String::new()));
+                }
                 let token = format!("{prefix}.{index}");
                 a.tokens
                     .assign(token.clone(), name, Duration::from_millis(*ttl_ms));

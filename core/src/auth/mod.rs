@@ -89,7 +89,8 @@ pub enum AuthOp {
     Enable,
     Disable,
     /// Issues a simple token `<prefix>.<raft index>` to `name` (the
-    /// proposer checked the password). `ttl_ms`: how long the token lives
+    /// proposer checked the password); an empty prefix only checks the
+    /// user (the proposer signs a JWT). `ttl_ms`: how long the token lives
     /// unused (`--auth-token-ttl` of the proposer).
     Authenticate {
         name: String,
