@@ -45,11 +45,11 @@ use tokio::sync::broadcast;
 use tokio_util::codec::{Framed, FramedParts, LengthDelimitedCodec};
 use tracing::{debug, warn};
 
-use crate::cmd::write::Prep;
+use crate::cmd::write::PreparedWrite;
 use crate::cmd::{self, Ctx, Mode, Prepared, Reply};
 use crate::proto::{self, code, ConnectRequest, ConnectResponse, Request};
-use crate::server::Shared;
 use crate::session::{self, ConnInfo, SessionError};
+use crate::shared::Shared;
 use crate::watches::{translate, WatchTable};
 use crate::{fourlw, ZkFrontendError};
 
@@ -119,6 +119,23 @@ struct Session {
     /// none is missed) and sessions taken by newer connections.
     revoked: broadcast::Receiver<i64>,
     taken: broadcast::Receiver<(i64, u64)>,
+}
+
+impl Session {
+    /// The context one request of this session is prepared or run in: the
+    /// one place it is built, for the pipelined and the exclusive path.
+    fn ctx<'a>(&'a mut self, shared: &'a Shared) -> Ctx<'a> {
+        Ctx {
+            node: &shared.node,
+            cfg: &shared.cfg,
+            session: self.id,
+            auth: &mut self.auth,
+            watches: &mut self.watches,
+            immediate: Vec::new(),
+            conn: self.conn,
+            seq: &self.seq,
+        }
+    }
 }
 
 impl Connection {
@@ -484,19 +501,10 @@ impl Connection {
     /// the order it receives them) in request order. The returned future
     /// waits for the apply and renders the reply.
     async fn submit(&self, s: &mut Session, xid: i32, bytes: usize, req: Request) -> Job {
-        let ctx = Ctx {
-            node: &self.shared.node,
-            cfg: &self.shared.cfg,
-            session: s.id,
-            auth: &mut s.auth,
-            watches: &mut s.watches,
-            immediate: Vec::new(),
-            conn: s.conn,
-            seq: &s.seq,
-        };
-        let prepared = match cmd::prepare(&ctx, req) {
-            Prepared::Write(Prep::Propose(p)) => p,
-            Prepared::Write(Prep::Reply(r)) => return done(xid, bytes, Ok(r)),
+        let ctx = s.ctx(&self.shared);
+        let proposal = match cmd::prepare(&ctx, req) {
+            Prepared::Write(PreparedWrite::Propose(p)) => p,
+            Prepared::Write(PreparedWrite::Answered(r)) => return done(xid, bytes, Ok(r)),
             // `mode` said Pipelined, so `prepare` takes it; answer as an
             // unknown request would be rather than panic.
             Prepared::Other(_) => {
@@ -506,8 +514,8 @@ impl Connection {
         };
         let shared = self.shared.clone();
         let mut job: Job = Box::pin(async move {
-            let reply = match shared.node.propose(prepared.command).await {
-                Ok(applied) => prepared.render.reply(applied),
+            let reply = match shared.node.propose(proposal.command).await {
+                Ok(applied) => proposal.shape.render(applied),
                 Err(e) => Err(e),
             };
             Answered { xid, bytes, reply }
@@ -528,16 +536,7 @@ impl Connection {
         req: Request,
     ) -> Result<bool, ZkFrontendError> {
         self.drain(io, s)?;
-        let mut ctx = Ctx {
-            node: &self.shared.node,
-            cfg: &self.shared.cfg,
-            session: s.id,
-            auth: &mut s.auth,
-            watches: &mut s.watches,
-            immediate: Vec::new(),
-            conn: s.conn,
-            seq: &s.seq,
-        };
+        let mut ctx = s.ctx(&self.shared);
         let reply = cmd::dispatch(&mut ctx, req).await?;
         let immediate = std::mem::take(&mut ctx.immediate);
         let close = self.answer(io, s, xid, reply, immediate).await?;

@@ -11,7 +11,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
-use crate::server::Shared;
+use crate::shared::Shared;
 
 pub const WORDS: [&str; 10] = [
     "ruok", "srvr", "stat", "mntr", "cons", "wchs", "envi", "conf", "isro", "dump",

@@ -1,7 +1,6 @@
 //! Accept loop: one task per connection, a semaphore bounding how many run
 //! at once, and graceful shutdown through one broadcast signal (mini-redis).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use janus_core::Node;
@@ -10,36 +9,11 @@ use tokio::sync::{broadcast, Semaphore};
 use tracing::{debug, info, warn};
 
 use crate::connection::Connection;
-use crate::session::Registry;
+use crate::shared::Shared;
 use crate::{ZkConfig, ZkFrontendError};
 
-/// State shared by every connection of one endpoint.
-pub struct Shared {
-    pub node: Node,
-    pub cfg: ZkConfig,
-    /// Live connections, for `cons`/`stat`/`wchs`/`dump`.
-    pub registry: Registry,
-    /// Requests answered since start (`srvr`'s "Received"/"Sent").
-    pub received: AtomicU64,
-    pub sent: AtomicU64,
-    pub started: std::time::Instant,
-    /// Request latency since start (`srvr`, `mntr`, `/metrics`).
-    pub latency: crate::latency::Latency,
-    /// (session, connection id) each time a connection establishes a
-    /// session: an older connection of that session on this member closes,
-    /// as ZooKeeper closes the previous connection of a reconnecting
-    /// session (`DisconnectReason.CLIENT_RECONNECT`).
-    pub taken: broadcast::Sender<(i64, u64)>,
-}
-
-impl Shared {
-    pub fn count_received(&self) {
-        self.received.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn count_sent(&self) {
-        self.sent.fetch_add(1, Ordering::Relaxed);
-    }
-}
+/// How long a client of the secure port may take to finish its handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Serves until `shutdown` resolves.
 ///
@@ -48,9 +22,6 @@ impl Shared {
 /// ZooKeeper's `maxClientCnxns` approximates). On shutdown, every connection
 /// is told through a broadcast channel and the call returns once they have
 /// all finished their current request.
-/// How long a client of the secure port may take to finish its handshake.
-const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 pub async fn serve(
     node: Node,
     cfg: ZkConfig,
@@ -59,16 +30,7 @@ pub async fn serve(
 ) -> Result<(), ZkFrontendError> {
     let limit = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
     let (notify_tx, _) = broadcast::channel::<()>(1);
-    let shared = Arc::new(Shared {
-        node,
-        cfg,
-        registry: Registry::default(),
-        received: AtomicU64::new(0),
-        sent: AtomicU64::new(0),
-        started: std::time::Instant::now(),
-        latency: crate::latency::Latency::default(),
-        taken: broadcast::channel(1024).0,
-    });
+    let shared = Arc::new(Shared::new(node, cfg));
     crate::fourlw::register_metrics(&shared);
     info!(addr = ?listener.local_addr().ok(), "ZooKeeper endpoint listening");
     let mut tasks = tokio::task::JoinSet::new();

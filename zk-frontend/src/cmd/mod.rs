@@ -116,11 +116,11 @@ pub fn mode(req: &Request) -> Mode {
     }
 }
 
-/// What [`prepare`] made of a request.
+/// What the prepare step ([`prepare`]) made of a decoded request.
 pub enum Prepared {
     /// A [`Mode::Pipelined`] write: a command, or a reply decided without
     /// the log.
-    Write(write::Prep),
+    Write(write::PreparedWrite),
     /// Any other request, unchanged.
     Other(Request),
 }
@@ -149,8 +149,10 @@ pub fn prepare(ctx: &Ctx<'_>, req: Request) -> Prepared {
 /// contract for that situation.
 pub async fn dispatch(ctx: &mut Ctx<'_>, req: Request) -> Result<Reply, CoreError> {
     let req = match prepare(ctx, req) {
-        Prepared::Write(write::Prep::Reply(r)) => return Ok(r),
-        Prepared::Write(write::Prep::Propose(p)) => return p.run(ctx.node).await,
+        Prepared::Write(write::PreparedWrite::Answered(r)) => return Ok(r),
+        Prepared::Write(write::PreparedWrite::Propose(p)) => {
+            return p.propose_and_render(ctx.node).await
+        }
         Prepared::Other(req) => req,
     };
     match req {

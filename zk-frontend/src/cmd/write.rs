@@ -59,16 +59,18 @@ fn reserved_check(path: &str, create: bool) -> Result<(), ZkError> {
     Ok(())
 }
 
-/// A write translated for the log: the command to propose and how to turn
-/// its outcome into a reply. Building one reads no tree state, so a
-/// connection may prepare and submit several before the first is applied.
-pub struct Prepared {
+/// A write translated for the log (the propose step's input): the command
+/// to propose and the shape of its reply. Building one reads no tree state,
+/// so a connection may prepare and submit several before the first is
+/// applied.
+pub struct WriteProposal {
     pub command: Command,
-    pub render: Render,
+    pub shape: ReplyShape,
 }
 
-/// What a write needs to remember to render its reply once applied.
-pub enum Render {
+/// What a write needs to remember to render its reply once applied (the
+/// render step's input besides core's answer).
+pub enum ReplyShape {
     /// create/create2/createContainer/createTTL, with the opcode as sent.
     Create {
         opcode: i32,
@@ -85,11 +87,12 @@ pub enum Render {
     },
 }
 
-/// The outcome of preparing a write: a command to propose, or a reply
-/// decided without the log (validation failures, refused system paths).
-pub enum Prep {
-    Propose(Prepared),
-    Reply(Reply),
+/// The outcome of the prepare step for a write: a command to propose, or a
+/// reply decided without the log (validation failures, refused system
+/// paths).
+pub enum PreparedWrite {
+    Propose(WriteProposal),
+    Answered(Reply),
 }
 
 /// Every write carries the connection's id and its next number on it, so
@@ -109,25 +112,26 @@ fn zk_command(ctx: &Ctx<'_>, ops: Vec<ZkOp>, multi: bool) -> Command {
     }
 }
 
-fn prepared(ctx: &Ctx<'_>, ops: Vec<ZkOp>, multi: bool, render: Render) -> Prep {
-    Prep::Propose(Prepared {
+fn to_propose(ctx: &Ctx<'_>, ops: Vec<ZkOp>, multi: bool, shape: ReplyShape) -> PreparedWrite {
+    PreparedWrite::Propose(WriteProposal {
         command: zk_command(ctx, ops, multi),
-        render,
+        shape,
     })
 }
 
-impl Prepared {
+impl WriteProposal {
     /// Proposes and renders (the sequential path; a pipelining connection
-    /// submits [`Prepared::command`] itself and calls [`Render::reply`]).
-    pub async fn run(self, node: &Node) -> Result<Reply, CoreError> {
+    /// submits [`WriteProposal::command`] itself and calls
+    /// [`ReplyShape::render`]).
+    pub async fn propose_and_render(self, node: &Node) -> Result<Reply, CoreError> {
         let applied = node.propose(self.command).await?;
-        self.render.reply(applied)
+        self.shape.render(applied)
     }
 }
 
-impl Render {
+impl ReplyShape {
     /// The reply to an applied write.
-    pub fn reply(self, applied: Applied) -> Result<Reply, CoreError> {
+    pub fn render(self, applied: Applied) -> Result<Reply, CoreError> {
         let rev = applied.revision;
         let r = match applied.result {
             CommandResult::Zk(ZkWriteResult::Failed {
@@ -147,7 +151,7 @@ impl Render {
                 )))
             }
         };
-        if let Render::Multi { opcodes } = &self {
+        if let ReplyShape::Multi { opcodes } = &self {
             return Ok(Reply::ok(rev, render_multi(opcodes, &r).into_bytes()));
         }
         let one = match r {
@@ -161,7 +165,7 @@ impl Render {
             }
         };
         Ok(match (self, one) {
-            (Render::Create { opcode }, ZkOpResult::Create { path, stat }) => {
+            (ReplyShape::Create { opcode }, ZkOpResult::Create { path, stat }) => {
                 let mut w = Writer::new();
                 w.ustring(&path);
                 if opcode != op::CREATE {
@@ -169,10 +173,10 @@ impl Render {
                 }
                 Reply::ok(rev, w.into_bytes())
             }
-            (Render::Delete, _) => Reply::empty(rev),
-            (Render::SetData, ZkOpResult::SetData { stat })
-            | (Render::SetAcl, ZkOpResult::SetAcl { stat })
-            | (Render::Check, ZkOpResult::Check { stat }) => {
+            (ReplyShape::Delete, _) => Reply::empty(rev),
+            (ReplyShape::SetData, ZkOpResult::SetData { stat })
+            | (ReplyShape::SetAcl, ZkOpResult::SetAcl { stat })
+            | (ReplyShape::Check, ZkOpResult::Check { stat }) => {
                 let mut w = Writer::new();
                 w.stat(&stat);
                 Reply::ok(rev, w.into_bytes())
@@ -182,14 +186,14 @@ impl Render {
     }
 }
 
-pub fn create(ctx: &Ctx<'_>, opcode: i32, req: CreateReq) -> Prep {
+pub fn create(ctx: &Ctx<'_>, opcode: i32, req: CreateReq) -> PreparedWrite {
     match create_op(ctx, opcode, req) {
-        Ok(o) => prepared(ctx, vec![o], false, Render::Create { opcode }),
-        Err(e) => Prep::Reply(Reply::err(ctx.node.revision(), error_code(e))),
+        Ok(o) => to_propose(ctx, vec![o], false, ReplyShape::Create { opcode }),
+        Err(e) => PreparedWrite::Answered(Reply::err(ctx.node.revision(), error_code(e))),
     }
 }
 
-pub fn delete(ctx: &Ctx<'_>, path: String, version: i32) -> Prep {
+pub fn delete(ctx: &Ctx<'_>, path: String, version: i32) -> PreparedWrite {
     if system::is_reserved(&path) || path == "/" {
         // ZooKeeper refuses to delete its special paths (the root and the
         // system nodes) with BadArguments (DataTree.isSpecialPath).
@@ -198,48 +202,48 @@ pub fn delete(ctx: &Ctx<'_>, path: String, version: i32) -> Prep {
         } else {
             code::NO_AUTH
         };
-        return Prep::Reply(Reply::err(ctx.node.revision(), c));
+        return PreparedWrite::Answered(Reply::err(ctx.node.revision(), c));
     }
-    prepared(
+    to_propose(
         ctx,
         vec![ZkOp::Delete { path, version }],
         false,
-        Render::Delete,
+        ReplyShape::Delete,
     )
 }
 
-pub fn set_data(ctx: &Ctx<'_>, path: String, data: Option<Vec<u8>>, version: i32) -> Prep {
+pub fn set_data(ctx: &Ctx<'_>, path: String, data: Option<Vec<u8>>, version: i32) -> PreparedWrite {
     if let Err(e) = reserved_check(&path, false) {
-        return Prep::Reply(Reply::err(ctx.node.revision(), error_code(e)));
+        return PreparedWrite::Answered(Reply::err(ctx.node.revision(), error_code(e)));
     }
     let o = ZkOp::SetData {
         path,
         data,
         version,
     };
-    prepared(ctx, vec![o], false, Render::SetData)
+    to_propose(ctx, vec![o], false, ReplyShape::SetData)
 }
 
-pub fn set_acl(ctx: &Ctx<'_>, path: String, acl: Vec<Acl>, version: i32) -> Prep {
+pub fn set_acl(ctx: &Ctx<'_>, path: String, acl: Vec<Acl>, version: i32) -> PreparedWrite {
     if let Err(e) = reserved_check(&path, false) {
-        return Prep::Reply(Reply::err(ctx.node.revision(), error_code(e)));
+        return PreparedWrite::Answered(Reply::err(ctx.node.revision(), error_code(e)));
     }
-    prepared(
+    to_propose(
         ctx,
         vec![ZkOp::SetAcl { path, acl, version }],
         false,
-        Render::SetAcl,
+        ReplyShape::SetAcl,
     )
 }
 
 /// The standalone check opcode (13): its stat comes back with the applied
 /// result, so it needs no read of its own.
-pub fn check(ctx: &Ctx<'_>, path: String, version: i32) -> Prep {
-    prepared(
+pub fn check(ctx: &Ctx<'_>, path: String, version: i32) -> PreparedWrite {
+    to_propose(
         ctx,
         vec![ZkOp::Check { path, version }],
         false,
-        Render::Check,
+        ReplyShape::Check,
     )
 }
 
@@ -311,7 +315,7 @@ fn render_failed(w: &mut Writer, n: usize, index: usize, err: i32) {
 /// when an op failed; the per-op results carry the codes. An op refused
 /// from the request alone still goes to core, as [`ZkOp::Refused`], which
 /// reports the earliest failing op.
-pub fn multi(ctx: &Ctx<'_>, ops: Vec<MultiOp>) -> Prep {
+pub fn multi(ctx: &Ctx<'_>, ops: Vec<MultiOp>) -> PreparedWrite {
     let mut opcodes = Vec::with_capacity(ops.len());
     let mut zk_ops = Vec::with_capacity(ops.len());
     for o in ops {
@@ -336,7 +340,10 @@ pub fn multi(ctx: &Ctx<'_>, ops: Vec<MultiOp>) -> Prep {
             MultiOp::Check { path, version } => (op::CHECK, Ok(ZkOp::Check { path, version })),
             MultiOp::GetChildren { .. } | MultiOp::GetData { .. } => {
                 // Reads in a write multi: ZooKeeper fails to decode the record.
-                return Prep::Reply(Reply::err(ctx.node.revision(), code::MARSHALLING_ERROR));
+                return PreparedWrite::Answered(Reply::err(
+                    ctx.node.revision(),
+                    code::MARSHALLING_ERROR,
+                ));
             }
         };
         opcodes.push(opcode);
@@ -345,9 +352,9 @@ pub fn multi(ctx: &Ctx<'_>, ops: Vec<MultiOp>) -> Prep {
     if zk_ops.is_empty() {
         let mut w = Writer::new();
         w.int(-1).boolean(true).int(-1);
-        return Prep::Reply(Reply::ok(ctx.node.revision(), w.into_bytes()));
+        return PreparedWrite::Answered(Reply::ok(ctx.node.revision(), w.into_bytes()));
     }
-    prepared(ctx, zk_ops, true, Render::Multi { opcodes })
+    to_propose(ctx, zk_ops, true, ReplyShape::Multi { opcodes })
 }
 
 #[cfg(test)]
