@@ -278,3 +278,83 @@ async fn election_matches_etcd() {
     let got = election_script(&janus.etcd_endpoint()).await;
     assert_eq!(got, want);
 }
+
+/// With auth on, every step runs with the caller's credentials: a user
+/// with read-write on `allowed/` only may lock and campaign there and
+/// nowhere else, and gets etcd's error text (code Unknown) elsewhere.
+async fn auth_script(endpoint: &str) -> Vec<String> {
+    use etcd_client::{ConnectOptions, Permission};
+    let mut t = Transcript::default();
+    let mut root = connect(endpoint).await;
+    root.user_add("root", "rootpw", None).await.expect("root");
+    root.user_grant_role("root", "root")
+        .await
+        .expect("root role");
+    root.user_add("u", "upw", None).await.expect("user");
+    root.role_add("r").await.expect("role");
+    root.role_grant_permission("r", Permission::read_write("allowed/").with_prefix())
+        .await
+        .expect("perm");
+    root.user_grant_role("u", "r").await.expect("grant");
+    let lease = root
+        .lease_grant(
+            60,
+            Some(etcd_client::LeaseGrantOptions::new().with_id(0x77)),
+        )
+        .await
+        .expect("lease")
+        .id();
+    root.auth_enable().await.expect("auth enable");
+    let mut u = Client::connect(
+        [endpoint],
+        Some(ConnectOptions::new().with_user("u", "upw")),
+    )
+    .await
+    .expect("connect as u");
+
+    let r = u
+        .lock("allowed/m", Some(LockOptions::new().with_lease(lease)))
+        .await
+        .map(|r| text(r.key()))
+        .map_err(err);
+    t.push(format!("lock allowed: {r:?}"));
+    let r = u
+        .lock("denied", Some(LockOptions::new().with_lease(lease)))
+        .await
+        .map(|r| text(r.key()))
+        .map_err(err);
+    t.push(format!("lock denied: {r:?}"));
+    let r = u
+        .campaign("denied", "v", lease)
+        .await
+        .map(|_| ())
+        .map_err(err);
+    t.push(format!("campaign denied: {r:?}"));
+    let r = u.leader("denied").await.map(|_| ()).map_err(err);
+    t.push(format!("leader denied: {r:?}"));
+    let r = u
+        .leader("allowed/m")
+        .await
+        .map(|r| r.kv().map(|kv| text(kv.key())))
+        .map_err(err);
+    t.push(format!("leader allowed: {r:?}"));
+    let mut obs = u.observe("denied").await.expect("observe");
+    let m = tokio::time::timeout(T, obs.message())
+        .await
+        .expect("observe ends in time")
+        .map(|m| m.is_some())
+        .map_err(err);
+    t.push(format!("observe denied: {m:?}"));
+    t.lines
+}
+
+#[tokio::test]
+async fn concurrency_services_respect_auth_as_etcd() {
+    let etcd = RealEtcd::start().expect("real etcd 3.4");
+    let janus = Janus::start();
+    let want = auth_script(&etcd.endpoint()).await;
+    let got = auth_script(&janus.etcd_endpoint()).await;
+    assert_eq!(got, want);
+    assert!(got[0].starts_with("lock allowed: Ok"), "{got:?}");
+    assert!(got[1].contains("permission denied"), "{got:?}");
+}
