@@ -358,3 +358,61 @@ async fn concurrency_services_respect_auth_as_etcd() {
     assert!(got[0].starts_with("lock allowed: Ok"), "{got:?}");
     assert!(got[1].contains("permission denied"), "{got:?}");
 }
+
+/// A waiter that goes away (the client cancels its Lock) leaves no key
+/// behind, so it never blocks later waiters.
+async fn cancel_script(endpoint: &str) -> Vec<String> {
+    let mut t = Transcript::default();
+    let mut c = connect(endpoint).await;
+    let l1 = c.lease_grant(60, None).await.expect("grant").id();
+    let l2 = c.lease_grant(60, None).await.expect("grant").id();
+    t.lease(l1, "L1");
+    t.lease(l2, "L2");
+    let held = c
+        .lock("cm", Some(LockOptions::new().with_lease(l1)))
+        .await
+        .expect("lock");
+    let mut c2 = c.clone();
+    let waiter =
+        tokio::spawn(async move { c2.lock("cm", Some(LockOptions::new().with_lease(l2))).await });
+    tokio::time::sleep(SETTLE).await;
+    let waiting = |r: etcd_client::GetResponse| {
+        r.kvs()
+            .iter()
+            .map(|kv| text(kv.key()))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let opts = || {
+        Some(etcd_client::GetOptions::new().with_prefix().with_sort(
+            etcd_client::SortTarget::Create,
+            etcd_client::SortOrder::Ascend,
+        ))
+    };
+    t.push(format!(
+        "queued: {}",
+        waiting(c.get("cm/", opts()).await.expect("get"))
+    ));
+    waiter.abort();
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let r = c.get("cm/", opts()).await.expect("get");
+        if r.kvs().len() == 1 || tokio::time::Instant::now() > deadline {
+            t.push(format!("after cancel: {}", waiting(r)));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.unlock(held.key().to_vec()).await.expect("unlock");
+    t.lines
+}
+
+#[tokio::test]
+async fn cancelled_lock_leaves_no_key_as_etcd() {
+    let etcd = RealEtcd::start().expect("real etcd 3.4");
+    let janus = Janus::start();
+    let want = cancel_script(&etcd.endpoint()).await;
+    let got = cancel_script(&janus.etcd_endpoint()).await;
+    assert_eq!(got, want);
+    assert_eq!(got.last().map(String::as_str), Some("after cancel: cm/L1"));
+}
