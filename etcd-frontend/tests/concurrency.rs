@@ -278,3 +278,141 @@ async fn election_matches_etcd() {
     let got = election_script(&janus.etcd_endpoint()).await;
     assert_eq!(got, want);
 }
+
+/// With auth on, every step runs with the caller's credentials: a user
+/// with read-write on `allowed/` only may lock and campaign there and
+/// nowhere else, and gets etcd's error text (code Unknown) elsewhere.
+async fn auth_script(endpoint: &str) -> Vec<String> {
+    use etcd_client::{ConnectOptions, Permission};
+    let mut t = Transcript::default();
+    let mut root = connect(endpoint).await;
+    root.user_add("root", "rootpw", None).await.expect("root");
+    root.user_grant_role("root", "root")
+        .await
+        .expect("root role");
+    root.user_add("u", "upw", None).await.expect("user");
+    root.role_add("r").await.expect("role");
+    root.role_grant_permission("r", Permission::read_write("allowed/").with_prefix())
+        .await
+        .expect("perm");
+    root.user_grant_role("u", "r").await.expect("grant");
+    let lease = root
+        .lease_grant(
+            60,
+            Some(etcd_client::LeaseGrantOptions::new().with_id(0x77)),
+        )
+        .await
+        .expect("lease")
+        .id();
+    root.auth_enable().await.expect("auth enable");
+    let mut u = Client::connect(
+        [endpoint],
+        Some(ConnectOptions::new().with_user("u", "upw")),
+    )
+    .await
+    .expect("connect as u");
+
+    let r = u
+        .lock("allowed/m", Some(LockOptions::new().with_lease(lease)))
+        .await
+        .map(|r| text(r.key()))
+        .map_err(err);
+    t.push(format!("lock allowed: {r:?}"));
+    let r = u
+        .lock("denied", Some(LockOptions::new().with_lease(lease)))
+        .await
+        .map(|r| text(r.key()))
+        .map_err(err);
+    t.push(format!("lock denied: {r:?}"));
+    let r = u
+        .campaign("denied", "v", lease)
+        .await
+        .map(|_| ())
+        .map_err(err);
+    t.push(format!("campaign denied: {r:?}"));
+    let r = u.leader("denied").await.map(|_| ()).map_err(err);
+    t.push(format!("leader denied: {r:?}"));
+    let r = u
+        .leader("allowed/m")
+        .await
+        .map(|r| r.kv().map(|kv| text(kv.key())))
+        .map_err(err);
+    t.push(format!("leader allowed: {r:?}"));
+    let mut obs = u.observe("denied").await.expect("observe");
+    let m = tokio::time::timeout(T, obs.message())
+        .await
+        .expect("observe ends in time")
+        .map(|m| m.is_some())
+        .map_err(err);
+    t.push(format!("observe denied: {m:?}"));
+    t.lines
+}
+
+#[tokio::test]
+async fn concurrency_services_respect_auth_as_etcd() {
+    let etcd = RealEtcd::start().expect("real etcd 3.4");
+    let janus = Janus::start();
+    let want = auth_script(&etcd.endpoint()).await;
+    let got = auth_script(&janus.etcd_endpoint()).await;
+    assert_eq!(got, want);
+    assert!(got[0].starts_with("lock allowed: Ok"), "{got:?}");
+    assert!(got[1].contains("permission denied"), "{got:?}");
+}
+
+/// A waiter that goes away (the client cancels its Lock) leaves no key
+/// behind, so it never blocks later waiters.
+async fn cancel_script(endpoint: &str) -> Vec<String> {
+    let mut t = Transcript::default();
+    let mut c = connect(endpoint).await;
+    let l1 = c.lease_grant(60, None).await.expect("grant").id();
+    let l2 = c.lease_grant(60, None).await.expect("grant").id();
+    t.lease(l1, "L1");
+    t.lease(l2, "L2");
+    let held = c
+        .lock("cm", Some(LockOptions::new().with_lease(l1)))
+        .await
+        .expect("lock");
+    let mut c2 = c.clone();
+    let waiter =
+        tokio::spawn(async move { c2.lock("cm", Some(LockOptions::new().with_lease(l2))).await });
+    tokio::time::sleep(SETTLE).await;
+    let waiting = |r: etcd_client::GetResponse| {
+        r.kvs()
+            .iter()
+            .map(|kv| text(kv.key()))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let opts = || {
+        Some(etcd_client::GetOptions::new().with_prefix().with_sort(
+            etcd_client::SortTarget::Create,
+            etcd_client::SortOrder::Ascend,
+        ))
+    };
+    t.push(format!(
+        "queued: {}",
+        waiting(c.get("cm/", opts()).await.expect("get"))
+    ));
+    waiter.abort();
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let r = c.get("cm/", opts()).await.expect("get");
+        if r.kvs().len() == 1 || tokio::time::Instant::now() > deadline {
+            t.push(format!("after cancel: {}", waiting(r)));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.unlock(held.key().to_vec()).await.expect("unlock");
+    t.lines
+}
+
+#[tokio::test]
+async fn cancelled_lock_leaves_no_key_as_etcd() {
+    let etcd = RealEtcd::start().expect("real etcd 3.4");
+    let janus = Janus::start();
+    let want = cancel_script(&etcd.endpoint()).await;
+    let got = cancel_script(&janus.etcd_endpoint()).await;
+    assert_eq!(got, want);
+    assert_eq!(got.last().map(String::as_str), Some("after cancel: cm/L1"));
+}
