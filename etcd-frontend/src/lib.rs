@@ -2,8 +2,10 @@
 //!
 //! One listener serves both etcd's gRPC services (tonic) and its HTTP
 //! endpoints (`/health`, `/version`, the `/v3/...` JSON gateway): gRPC
-//! requests are routed by path (`/etcdserverpb.*/...`), everything else is
-//! plain HTTP. Every handler only translates between etcd's wire types and
+//! requests (content type `application/grpc*`: `/etcdserverpb.*/...`,
+//! `/v3lockpb.Lock/...`, `/v3electionpb.Election/...`) go to tonic,
+//! everything else is plain HTTP. The Lock and Election services run
+//! etcd's concurrency recipes on top of the KV service, as etcd does. Every handler only translates between etcd's wire types and
 //! janus-core; core decides every KV rule, this crate adds only what etcd
 //! itself checks in its API layer (request size, txn op count, duplicate
 //! keys, quota alarm) before proposing.
