@@ -27,8 +27,9 @@
 //! # Features
 //!
 //! - `sim`: `janus_core::sim`, a deterministic, seeded in-process cluster for
-//!   fault tests. It is test support, so the library the binary links leaves
-//!   it out; core's dev-dependency on itself turns it on for core's tests.
+//!   fault tests, and `janus_core::state` for tests of apply itself. It is
+//!   test support, so the library the binary links leaves it out; core's
+//!   dev-dependency on itself turns it on for core's tests.
 pub mod auth;
 pub mod checkpoint;
 pub(crate) mod command;
@@ -47,6 +48,11 @@ pub(crate) mod node;
 pub(crate) mod peer;
 pub(crate) mod raft_log;
 pub(crate) mod snapshot;
+/// The state machine is crate-private; the `sim` feature (test support)
+/// opens it to core's integration tests of apply itself.
+#[cfg(feature = "sim")]
+pub mod state;
+#[cfg(not(feature = "sim"))]
 pub(crate) mod state;
 pub(crate) mod transport;
 pub mod wal;
