@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use crate::auth::AuthService;
+use crate::auth_service::AuthService;
 use crate::cluster::ClusterService;
 use crate::context::{Shared, CLUSTER_VERSION, ETCD_VERSION};
 use crate::election_service::ElectionService;

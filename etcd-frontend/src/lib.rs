@@ -10,7 +10,7 @@
 //! itself checks in its API layer (request size, txn op count, duplicate
 //! keys, quota alarm) before proposing.
 
-mod auth;
+mod auth_service;
 mod caller;
 mod cluster;
 mod concurrency;
@@ -19,14 +19,14 @@ mod convert;
 mod election_service;
 mod gateway;
 mod h2_authority;
-mod health;
+mod health_http;
 pub mod jwt;
 mod kv_service;
 mod lease_service;
 mod listener;
 mod lock_service;
 mod maintenance;
-mod metrics;
+mod metrics_http;
 pub mod pb;
 pub mod status;
 pub mod tls;
@@ -132,17 +132,17 @@ pub async fn serve(
             MaintenanceServer,
             maintenance::MaintenanceService(s.clone())
         ))
-        .add_service(svc!(AuthServer, auth::AuthService(s.clone())))
+        .add_service(svc!(AuthServer, auth_service::AuthService(s.clone())))
         .add_service(svc!(LockServer, lock_service::LockService(s.clone())))
         .add_service(svc!(
             ElectionServer,
             election_service::ElectionService(s.clone())
         ))
         .into_axum_router();
-    metrics::init();
+    metrics_http::init();
     let http = gateway::router(s.clone())
-        .merge(health::router(s.clone()))
-        .merge(metrics::router());
+        .merge(health_http::router(s.clone()))
+        .merge(metrics_http::router());
     let app = axum::Router::new().fallback_service(tower::service_fn(
         move |req: axum::extract::Request| {
             let is_grpc = req
@@ -160,7 +160,7 @@ pub async fn serve(
             let http = http.clone();
             caller::within(creds, async move {
                 if is_grpc {
-                    let call = metrics::start(req.uri().path());
+                    let call = metrics_http::start(req.uri().path());
                     let resp = grpc.oneshot(req).await?;
                     Ok::<_, std::convert::Infallible>(call.finish(resp))
                 } else {
@@ -213,8 +213,8 @@ pub async fn serve_metrics(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), EtcdError> {
     let s = context::Shared::new(node, cfg);
-    metrics::init();
-    let app = metrics::router().merge(health::router(s));
+    metrics_http::init();
+    let app = metrics_http::router().merge(health_http::router(s));
     listener::serve(listener, app, shutdown, SHUTDOWN_GRACE).await?;
     Ok(())
 }
