@@ -169,6 +169,21 @@ struct Inner {
     clock: Clock,
 }
 
+impl Inner {
+    /// Names a command for the log (D7, exactly-once apply): this member,
+    /// its boot epoch and a fresh request id, stamped with the proposer's
+    /// clock (everything non-deterministic is chosen here).
+    fn proposal(&self, command: Command) -> Proposal {
+        Proposal {
+            proposer: self.cfg.member_id,
+            epoch: self.epoch,
+            request_id: self.next_request.fetch_add(1, Ordering::Relaxed),
+            now_ms: self.clock.now_ms(),
+            command,
+        }
+    }
+}
+
 type Reply<T> = oneshot::Sender<Result<T, CoreError>>;
 
 enum Msg {
@@ -495,14 +510,8 @@ impl Node {
     /// # }
     /// ```
     pub async fn propose(&self, command: Command) -> Result<Applied, CoreError> {
-        let id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
-        let p = Proposal {
-            proposer: self.inner.cfg.member_id,
-            epoch: self.inner.epoch,
-            request_id: id,
-            now_ms: self.inner.clock.now_ms(),
-            command,
-        };
+        let p = self.inner.proposal(command);
+        let id = p.request_id;
         let data = postcard::to_stdvec(&p).map_err(|e| CoreError::Encoding(e.to_string()))?;
         let (reply, rx) = oneshot::channel();
         self.send(Msg::Propose {

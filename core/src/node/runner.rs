@@ -751,17 +751,10 @@ impl Runner {
     }
 
     fn propose_internal(&mut self, command: Command) {
-        let id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
-        let p = Proposal {
-            proposer: self.inner.cfg.member_id,
-            epoch: self.inner.epoch,
-            request_id: id,
-            now_ms: self.inner.clock.now_ms(),
-            command,
-        };
+        let p = self.inner.proposal(command);
         if let Ok(data) = postcard::to_stdvec(&p) {
             self.handle(Msg::Propose {
-                id,
+                id: p.request_id,
                 data,
                 reply: None,
             });

@@ -53,7 +53,7 @@ use tokio::sync::oneshot;
 use super::clock::{Clock, VirtualTime};
 use super::runner::Runner;
 use super::{Inner, Msg, Node, NodeConfig};
-use crate::command::{Applied, Command, Proposal};
+use crate::command::{Applied, Command};
 use crate::kv::{PutRequest, RangeRequest};
 use crate::members::{member_id_for, Member};
 use crate::peer::PeerEvent;
@@ -784,24 +784,16 @@ impl Sim {
     /// Proposes a put on member `on` (raft forwards it to the leader) with
     /// the virtual time as its timestamp. Returns the ticket id.
     pub fn propose_put(&mut self, on: u64, key: &[u8], value: &[u8]) -> u64 {
-        let now_ms = Clock::Virtual(Arc::clone(&self.time)).now_ms();
         let proposed_at = self.now();
         let run = self.running_member(on);
-        let id = run
-            .inner
-            .next_request
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = Proposal {
-            proposer: on,
-            epoch: run.inner.epoch,
-            request_id: id,
-            now_ms,
-            command: Command::Put(PutRequest {
-                key: key.to_vec(),
-                value: value.to_vec(),
-                ..Default::default()
-            }),
-        };
+        // Named as every proposal is: the member's id, boot epoch, a fresh
+        // request id, and its (virtual) clock.
+        let p = run.inner.proposal(Command::Put(PutRequest {
+            key: key.to_vec(),
+            value: value.to_vec(),
+            ..Default::default()
+        }));
+        let id = p.request_id;
         let data = postcard::to_stdvec(&p).expect("a put encodes");
         let (reply, rx) = oneshot::channel();
         run.runner.handle(Msg::Propose {
