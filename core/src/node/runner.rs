@@ -107,14 +107,19 @@ impl Runner {
         }
     }
 
-    /// Moves the periodic store sync and checkpoint to their own thread.
-    pub(super) fn start_store_syncer(&mut self) -> Result<(), CoreError> {
-        let tx = self
+    /// A sender into this loop's queue, for a helper thread's reports.
+    fn loop_sender(&self) -> Result<std_mpsc::Sender<Msg>, CoreError> {
+        Ok(self
             .inner
             .tx
             .lock()
             .map_err(|_| CoreError::Stopped)?
-            .clone();
+            .clone())
+    }
+
+    /// Moves the periodic store sync and checkpoint to their own thread.
+    pub(super) fn start_store_syncer(&mut self) -> Result<(), CoreError> {
+        let tx = self.loop_sender()?;
         let s = StoreSyncer::start(
             Arc::clone(&self.inner.state),
             self.inner.cfg.data_dir.clone(),
@@ -156,12 +161,7 @@ impl Runner {
 
     /// Moves WAL syncs to the log writer thread (after catch-up).
     pub(super) fn start_writer(&mut self) -> Result<(), CoreError> {
-        let tx = self
-            .inner
-            .tx
-            .lock()
-            .map_err(|_| CoreError::Stopped)?
-            .clone();
+        let tx = self.loop_sender()?;
         let w = LogWriter::start(self.raw.store().wal_handle(), move |r| {
             let _ = tx.send(Msg::Persisted(r));
         })
