@@ -47,10 +47,7 @@ fn call(addr: SocketAddr, path: &str, body: &Value) -> Value {
 
 fn dechunk(mut raw: &[u8]) -> String {
     let mut out = Vec::new();
-    loop {
-        let Some(pos) = raw.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(pos) = raw.windows(2).position(|w| w == b"\r\n") {
         let size =
             usize::from_str_radix(String::from_utf8_lossy(&raw[..pos]).trim(), 16).unwrap_or(0);
         if size == 0 {
