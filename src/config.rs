@@ -137,6 +137,23 @@ pub struct Args {
     /// startup when no --cert-file/--key-file are given.
     #[arg(long, env = "JANUS_AUTO_TLS")]
     pub auto_tls: bool,
+    /// Peer-port certificate (PEM), for `https://` peer URLs; also the
+    /// client certificate this member presents to its peers.
+    #[arg(long, env = "JANUS_PEER_CERT_FILE")]
+    pub peer_cert_file: Option<PathBuf>,
+    /// Peer-port private key (PEM).
+    #[arg(long, env = "JANUS_PEER_KEY_FILE")]
+    pub peer_key_file: Option<PathBuf>,
+    /// CA bundle (PEM) peers' certificates must chain to.
+    #[arg(long, env = "JANUS_PEER_TRUSTED_CA_FILE")]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+    /// Require and verify peers' client certificates on the peer port.
+    #[arg(long, env = "JANUS_PEER_CLIENT_CERT_AUTH")]
+    pub peer_client_cert_auth: bool,
+    /// Peer TLS with a self-signed certificate made at startup (peers'
+    /// certificates are then not verified, as etcd's --peer-auto-tls).
+    #[arg(long, env = "JANUS_PEER_AUTO_TLS")]
+    pub peer_auto_tls: bool,
     /// Seconds a simple auth token lives unused (etcd's --auth-token-ttl).
     #[arg(long, env = "JANUS_AUTH_TOKEN_TTL", default_value_t = 300)]
     pub auth_token_ttl: u64,
@@ -281,6 +298,7 @@ impl Args {
             Some(u) => Some(url_addr(u)?),
             None => None,
         };
+        let peer_tls = self.peer_tls()?;
         Ok(janus_core::NodeConfig {
             data_dir: self.data_dir(),
             name: self.name.clone(),
@@ -298,7 +316,33 @@ impl Args {
             peer_listen,
             initial_members: initial,
             join_existing,
+            peer_tls,
         })
+    }
+
+    /// Peer TLS, when this member's peer URLs are `https://`: the peer
+    /// port serves TLS and links to `https://` peers dial with it, both
+    /// from the `--peer-*` certificate flags.
+    fn peer_tls(&self) -> anyhow::Result<Option<janus_core::PeerTls>> {
+        let https = split(&self.listen_peer_urls)
+            .iter()
+            .chain(split(&self.initial_advertise_peer_urls).iter())
+            .any(|u| u.starts_with("https://"));
+        if !https {
+            return Ok(None);
+        }
+        let files = janus_core::tls::TlsFiles {
+            cert_file: self.peer_cert_file.clone(),
+            key_file: self.peer_key_file.clone(),
+            trusted_ca_file: self.peer_trusted_ca_file.clone(),
+            client_cert_auth: self.peer_client_cert_auth,
+            auto_tls: self.peer_auto_tls,
+        };
+        let server = janus_core::tls::ServerTls::server(files.clone(), Vec::new())
+            .context("peer TLS (--peer-cert-file, --peer-key-file, --peer-auto-tls)")?;
+        let client = janus_core::tls::ClientTls::client(files)
+            .context("peer TLS (--peer-trusted-ca-file or --peer-auto-tls)")?;
+        Ok(Some(janus_core::PeerTls { server, client }))
     }
 
     /// The auto-compaction schedule (`None`: off) and revision-mode interval.
@@ -366,23 +410,24 @@ impl Args {
             .with_context(|| format!("bad --listen-zk-secure-addr {addr}"))?
             .next()
             .context("--listen-zk-secure-addr resolves to no address")?;
-        let tls = janus_etcd::tls::server_config(&janus_etcd::tls::TlsConfig {
-            cert_file: self.zk_cert_file.clone().or_else(|| self.cert_file.clone()),
-            key_file: self.zk_key_file.clone().or_else(|| self.key_file.clone()),
-            trusted_ca_file: self
-                .zk_trusted_ca_file
-                .clone()
-                .or_else(|| self.trusted_ca_file.clone()),
-            client_cert_auth: self.zk_client_cert_auth,
-            auto_tls: self.auto_tls,
-        })
-        .context("secure ZooKeeper endpoint")?;
         // The ZooKeeper protocol has no ALPN name.
-        let mut tls = (*tls).clone();
-        tls.alpn_protocols.clear();
+        let tls = janus_core::tls::ServerTls::server(
+            janus_core::tls::TlsFiles {
+                cert_file: self.zk_cert_file.clone().or_else(|| self.cert_file.clone()),
+                key_file: self.zk_key_file.clone().or_else(|| self.key_file.clone()),
+                trusted_ca_file: self
+                    .zk_trusted_ca_file
+                    .clone()
+                    .or_else(|| self.trusted_ca_file.clone()),
+                client_cert_auth: self.zk_client_cert_auth,
+                auto_tls: self.auto_tls,
+            },
+            Vec::new(),
+        )
+        .context("secure ZooKeeper endpoint")?;
         let mut cfg = self.zk_config()?;
         cfg.listen = listen;
-        cfg.tls = Some(janus_zk::Tls(std::sync::Arc::new(tls)));
+        cfg.tls = Some(janus_zk::Tls(tls));
         Ok(Some(cfg))
     }
 

@@ -16,6 +16,8 @@
 //! - [`watch`] ([`WatchRequest`], [`Watcher`], [`Event`]): the watch hub (D6).
 //! - [`Member`], [`members`], [`health`], [`metrics`], [`compactor`]: cluster
 //!   membership, health and metrics endpoints, periodic compaction.
+//! - [`tls`], [`PeerTls`]: certificates of every TLS port (loading, auto TLS,
+//!   reload on change) and the peer transport's TLS.
 //! - [`engine`], [`wal`], [`checkpoint`]: storage (every fjall call, D10; the
 //!   write-ahead log; the durable-checkpoint file), public for the crash,
 //!   power-cut and bad-input tests that open them directly.
@@ -54,6 +56,7 @@ pub(crate) mod snapshot;
 pub mod state;
 #[cfg(not(feature = "sim"))]
 pub(crate) mod state;
+pub mod tls;
 pub(crate) mod transport;
 pub mod wal;
 pub mod watch;
@@ -67,6 +70,7 @@ pub use command::{Applied, Command, CommandResult, Proposal};
 pub use error::{CoreError, KvError, MembershipError, ZkError};
 pub use members::Member;
 pub use node::{Header, Node, NodeConfig, Status};
+pub use peer::PeerTls;
 pub use watch::{Event, EventKind, WatchRequest, Watcher};
 
 /// A fresh positive id for a lease or session (D4: ids stay positive).

@@ -9,6 +9,14 @@
 //! own so that a large stream does not delay heartbeats.
 //!
 //! Frame: `[len: u32 BE][type: u8][payload]`.
+//!
+//! TLS (etcd's `--peer-*` flags): a member whose peer URL is `https://`
+//! serves its peer port over TLS, and links to peers whose URLs are
+//! `https://` dial with TLS, presenting this member's certificate and
+//! verifying the peer's against the trusted CA ([`crate::tls`]). A peer with
+//! a certificate from another CA fails the handshake and never exchanges a
+//! raft message. Certificates are re-read when their files change: each new
+//! connection takes the current configuration.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,6 +26,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use protobuf::Message as _;
 use raft::prelude::Message;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
@@ -55,6 +64,48 @@ pub enum PeerEvent {
 
 type Deliver = Arc<dyn Fn(PeerEvent) + Send + Sync>;
 
+/// TLS of the peer port (serving) and of links to `https://` peers
+/// (dialling).
+#[derive(Clone)]
+pub struct PeerTls {
+    pub server: Arc<crate::tls::ServerTls>,
+    pub client: Arc<crate::tls::ClientTls>,
+}
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerTls")
+    }
+}
+
+/// How long a peer may take to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+trait PeerIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> PeerIo for T {}
+type PeerStream = Box<dyn PeerIo>;
+
+/// Dials `url`'s host and port: TLS when the URL is `https://` (and the
+/// member has peer TLS settings), plain TCP otherwise.
+async fn dial(url: &str, tls: Option<&PeerTls>) -> Result<PeerStream, String> {
+    let addr = url_hostport(url);
+    let tcp = TcpStream::connect(&addr)
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    if !url.starts_with("https://") {
+        return Ok(Box::new(tcp));
+    }
+    let tls = tls.ok_or_else(|| format!("{url}: an https:// peer needs peer TLS settings"))?;
+    let name = crate::tls::server_name(&addr).map_err(|e| e.to_string())?;
+    let connector = tokio_rustls::TlsConnector::from(tls.client.current());
+    let stream = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, connector.connect(name, tcp))
+        .await
+        .map_err(|_| format!("{addr}: TLS handshake timed out"))?
+        .map_err(|e| format!("{addr}: TLS handshake failed: {e}"))?;
+    Ok(Box::new(stream))
+}
+
 struct Link {
     url: String,
     tx: mpsc::Sender<Bytes>,
@@ -66,6 +117,7 @@ pub struct Peers {
     rt: tokio::runtime::Handle,
     links: Mutex<HashMap<u64, Link>>,
     deliver: Deliver,
+    tls: Option<PeerTls>,
     /// Snapshot data received, by (index, term), until raft installs it.
     staged: Mutex<HashMap<(u64, u64), Vec<u8>>>,
     /// Set once on shutdown: the listener and inbound connections end.
@@ -94,12 +146,18 @@ pub fn url_hostport(url: &str) -> String {
 }
 
 impl Peers {
-    pub fn new(self_id: u64, rt: tokio::runtime::Handle, deliver: Deliver) -> Arc<Peers> {
+    pub fn new(
+        self_id: u64,
+        rt: tokio::runtime::Handle,
+        tls: Option<PeerTls>,
+        deliver: Deliver,
+    ) -> Arc<Peers> {
         Arc::new(Peers {
             self_id,
             rt,
             links: Mutex::new(HashMap::new()),
             deliver,
+            tls,
             staged: Mutex::new(HashMap::new()),
             closed: tokio::sync::watch::channel(false).0,
         })
@@ -126,7 +184,8 @@ impl Peers {
             let (tx, rx) = mpsc::channel(QUEUE);
             self.rt.spawn(link_task(
                 *id,
-                url_hostport(url),
+                url.clone(),
+                self.tls.clone(),
                 rx,
                 Arc::clone(&self.deliver),
             ));
@@ -170,16 +229,17 @@ impl Peers {
             .links
             .lock()
             .ok()
-            .and_then(|l| l.get(&to).map(|l| url_hostport(&l.url)));
+            .and_then(|l| l.get(&to).map(|l| l.url.clone()));
         let deliver = Arc::clone(&self.deliver);
-        let Some(addr) = url else {
+        let tls = self.tls.clone();
+        let Some(url) = url else {
             deliver(PeerEvent::SnapshotSent { to, ok: false });
             return;
         };
         self.rt.spawn(async move {
             let res = async {
                 let header = msg.write_to_bytes().map_err(|e| e.to_string())?;
-                let stream = TcpStream::connect(&addr).await.map_err(|e| e.to_string())?;
+                let stream = dial(&url, tls.as_ref()).await?;
                 let mut framed = Framed::new(stream, codec());
                 framed
                     .send(frame(SNAP_HEADER, &header))
@@ -250,8 +310,22 @@ impl Peers {
         }
     }
 
-    async fn inbound(&self, stream: TcpStream) -> Result<(), String> {
-        let _ = stream.set_nodelay(true);
+    async fn inbound(&self, tcp: TcpStream) -> Result<(), String> {
+        let _ = tcp.set_nodelay(true);
+        let stream: PeerStream = match &self.tls {
+            None => Box::new(tcp),
+            Some(tls) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.current());
+                let s = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+                    .await
+                    .map_err(|_| "TLS handshake timed out".to_string())?
+                    .map_err(|e| {
+                        tracing::warn!("peer TLS handshake refused: {e}");
+                        format!("TLS handshake failed: {e}")
+                    })?;
+                Box::new(s)
+            }
+        };
         let mut framed = Framed::new(stream, codec());
         let mut snap: Option<(Message, Vec<u8>)> = None;
         while let Some(f) = framed.next().await {
@@ -293,12 +367,25 @@ impl Peers {
     }
 }
 
-async fn link_task(to: u64, addr: String, mut rx: mpsc::Receiver<Bytes>, deliver: Deliver) {
+async fn link_task(
+    to: u64,
+    url: String,
+    tls: Option<PeerTls>,
+    mut rx: mpsc::Receiver<Bytes>,
+    deliver: Deliver,
+) {
     let mut backoff = Duration::from_millis(50);
+    let mut warned = false;
     loop {
-        let stream = match TcpStream::connect(&addr).await {
+        let stream = match dial(&url, tls.as_ref()).await {
             Ok(s) => s,
-            Err(_) => {
+            Err(e) => {
+                // A refused handshake is a configuration error worth one
+                // warning; an unreachable peer is routine.
+                if e.contains("TLS") && !warned {
+                    tracing::warn!(to, "peer link: {e}");
+                    warned = true;
+                }
                 if rx.is_closed() {
                     return;
                 }
@@ -311,7 +398,7 @@ async fn link_task(to: u64, addr: String, mut rx: mpsc::Receiver<Bytes>, deliver
             }
         };
         backoff = Duration::from_millis(50);
-        let _ = stream.set_nodelay(true);
+        warned = false;
         let mut framed = Framed::new(stream, codec());
         loop {
             let Some(f) = rx.recv().await else { return };

@@ -8,25 +8,20 @@
 //! Under `--client-cert-auth` the verified certificate's common name is the
 //! caller of gRPC requests that carry no token (etcd's `AuthInfoFromTLS`);
 //! gateway requests never take it (etcd ignores it for its gateway).
+//!
+//! Certificates are re-read when their files change (new connections get
+//! the new ones), as operators rotate them.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use janus_core::tls::{ServerTls, TlsFiles};
 
 use crate::EtcdError;
 
-/// The TLS settings of a client listener.
-#[derive(Clone, Debug, Default)]
-pub struct TlsConfig {
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
-    pub trusted_ca_file: Option<PathBuf>,
-    pub client_cert_auth: bool,
-    pub auto_tls: bool,
-}
+/// The TLS settings of a client listener (the certificate rules live in
+/// [`janus_core::tls`], shared with the peer and ZooKeeper ports).
+pub type TlsConfig = TlsFiles;
 
 /// The common name of a connection's verified client certificate.
 #[derive(Clone, Debug)]
@@ -35,68 +30,11 @@ pub struct PeerCommonName(pub String);
 /// How long a client may take to finish its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn tls_err(what: impl std::fmt::Display) -> EtcdError {
-    EtcdError::Tls(what.to_string())
-}
-
-fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, EtcdError> {
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| tls_err(format!("{}: {e}", path.display())))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| tls_err(format!("{}: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err(tls_err(format!("{}: no certificate", path.display())));
-    }
-    Ok(certs)
-}
-
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, EtcdError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| tls_err(format!("{}: {e}", path.display())))
-}
-
-/// A self-signed certificate for `localhost` and `127.0.0.1` (`--auto-tls`).
-fn self_signed() -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), EtcdError> {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-        .map_err(tls_err)?;
-    let key = PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der());
-    Ok((vec![ck.cert.der().clone()], key.into()))
-}
-
-/// The rustls configuration of a listener.
-pub fn server_config(t: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, EtcdError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let (certs, key) = match (&t.cert_file, &t.key_file) {
-        (Some(c), Some(k)) => (load_certs(c)?, load_key(k)?),
-        _ if t.auto_tls => self_signed()?,
-        _ => {
-            return Err(tls_err(
-                "an https:// client URL needs --cert-file and --key-file (or --auto-tls)",
-            ))
-        }
-    };
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(tls_err)?;
-    let builder = if t.client_cert_auth {
-        let ca = t
-            .trusted_ca_file
-            .as_ref()
-            .ok_or_else(|| tls_err("--client-cert-auth needs --trusted-ca-file"))?;
-        let mut roots = rustls::RootCertStore::empty();
-        for c in load_certs(ca)? {
-            roots.add(c).map_err(tls_err)?;
-        }
-        let verifier =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(tls_err)?;
-        builder.with_client_cert_verifier(verifier)
-    } else {
-        builder.with_no_client_auth()
-    };
-    let mut cfg = builder.with_single_cert(certs, key).map_err(tls_err)?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
+/// The client port's TLS, offering `h2` and `http/1.1`, reloaded when the
+/// certificate files change.
+pub fn server_config(t: &TlsConfig) -> Result<Arc<ServerTls>, EtcdError> {
+    ServerTls::server(t.clone(), vec![b"h2".to_vec(), b"http/1.1".to_vec()])
+        .map_err(|e| EtcdError::Tls(e.0))
 }
 
 /// The subject common name of a DER certificate.
@@ -116,12 +54,11 @@ async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
 /// ended by the services themselves).
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+    tls: Arc<ServerTls>,
     app: axum::Router,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     use tower::ServiceExt;
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let (tcp, peer) = tokio::select! {
@@ -138,7 +75,9 @@ pub async fn serve(
         };
         while conns.try_join_next().is_some() {}
         let _ = tcp.set_nodelay(true);
-        let (acceptor, app, mut stop) = (acceptor.clone(), app.clone(), stop.clone());
+        // Each connection takes the current certificates (reloaded on change).
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+        let (app, mut stop) = (app.clone(), stop.clone());
         conns.spawn(async move {
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,

@@ -33,7 +33,7 @@ pub struct ZkConfig {
 /// A rustls server configuration, compared by identity (so the settings
 /// stay `Eq`).
 #[derive(Clone, Debug)]
-pub struct Tls(pub std::sync::Arc<tokio_rustls::rustls::ServerConfig>);
+pub struct Tls(pub std::sync::Arc<janus_core::tls::ServerTls>);
 
 impl PartialEq for Tls {
     fn eq(&self, other: &Tls) -> bool {

@@ -63,7 +63,7 @@ pub async fn serve(
             .cfg
             .tls
             .as_ref()
-            .map(|t| tokio_rustls::TlsAcceptor::from(t.0.clone()));
+            .map(|t| tokio_rustls::TlsAcceptor::from(t.0.current()));
         tasks.spawn(async move {
             let stream: crate::connection::Stream = match acceptor {
                 None => Box::new(socket),

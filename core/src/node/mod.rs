@@ -77,6 +77,9 @@ pub struct NodeConfig {
     /// Join an existing cluster (`--initial-cluster-state existing`): start
     /// with no configuration and wait for the leader's snapshot.
     pub join_existing: bool,
+    /// TLS of the peer port and of links to peers with `https://` URLs
+    /// (`None`: plain TCP both ways).
+    pub peer_tls: Option<crate::peer::PeerTls>,
 }
 
 impl NodeConfig {
@@ -99,6 +102,7 @@ impl NodeConfig {
             peer_listen: None,
             initial_members: Vec::new(),
             join_existing: false,
+            peer_tls: None,
         }
     }
 
@@ -409,6 +413,7 @@ impl Node {
         let peers = Peers::new(
             cfg.member_id,
             rt.clone(),
+            cfg.peer_tls.clone(),
             Arc::new(move |ev| {
                 if let Ok(tx) = peer_tx.lock() {
                     let _ = tx.send(Msg::Peer(ev));
