@@ -55,7 +55,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let mut tasks = tokio::task::JoinSet::new();
     for addr in args.client_listen_addrs()? {
-        let listener = bind(addr).await?;
+        let listener = bind(addr)?;
         let cfg = args.etcd_config(addr);
         let node = node.clone();
         let stop = stopped(stop_rx.clone());
@@ -67,7 +67,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     janus_core::metrics::register_node(node.clone());
     for addr in args.metrics_listen_addrs()? {
-        let listener = bind(addr).await?;
+        let listener = bind(addr)?;
         let cfg = args.etcd_config(addr);
         let node = node.clone();
         let stop = stopped(stop_rx.clone());
@@ -78,7 +78,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         });
     }
     if let Some(cfg) = args.zk_secure_config()? {
-        let listener = bind(cfg.listen).await?;
+        let listener = bind(cfg.listen)?;
         let node = node.clone();
         let stop = stopped(stop_rx.clone());
         tasks.spawn(async move {
@@ -88,7 +88,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         });
     }
     let zk_cfg = args.zk_config()?;
-    let listener = bind(zk_cfg.listen).await?;
+    let listener = bind(zk_cfg.listen)?;
     {
         let node = node.clone();
         let stop = stopped(stop_rx.clone());
@@ -129,10 +129,8 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))
+fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    janus_core::sockets::listen(addr).with_context(|| format!("cannot listen on {addr}"))
 }
 
 /// SIGINT or SIGTERM.

@@ -16,6 +16,8 @@
 //! - [`watch`] ([`WatchRequest`], [`Watcher`], [`Event`]): the watch hub (D6).
 //! - [`Member`], [`members`], [`health`], [`metrics`], [`compactor`]: cluster
 //!   membership, health and metrics endpoints, periodic compaction.
+//! - [`sockets`]: how every listener and outgoing peer connection is opened
+//!   (`SO_REUSEADDR`, so a killed member restarts at once on its ports).
 //! - [`engine`], [`wal`], [`checkpoint`]: storage (every fjall call, D10; the
 //!   write-ahead log; the durable-checkpoint file), public for the crash,
 //!   power-cut and bad-input tests that open them directly.
@@ -48,6 +50,7 @@ pub(crate) mod node;
 pub(crate) mod peer;
 pub(crate) mod raft_log;
 pub(crate) mod snapshot;
+pub mod sockets;
 /// The state machine is crate-private; the `sim` feature (test support)
 /// opens it to core's integration tests of apply itself.
 #[cfg(feature = "sim")]

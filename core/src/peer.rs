@@ -179,7 +179,9 @@ impl Peers {
         self.rt.spawn(async move {
             let res = async {
                 let header = msg.write_to_bytes().map_err(|e| e.to_string())?;
-                let stream = TcpStream::connect(&addr).await.map_err(|e| e.to_string())?;
+                let stream = crate::sockets::connect(&addr)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let mut framed = Framed::new(stream, codec());
                 framed
                     .send(frame(SNAP_HEADER, &header))
@@ -296,7 +298,7 @@ impl Peers {
 async fn link_task(to: u64, addr: String, mut rx: mpsc::Receiver<Bytes>, deliver: Deliver) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        let stream = match TcpStream::connect(&addr).await {
+        let stream = match crate::sockets::connect(&addr).await {
             Ok(s) => s,
             Err(_) => {
                 if rx.is_closed() {

@@ -426,13 +426,9 @@ impl Node {
             rand::random(),
         )?;
         if let Some(addr) = inner.cfg.peer_listen {
-            let l = std::net::TcpListener::bind(addr)
-                .map_err(|e| CoreError::Raft(format!("cannot listen for peers on {addr}: {e}")))?;
-            l.set_nonblocking(true)
-                .map_err(|e| CoreError::Raft(e.to_string()))?;
             let _guard = rt.enter();
-            let l =
-                tokio::net::TcpListener::from_std(l).map_err(|e| CoreError::Raft(e.to_string()))?;
+            let l = crate::sockets::listen(addr)
+                .map_err(|e| CoreError::Raft(format!("cannot listen for peers on {addr}: {e}")))?;
             rt.spawn(Arc::clone(&peers).serve(l));
         }
         // Apply what the log already holds as committed before serving, so
