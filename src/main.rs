@@ -109,6 +109,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Ok(Err(e)) => Err(e),
             Err(e) => Err(e.into()),
         },
+        _ = raft_loop_failed(&node) => Err(anyhow::anyhow!(
+            "the raft loop stopped after a storage failure (logged above): exiting so \
+             that a supervisor restarts the member once the cause (e.g. a full disk) is fixed"
+        )),
     };
     let _ = stop_tx.send(true);
     let drain = async { while tasks.join_next().await.is_some() {} };
@@ -118,6 +122,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || n.stop()).await?;
     tracing::info!("stopped");
     outcome
+}
+
+/// Resolves once the node's raft loop has stopped on its own (a storage
+/// failure: WAL write or fsync error, full disk). The process then exits
+/// non-zero instead of lingering with every request refused: fail-stop, as
+/// etcd exits on a failed WAL sync, and a restart after the disk is fixed
+/// replays the WAL, so nothing acknowledged is lost.
+async fn raft_loop_failed(node: &janus_core::Node) {
+    while !node.has_stopped() {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Aborts a background task when dropped.

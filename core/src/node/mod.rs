@@ -555,6 +555,14 @@ impl Node {
         }
     }
 
+    /// Whether the raft loop has stopped: after [`Node::stop`], or on its
+    /// own after a storage failure (a WAL write or fsync error, a full
+    /// disk), after which the member acknowledges nothing more (fail-stop,
+    /// as etcd).
+    pub fn has_stopped(&self) -> bool {
+        self.inner.stopped.load(Ordering::Acquire)
+    }
+
     pub fn member_id(&self) -> u64 {
         self.inner.cfg.member_id
     }
