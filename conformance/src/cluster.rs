@@ -220,6 +220,11 @@ impl Cluster {
         }
     }
 
+    /// The exit status of member `i` if its process has exited on its own.
+    pub fn exited(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        self.members[i].child.as_mut()?.try_wait().ok()?
+    }
+
     /// SIGSTOP / SIGCONT member `i` (a member that hears and says nothing).
     pub fn pause(&mut self, i: usize) {
         if let Some(pid) = self.members[i].pid() {
