@@ -293,6 +293,11 @@ pub async fn run(cfg: &CampaignConfig) -> CampaignReport {
             ClusterOptions {
                 bin: cfg.bin.clone(),
                 net,
+                // The checks read every member's whole history of the
+                // registers (a watch from revision 1) and watchers resume
+                // from where they stopped; the default retention (D13, five
+                // minutes) would compact both away in a long run.
+                extra: vec!["--auto-compaction-retention".into(), "0".into()],
                 ..ClusterOptions::default()
             },
         )
