@@ -49,6 +49,11 @@ pub(crate) mod mvcc;
 pub(crate) mod node;
 pub(crate) mod peer;
 pub(crate) mod raft_log;
+/// The snapshot stream format is crate-private; the `sim` feature (test
+/// support) opens it to the fuzz target of its parser.
+#[cfg(feature = "sim")]
+pub mod snapshot;
+#[cfg(not(feature = "sim"))]
 pub(crate) mod snapshot;
 pub mod sockets;
 /// The state machine is crate-private; the `sim` feature (test support)
