@@ -67,7 +67,12 @@ fuzz_target!(|data: &[u8]| {
         let _ = post(srv.etcd, path, body, Duration::from_millis(50)).await;
         let ok = tokio::time::timeout(
             Duration::from_secs(5),
-            post(srv.etcd, "/v3/kv/range", b"{\"key\":\"Zm9v\"}", Duration::from_secs(2)),
+            post(
+                srv.etcd,
+                "/v3/kv/range",
+                b"{\"key\":\"Zm9v\"}",
+                Duration::from_secs(2),
+            ),
         )
         .await
         .expect("the gateway stopped answering");

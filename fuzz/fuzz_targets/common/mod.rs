@@ -46,10 +46,9 @@ pub fn server() -> &'static Server {
             .build()
             .expect("runtime");
         let (zk, etcd) = rt.block_on(async {
-            let node = janus_core::Node::start(janus_core::NodeConfig::single(
-                dir.path().join("data"),
-            ))
-            .expect("node");
+            let node =
+                janus_core::Node::start(janus_core::NodeConfig::single(dir.path().join("data")))
+                    .expect("node");
             let zl = janus_core::sockets::listen("127.0.0.1:0".parse().unwrap()).unwrap();
             let el = janus_core::sockets::listen("127.0.0.1:0".parse().unwrap()).unwrap();
             let (zk, etcd) = (zl.local_addr().unwrap(), el.local_addr().unwrap());
@@ -117,7 +116,9 @@ pub async fn zk_handshake(addr: SocketAddr) -> TcpStream {
         let mut s = TcpStream::connect(addr).await.expect("zk connect");
         s.write_all(&connect_frame()).await.expect("send connect");
         let mut len = [0u8; 4];
-        s.read_exact(&mut len).await.expect("connect response length");
+        s.read_exact(&mut len)
+            .await
+            .expect("connect response length");
         let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
         s.read_exact(&mut body).await.expect("connect response");
         assert!(body.len() >= 20, "short ConnectResponse");
