@@ -55,7 +55,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let mut tasks = tokio::task::JoinSet::new();
     for addr in args.client_listen_addrs()? {
-        let listener = bind(addr).await?;
+        let listener = bind(addr)?;
         let cfg = args.etcd_config(addr);
         let node = node.clone();
         let stop = stopped(stop_rx.clone());
@@ -67,7 +67,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     janus_core::metrics::register_node(node.clone());
     for addr in args.metrics_listen_addrs()? {
-        let listener = bind(addr).await?;
+        let listener = bind(addr)?;
         let cfg = args.etcd_config(addr);
         let node = node.clone();
         let stop = stopped(stop_rx.clone());
@@ -78,7 +78,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         });
     }
     if let Some(cfg) = args.zk_secure_config()? {
-        let listener = bind(cfg.listen).await?;
+        let listener = bind(cfg.listen)?;
         let node = node.clone();
         let stop = stopped(stop_rx.clone());
         tasks.spawn(async move {
@@ -88,7 +88,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         });
     }
     let zk_cfg = args.zk_config()?;
-    let listener = bind(zk_cfg.listen).await?;
+    let listener = bind(zk_cfg.listen)?;
     {
         let node = node.clone();
         let stop = stopped(stop_rx.clone());
@@ -109,6 +109,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Ok(Err(e)) => Err(e),
             Err(e) => Err(e.into()),
         },
+        _ = raft_loop_failed(&node) => Err(anyhow::anyhow!(
+            "the raft loop stopped after a storage failure (logged above): exiting so \
+             that a supervisor restarts the member once the cause (e.g. a full disk) is fixed"
+        )),
     };
     let _ = stop_tx.send(true);
     let drain = async { while tasks.join_next().await.is_some() {} };
@@ -120,6 +124,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     outcome
 }
 
+/// Resolves once the node's raft loop has stopped on its own (a storage
+/// failure: WAL write or fsync error, full disk). The process then exits
+/// non-zero instead of lingering with every request refused: fail-stop, as
+/// etcd exits on a failed WAL sync, and a restart after the disk is fixed
+/// replays the WAL, so nothing acknowledged is lost.
+async fn raft_loop_failed(node: &janus_core::Node) {
+    while !node.has_stopped() {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Aborts a background task when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -129,10 +144,8 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))
+fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    janus_core::sockets::listen(addr).with_context(|| format!("cannot listen on {addr}"))
 }
 
 /// SIGINT or SIGTERM.

@@ -1,13 +1,16 @@
 //! Several real `janus` processes forming one cluster on loopback ports
 //! chosen at run time, for fault tests: kill -9, SIGSTOP/SIGCONT, wipe and
 //! rejoin, add members. Every process is killed and every data dir removed
-//! on drop.
+//! on drop. Members listen on 127.0.0.1, or each on its own address inside
+//! a network namespace of its own ([`ClusterOptions::net`], for real
+//! partitions).
 
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::chaos::netns::Net;
 use crate::harness::{free_port, janus_binary};
 
 /// One member process.
@@ -17,6 +20,8 @@ pub struct Member {
     pub zk: SocketAddr,
     pub peer: SocketAddr,
     pub data_dir: PathBuf,
+    /// The network namespace it runs in, if any.
+    pub netns: Option<String>,
     log: PathBuf,
     child: Option<Child>,
 }
@@ -43,11 +48,29 @@ impl Member {
     }
 }
 
+/// How a cluster's processes run.
+#[derive(Default)]
+pub struct ClusterOptions {
+    /// The janus binary (default: the workspace's debug build, built on
+    /// first use).
+    pub bin: Option<PathBuf>,
+    /// Extra flags for every member.
+    pub extra: Vec<String>,
+    /// Member `i` runs in `net.ns(i)` on `net.addr(i)`.
+    pub net: Option<Net>,
+    /// Where data dirs and logs go (default: the system temp dir).
+    pub dir: Option<PathBuf>,
+}
+
 /// A cluster of janus processes.
 pub struct Cluster {
     pub members: Vec<Member>,
     dir: tempfile::TempDir,
     initial_cluster: String,
+    bin: PathBuf,
+    extra: Vec<String>,
+    /// The namespaces members run in (dropped after the members).
+    pub net: Option<Net>,
 }
 
 fn signal(pid: u32, sig: &str) {
@@ -57,9 +80,19 @@ fn signal(pid: u32, sig: &str) {
 impl Cluster {
     /// Starts `n` members bootstrapping a new cluster.
     pub fn start(n: usize) -> Cluster {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Cluster::start_with(n, ClusterOptions::default())
+    }
+
+    /// Starts `n` members with the given options.
+    pub fn start_with(n: usize, opts: ClusterOptions) -> Cluster {
+        let dir = match &opts.dir {
+            Some(d) => tempfile::tempdir_in(d),
+            None => tempfile::tempdir(),
+        }
+        .expect("tempdir");
+        let net = opts.net;
         let members: Vec<Member> = (0..n)
-            .map(|i| Cluster::new_member(&dir, &format!("m{i}")))
+            .map(|i| Cluster::new_member(dir.path(), &format!("m{i}"), i, net.as_ref()))
             .collect();
         let initial_cluster = members
             .iter()
@@ -70,6 +103,9 @@ impl Cluster {
             members,
             dir,
             initial_cluster,
+            bin: opts.bin.unwrap_or_else(|| janus_binary().to_path_buf()),
+            extra: opts.extra,
+            net,
         };
         for i in 0..n {
             c.spawn(i, "new");
@@ -80,15 +116,19 @@ impl Cluster {
         c
     }
 
-    fn new_member(dir: &tempfile::TempDir, name: &str) -> Member {
-        let ip = [127, 0, 0, 1];
+    fn new_member(dir: &Path, name: &str, i: usize, net: Option<&Net>) -> Member {
+        let (ip, netns): (IpAddr, _) = match net {
+            Some(n) if i < n.len() => (n.addr(i).into(), Some(n.ns(i))),
+            _ => ([127, 0, 0, 1].into(), None),
+        };
         Member {
             name: name.to_string(),
-            etcd: SocketAddr::from((ip, free_port())),
-            zk: SocketAddr::from((ip, free_port())),
-            peer: SocketAddr::from((ip, free_port())),
-            data_dir: dir.path().join(name).join("data"),
-            log: dir.path().join(format!("{name}.log")),
+            etcd: SocketAddr::new(ip, free_port()),
+            zk: SocketAddr::new(ip, free_port()),
+            peer: SocketAddr::new(ip, free_port()),
+            data_dir: dir.join(name).join("data"),
+            netns,
+            log: dir.join(format!("{name}.log")),
             child: None,
         }
     }
@@ -102,7 +142,15 @@ impl Cluster {
             .open(&m.log)
             .expect("log");
         let log2 = log.try_clone().expect("log");
-        let child = Command::new(janus_binary())
+        let mut cmd = match &m.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
+        let child = cmd
             .args(["--name", &m.name])
             .arg("--data-dir")
             .arg(&m.data_dir)
@@ -115,6 +163,7 @@ impl Cluster {
             .args(["--listen-zk-addr", &m.zk.to_string()])
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
             .args(["--zk-tick-ms", "500"])
+            .args(&self.extra)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -171,6 +220,11 @@ impl Cluster {
         }
     }
 
+    /// The exit status of member `i` if its process has exited on its own.
+    pub fn exited(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        self.members[i].child.as_mut()?.try_wait().ok()?
+    }
+
     /// SIGSTOP / SIGCONT member `i` (a member that hears and says nothing).
     pub fn pause(&mut self, i: usize) {
         if let Some(pid) = self.members[i].pid() {
@@ -205,7 +259,8 @@ impl Cluster {
     /// Prepares a new member (not started): its peer URL is what `member
     /// add` needs.
     pub fn prepare_member(&mut self, name: &str) -> usize {
-        let m = Cluster::new_member(&self.dir, name);
+        let i = self.members.len();
+        let m = Cluster::new_member(self.dir.path(), name, i, self.net.as_ref());
         self.initial_cluster
             .push_str(&format!(",{}={}", m.name, m.peer_url()));
         self.members.push(m);

@@ -8,8 +8,11 @@
 //!   and janus, compared as normalized transcripts.
 //! - [`linearizability`]: a Wing-Gong/porcupine-style checker for histories
 //!   of register operations, partitioned per register.
+//! - [`chaos`]: fault runs (workload, recording, checks) for the
+//!   linearizability test and the `janus-chaos` campaign.
 //! - [`bench`]: the `janus-bench` driver's workloads, statistics and plots.
 pub mod bench;
+pub mod chaos;
 pub mod cluster;
 pub mod differential;
 pub mod harness;

@@ -433,3 +433,50 @@ async fn learner_promote_remove_and_rolling_restart_under_load() {
     assert!(members.members().iter().all(|m| !m.is_learner()));
     assert!(!members.members().iter().any(|m| m.id() == vid));
 }
+
+/// A member killed with -9 under load and started again at once on the same
+/// peer and client ports (no pause for TIME_WAIT to drain) binds every
+/// listener, rejoins and catches up; done for the leader, then a follower.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_member_restarts_at_once_on_its_ports_under_load() {
+    let mut c = Cluster::start(3);
+    agreed_leader(&c, Duration::from_secs(10)).await;
+    let load = start_load(&c).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    for round in 0..2 {
+        let leader = agreed_leader(&c, Duration::from_secs(10)).await;
+        let li = index_of(&c, leader).await;
+        let victim = if round % 2 == 0 { li } else { (li + 1) % 3 };
+        let ports = (
+            c.members[victim].peer,
+            c.members[victim].etcd,
+            c.members[victim].zk,
+        );
+        let started = Instant::now();
+        // `restart` kills -9 and spawns at once; `wait_up` panics if the
+        // process exits (e.g. a listener that cannot bind).
+        tokio::task::block_in_place(|| c.restart(victim));
+        assert_eq!(
+            ports,
+            (
+                c.members[victim].peer,
+                c.members[victim].etcd,
+                c.members[victim].zk
+            )
+        );
+        let log = c.members[victim].log();
+        assert!(
+            !log.contains("Address already in use"),
+            "a listener failed to bind: {log}"
+        );
+        agreed_leader(&c, Duration::from_secs(10)).await;
+        eprintln!(
+            "round {round}: {} back and agreeing on a leader after {:?}",
+            c.members[victim].name,
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    let (e, z) = load.finish().await;
+    check_converged(&c, &e, &z).await;
+}

@@ -18,6 +18,8 @@
 //!   membership, health and metrics endpoints, periodic compaction.
 //! - [`tls`], [`PeerTls`]: certificates of every TLS port (loading, auto TLS,
 //!   reload on change) and the peer transport's TLS.
+//! - [`sockets`]: how every listener and outgoing peer connection is opened
+//!   (`SO_REUSEADDR`, so a killed member restarts at once on its ports).
 //! - [`engine`], [`wal`], [`checkpoint`]: storage (every fjall call, D10; the
 //!   write-ahead log; the durable-checkpoint file), public for the crash,
 //!   power-cut and bad-input tests that open them directly.
@@ -49,7 +51,13 @@ pub(crate) mod mvcc;
 pub(crate) mod node;
 pub(crate) mod peer;
 pub(crate) mod raft_log;
+/// The snapshot stream format is crate-private; the `sim` feature (test
+/// support) opens it to the fuzz target of its parser.
+#[cfg(feature = "sim")]
+pub mod snapshot;
+#[cfg(not(feature = "sim"))]
 pub(crate) mod snapshot;
+pub mod sockets;
 /// The state machine is crate-private; the `sim` feature (test support)
 /// opens it to core's integration tests of apply itself.
 #[cfg(feature = "sim")]

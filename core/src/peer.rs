@@ -89,7 +89,7 @@ type PeerStream = Box<dyn PeerIo>;
 /// member has peer TLS settings), plain TCP otherwise.
 async fn dial(url: &str, tls: Option<&PeerTls>) -> Result<PeerStream, String> {
     let addr = url_hostport(url);
-    let tcp = TcpStream::connect(&addr)
+    let tcp = crate::sockets::connect(&addr)
         .await
         .map_err(|e| format!("{addr}: {e}"))?;
     let _ = tcp.set_nodelay(true);

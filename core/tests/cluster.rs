@@ -262,3 +262,135 @@ async fn learner_added_promoted_and_old_member_removed_under_writes() {
         n.stop();
     }
 }
+
+/// The real file system, except that once `fail` is set every fdatasync of
+/// a WAL segment answers EIO (a disk that stopped accepting writes).
+#[derive(Debug, Default)]
+struct FailingSyncFs {
+    fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+struct FailingSyncFile {
+    inner: Box<dyn janus_core::wal::WalFile>,
+    fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl janus_core::wal::WalFile for FailingSyncFile {
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
+        self.inner.write_at(offset, buf)
+    }
+    fn sync_data(&mut self) -> std::io::Result<()> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::other("injected fdatasync failure (EIO)"));
+        }
+        self.inner.sync_data()
+    }
+}
+
+impl janus_core::wal::WalFs for FailingSyncFs {
+    fn create_dir_all(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        janus_core::wal::OsFs.create_dir_all(dir)
+    }
+    fn list(&self, dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+        janus_core::wal::OsFs.list(dir)
+    }
+    fn read(&self, path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+        janus_core::wal::OsFs.read(path)
+    }
+    fn open(&self, path: &std::path::Path) -> std::io::Result<Box<dyn janus_core::wal::WalFile>> {
+        Ok(Box::new(FailingSyncFile {
+            inner: janus_core::wal::OsFs.open(path)?,
+            fail: self.fail.clone(),
+        }))
+    }
+    fn create_zeroed(
+        &self,
+        path: &std::path::Path,
+        len: u64,
+    ) -> std::io::Result<Box<dyn janus_core::wal::WalFile>> {
+        Ok(Box::new(FailingSyncFile {
+            inner: janus_core::wal::OsFs.create_zeroed(path, len)?,
+            fail: self.fail.clone(),
+        }))
+    }
+    fn remove(&self, path: &std::path::Path) -> std::io::Result<()> {
+        janus_core::wal::OsFs.remove(path)
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        janus_core::wal::OsFs.rename(from, to)
+    }
+}
+
+/// An fdatasync error on the leader's WAL stops that member (fail-stop, as
+/// etcd): it acknowledges nothing after the failure, refuses requests, and
+/// the other two elect a leader and carry on with every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wal_fsync_failure_stops_the_member_and_the_cluster_carries_on() {
+    use janus_core::wal::WalOptions;
+    use std::sync::atomic::Ordering;
+    init_log();
+    let root = tempfile::tempdir().unwrap();
+    let s = specs(root.path(), 3);
+    let ms = members_of(&s);
+    let fs = std::sync::Arc::new(FailingSyncFs::default());
+    let fail = fs.fail.clone();
+    // m0 runs on the failing file system, leader or not.
+    let mut nodes: Vec<Node> = Vec::new();
+    nodes.push(Node::start_on(config(&s[0], &ms, false), fs, WalOptions::default()).unwrap());
+    for sp in &s[1..] {
+        nodes.push(Node::start(config(sp, &ms, false)).unwrap());
+    }
+    let all: Vec<&Node> = nodes.iter().collect();
+    wait_leader(&all).await;
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let key = format!("/fs/{i}");
+        put_any(&all, &key, "v").await;
+        acked.push(key);
+    }
+
+    fail.store(true, Ordering::SeqCst);
+    // Writes through m0 (forwarded if it is a follower) make every member
+    // append and sync: m0's sync fails and its raft loop must stop. Whatever
+    // is acknowledged meanwhile (by a quorum without m0) must survive.
+    for i in 0..20 {
+        let key = format!("/fs/after/{i}");
+        if let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_secs(3), put(&nodes[0], &key, "x")).await
+        {
+            acked.push(key);
+        }
+        if nodes[0].has_stopped() {
+            break;
+        }
+    }
+    assert!(
+        nodes[0].has_stopped(),
+        "m0's raft loop kept running after fdatasync failed"
+    );
+    assert!(
+        matches!(
+            put(&nodes[0], "/fs/refused", "x").await,
+            Err(CoreError::Stopped)
+        ),
+        "a stopped member must refuse writes"
+    );
+
+    // The other two carry on.
+    let rest: Vec<&Node> = nodes[1..].iter().collect();
+    wait_leader(&rest).await;
+    for i in 0..10 {
+        let key = format!("/fs/later/{i}");
+        put_any(&rest, &key, "v").await;
+        acked.push(key);
+    }
+    for key in &acked {
+        assert!(
+            get(rest[0], key).await.is_some(),
+            "acknowledged {key} missing after m0 failed"
+        );
+    }
+    for n in &nodes {
+        n.stop();
+    }
+}

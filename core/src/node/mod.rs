@@ -431,13 +431,9 @@ impl Node {
             rand::random(),
         )?;
         if let Some(addr) = inner.cfg.peer_listen {
-            let l = std::net::TcpListener::bind(addr)
-                .map_err(|e| CoreError::Raft(format!("cannot listen for peers on {addr}: {e}")))?;
-            l.set_nonblocking(true)
-                .map_err(|e| CoreError::Raft(e.to_string()))?;
             let _guard = rt.enter();
-            let l =
-                tokio::net::TcpListener::from_std(l).map_err(|e| CoreError::Raft(e.to_string()))?;
+            let l = crate::sockets::listen(addr)
+                .map_err(|e| CoreError::Raft(format!("cannot listen for peers on {addr}: {e}")))?;
             rt.spawn(Arc::clone(&peers).serve(l));
         }
         // Apply what the log already holds as committed before serving, so
@@ -562,6 +558,14 @@ impl Node {
             Ok(Err(_)) => Err(CoreError::Stopped),
             Err(_) => Err(CoreError::Timeout),
         }
+    }
+
+    /// Whether the raft loop has stopped: after [`Node::stop`], or on its
+    /// own after a storage failure (a WAL write or fsync error, a full
+    /// disk), after which the member acknowledges nothing more (fail-stop,
+    /// as etcd).
+    pub fn has_stopped(&self) -> bool {
+        self.inner.stopped.load(Ordering::Acquire)
     }
 
     pub fn member_id(&self) -> u64 {

@@ -1,0 +1,420 @@
+//! Overload on one member: 10,000 concurrent ZooKeeper sessions holding
+//! 100,000 watches, while etcd writes fire them; a flood of connections
+//! beyond `--zk-max-connections`; values at the size limits of both
+//! protocols. Throughout, apply must not stall behind the clients (etcd
+//! put latency stays bounded while every write fans out to 10,000
+//! watchers), new clients must be answered, and the server's memory high
+//! water mark (VmHWM) is printed.
+//!
+//! The ZooKeeper clients here are raw jute over TCP (a ConnectRequest, then
+//! `exists` with a watch), so that 10,000 of them fit in the test process.
+
+use std::time::{Duration, Instant};
+
+use janus_conformance::harness::Janus;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// 10,000 sessions; `JANUS_OVERLOAD_CONNECTIONS` changes it (to bisect).
+fn connections() -> usize {
+    std::env::var("JANUS_OVERLOAD_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
+}
+const WATCHES_PER_CONNECTION: usize = 10;
+
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut f = (body.len() as u32).to_be_bytes().to_vec();
+    f.extend_from_slice(body);
+    f
+}
+
+fn connect_request() -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&0i32.to_be_bytes());
+    b.extend_from_slice(&0i64.to_be_bytes());
+    b.extend_from_slice(&30_000i32.to_be_bytes());
+    b.extend_from_slice(&0i64.to_be_bytes());
+    b.extend_from_slice(&16i32.to_be_bytes());
+    b.extend_from_slice(&[0u8; 16]);
+    frame(&b)
+}
+
+fn exists_watch(xid: i32, path: &str) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&xid.to_be_bytes());
+    b.extend_from_slice(&3i32.to_be_bytes()); // exists
+    b.extend_from_slice(&(path.len() as i32).to_be_bytes());
+    b.extend_from_slice(path.as_bytes());
+    b.push(1); // watch
+    frame(&b)
+}
+
+async fn read_frame(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await?;
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).await?;
+    Ok(body)
+}
+
+/// One raw session: handshake, `WATCHES_PER_CONNECTION` exists watches,
+/// then counts notifications (xid -1) until the socket closes.
+async fn raw_session(
+    addr: std::net::SocketAddr,
+    ready: tokio::sync::mpsc::Sender<()>,
+    fired: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> Result<(), String> {
+    let mut s = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    s.write_all(&connect_request())
+        .await
+        .map_err(|e| e.to_string())?;
+    let resp = read_frame(&mut s).await.map_err(|e| e.to_string())?;
+    if resp.len() < 20 {
+        return Err("short ConnectResponse".into());
+    }
+    let mut reqs = Vec::new();
+    for w in 0..WATCHES_PER_CONNECTION {
+        reqs.extend_from_slice(&exists_watch(w as i32 + 1, &format!("/ov/w{w}")));
+    }
+    s.write_all(&reqs).await.map_err(|e| e.to_string())?;
+    let mut replies = 0;
+    while replies < WATCHES_PER_CONNECTION {
+        let f = read_frame(&mut s).await.map_err(|e| e.to_string())?;
+        let xid = i32::from_be_bytes([f[0], f[1], f[2], f[3]]);
+        if xid > 0 {
+            replies += 1;
+        }
+    }
+    let _ = ready.send(()).await;
+    // Keep the session alive as every client does: a ping (xid -2, op 11)
+    // a third of the way into the session timeout.
+    let (mut rd, mut wr) = s.into_split();
+    let pinger = tokio::spawn(async move {
+        let mut ping = Vec::new();
+        ping.extend_from_slice(&(-2i32).to_be_bytes());
+        ping.extend_from_slice(&11i32.to_be_bytes());
+        let ping = frame(&ping);
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            if wr.write_all(&ping).await.is_err() {
+                return;
+            }
+        }
+    });
+    let _pinger = AbortOnDrop(pinger);
+    loop {
+        match read_half_frame(&mut rd).await {
+            Ok(f) if f.len() >= 4 && f[..4] == (-1i32).to_be_bytes() => {
+                fired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(_) => {}
+            Err(_) => return Ok(()),
+        }
+    }
+}
+
+async fn read_half_frame(s: &mut tokio::net::tcp::OwnedReadHalf) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await?;
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).await?;
+    Ok(body)
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The soft open-file limit of process `pid` (from /proc).
+fn nofile(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/limits"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3).map(str::to_string))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Raises process `pid`'s open-file limit to `want` (std has no
+/// setrlimit; prlimit(1) from util-linux sets it; raising the hard limit
+/// needs root) and returns the soft limit it then has.
+fn raise_nofile(pid: u32, want: u64) -> u64 {
+    let _ = std::process::Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--nofile={want}:{want}"))
+        .status();
+    nofile(pid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_sessions_and_a_hundred_thousand_watches_do_not_stall_apply() {
+    let sessions = connections();
+    let need = (sessions + 2000) as u64;
+    let mine = raise_nofile(std::process::id(), 65536);
+    if mine < need {
+        eprintln!(
+            "skipped: open-file limit {mine} is below the {need} that 10,000 connections need"
+        );
+        return;
+    }
+    let server = Janus::start_with(&["--zk-max-connections", "12000"]);
+    let pid = server.pid().expect("pid");
+    let theirs = raise_nofile(pid, 65536);
+    assert!(
+        theirs >= need,
+        "could not raise the server's open-file limit: {theirs}"
+    );
+    let mut etcd = server.etcd_client().await;
+    for w in 0..WATCHES_PER_CONNECTION {
+        etcd.put(format!("/ov/w{w}"), "0", None).await.expect("put");
+    }
+    let hwm_idle = vm_hwm_kib(pid).unwrap_or(0);
+
+    let started = Instant::now();
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(sessions);
+    let fired = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    let errors = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    for i in 0..sessions {
+        let (addr, tx, fired) = (server.zk_addr(), ready_tx.clone(), fired.clone());
+        let errors = errors.clone();
+        tasks.push(tokio::spawn(async move {
+            // A client retries a failed connection, as every ZooKeeper
+            // client does; the server must get every one through.
+            for _ in 0..5 {
+                match raw_session(addr, tx.clone(), fired.clone()).await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        errors.lock().unwrap().push(e);
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        }));
+        if i % 500 == 499 {
+            // Let the accept loop keep up (the kernel backlog is finite).
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    drop(ready_tx);
+    let mut ready = 0;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while ready < sessions {
+        match tokio::time::timeout_at(deadline.into(), ready_rx.recv()).await {
+            Ok(Some(())) => ready += 1,
+            _ => break,
+        }
+    }
+    let setup = started.elapsed();
+    {
+        let errs = errors.lock().unwrap();
+        if !errs.is_empty() {
+            eprintln!(
+                "{} connection attempts failed and were retried; first: {:?}",
+                errs.len(),
+                &errs[..errs.len().min(5)]
+            );
+        }
+    }
+    assert_eq!(
+        ready, sessions,
+        "only {ready} sessions set their watches in {setup:?}"
+    );
+    eprintln!(
+        "{sessions} sessions with {} watches set up in {setup:?}",
+        sessions * WATCHES_PER_CONNECTION
+    );
+
+    // Every write fires 10,000 one-shot watches; apply must keep going and
+    // a new client must be answered meanwhile.
+    let mut latencies = Vec::new();
+    let writes = Instant::now();
+    for i in 0..WATCHES_PER_CONNECTION * 5 {
+        let t = Instant::now();
+        etcd.put(
+            format!("/ov/w{}", i % WATCHES_PER_CONNECTION),
+            i.to_string(),
+            None,
+        )
+        .await
+        .expect("put under fan-out");
+        latencies.push(t.elapsed());
+    }
+    let fresh = Instant::now();
+    let zc = tokio::time::timeout(Duration::from_secs(15), server.zk_client())
+        .await
+        .expect("a new ZooKeeper client was not answered within 15 s");
+    zc.get_data("/ov/w0").await.expect("getData");
+    let fresh = fresh.elapsed();
+    latencies.sort();
+    let p50 = latencies[latencies.len() / 2];
+    let max = latencies[latencies.len() - 1];
+    // Notifications fan out after apply; give them time to arrive.
+    let want = (sessions * WATCHES_PER_CONNECTION) as u64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while fired.load(std::sync::atomic::Ordering::Relaxed) < want && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let got = fired.load(std::sync::atomic::Ordering::Relaxed);
+    let hwm = vm_hwm_kib(pid).unwrap_or(0);
+    eprintln!(
+        "{} writes in {:?} (latency p50 {p50:?}, max {max:?}); {got} of {want} notifications delivered; new client answered in {fresh:?}; server VmHWM {} MiB (idle {} MiB)",
+        latencies.len(),
+        writes.elapsed(),
+        hwm / 1024,
+        hwm_idle / 1024
+    );
+    assert_eq!(got, want, "notifications lost");
+    assert!(
+        max < Duration::from_secs(5),
+        "a write took {max:?}: apply stalled behind the watchers"
+    );
+    assert!(
+        hwm < 4 * 1024 * 1024,
+        "server memory high-water mark {hwm} KiB is unbounded-looking"
+    );
+    for t in tasks {
+        t.abort();
+    }
+}
+
+/// Connections beyond `--zk-max-connections` wait (they are not served, and
+/// the server does not fall over); the ones being served keep working and
+/// the waiting ones are served once others close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_flood_beyond_the_limit_waits_and_the_server_keeps_serving() {
+    let server = Janus::start_with(&["--zk-max-connections", "50"]);
+    let mut served = Vec::new();
+    for _ in 0..50 {
+        let mut s = TcpStream::connect(server.zk_addr()).await.expect("connect");
+        s.write_all(&connect_request()).await.expect("send");
+        tokio::time::timeout(Duration::from_secs(10), read_frame(&mut s))
+            .await
+            .expect("answered within the limit")
+            .expect("ConnectResponse");
+        served.push(s);
+    }
+    // A flood of 500 more.
+    let mut flood = Vec::new();
+    for _ in 0..500 {
+        if let Ok(mut s) = TcpStream::connect(server.zk_addr()).await {
+            let _ = s.write_all(&connect_request()).await;
+            flood.push(s);
+        }
+    }
+    let answered_over_limit = {
+        let mut n = 0;
+        for s in flood.iter_mut().take(20) {
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(100), read_frame(s)).await
+            {
+                n += 1;
+            }
+        }
+        n
+    };
+    assert_eq!(
+        answered_over_limit, 0,
+        "connections beyond the limit were served"
+    );
+    // The served ones still work (a ping, xid -2, op 11).
+    let mut ping = Vec::new();
+    ping.extend_from_slice(&(-2i32).to_be_bytes());
+    ping.extend_from_slice(&11i32.to_be_bytes());
+    let s = &mut served[0];
+    s.write_all(&frame(&ping)).await.expect("ping");
+    tokio::time::timeout(Duration::from_secs(5), read_frame(s))
+        .await
+        .expect("ping answered during the flood")
+        .expect("ping reply");
+    // etcd is answered throughout.
+    let mut etcd = server.etcd_client().await;
+    etcd.put("/flood", "x", None)
+        .await
+        .expect("etcd during the flood");
+    // Closing served connections lets waiting ones in.
+    served.truncate(10);
+    let mut later = 0;
+    for s in flood.iter_mut().take(40) {
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(5), read_frame(s)).await {
+            later += 1;
+        }
+    }
+    assert!(
+        later > 0,
+        "no waiting connection was served after others closed"
+    );
+    eprintln!("flood of 500 beyond a limit of 50: none served over the limit, {later} of 40 served once 40 closed");
+}
+
+/// Values at the limits: an etcd value of 1.5 MiB minus the request's own
+/// overhead is accepted, one past the limit is refused with etcd's error;
+/// a 1 MiB znode minus the frame overhead is accepted, a larger frame is
+/// refused and closes only that connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_at_the_size_limits_of_both_protocols() {
+    let server = Janus::start();
+    let mut etcd = server.etcd_client().await;
+    let limit = 1536 * 1024;
+    let ok = vec![b'v'; limit - 1024];
+    etcd.put("/big/ok", ok.clone(), None)
+        .await
+        .expect("a value just under 1.5 MiB");
+    let got = etcd.get("/big/ok", None).await.expect("get");
+    assert_eq!(got.kvs()[0].value().len(), ok.len());
+    let too_big = vec![b'v'; limit + 1];
+    let err = etcd
+        .put("/big/no", too_big, None)
+        .await
+        .expect_err("a value past 1.5 MiB");
+    assert!(
+        err.to_string().contains("request is too large"),
+        "etcd's message: {err}"
+    );
+    let zc = server.zk_client().await;
+    let data = vec![b'z'; 1024 * 1024 - 1024];
+    zc.create(
+        "/bigz",
+        &data,
+        &zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all()),
+    )
+    .await
+    .expect("a znode just under 1 MiB");
+    let (back, _) = zc.get_data("/bigz").await.expect("getData");
+    assert_eq!(back.len(), data.len());
+    // A frame past the limit closes that connection only.
+    let mut raw = TcpStream::connect(server.zk_addr()).await.expect("connect");
+    raw.write_all(&connect_request()).await.expect("send");
+    read_frame(&mut raw).await.expect("ConnectResponse");
+    let mut huge = vec![0u8; 4];
+    huge[..4].copy_from_slice(&(2u32 * 1024 * 1024).to_be_bytes());
+    let _ = raw.write_all(&huge).await;
+    let _ = raw.write_all(&vec![0u8; 64 * 1024]).await;
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "an oversized frame did not close its connection: {closed:?}"
+    );
+    zc.get_data("/bigz")
+        .await
+        .expect("other sessions unaffected");
+}
