@@ -28,6 +28,13 @@ pub struct ZkConfig {
     /// TLS for this endpoint (ZooKeeper's `secureClientPort`): every
     /// connection starts with a TLS handshake.
     pub tls: Option<Tls>,
+    /// Serve `reconfig` (ZooKeeper's `reconfigEnabled`); otherwise it is
+    /// answered ReconfigDisabled.
+    pub reconfig: bool,
+    /// Read-only mode (ZooKeeper's `readonlymode.enabled`): a member cut
+    /// off from the majority keeps serving reads to clients that asked for
+    /// read-only sessions.
+    pub read_only: bool,
 }
 
 /// A rustls server configuration, compared by identity (so the settings
@@ -55,6 +62,8 @@ impl Default for ZkConfig {
             max_connections: 1024,
             super_digest: None,
             tls: None,
+            reconfig: false,
+            read_only: false,
         }
     }
 }

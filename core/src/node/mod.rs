@@ -7,6 +7,8 @@
 
 mod clock;
 mod log_writer;
+mod reconfig;
+pub use reconfig::{Joining, ReconfigPlan, ReconfigRequest};
 mod runner;
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -77,6 +79,10 @@ pub struct NodeConfig {
     /// Join an existing cluster (`--initial-cluster-state existing`): start
     /// with no configuration and wait for the leader's snapshot.
     pub join_existing: bool,
+    /// How this member appears in ZooKeeper's dynamic configuration
+    /// (published to the cluster like its client URLs); `None`: shown with
+    /// defaults derived from its member id and peer URL.
+    pub zk_server: Option<crate::members::ZkServer>,
 }
 
 impl NodeConfig {
@@ -99,6 +105,7 @@ impl NodeConfig {
             peer_listen: None,
             initial_members: Vec::new(),
             join_existing: false,
+            zk_server: None,
         }
     }
 
