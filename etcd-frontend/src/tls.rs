@@ -86,17 +86,48 @@ pub fn server_config(t: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, EtcdErr
         for c in load_certs(ca)? {
             roots.add(c).map_err(tls_err)?;
         }
-        let verifier =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(tls_err)?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .map_err(tls_err)?;
         builder.with_client_cert_verifier(verifier)
     } else {
         builder.with_no_client_auth()
     };
-    let mut cfg = builder.with_single_cert(certs, key).map_err(tls_err)?;
+    let mut cfg = builder.with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(
+        certified_key(&provider, certs, key)?,
+    )));
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
+}
+
+/// The certificate chain with its key, checked to belong together.
+/// rustls's own check (`CertifiedKey::from_der`) parses the certificate
+/// with webpki, which refuses X.509 v1 certificates; Go's `crypto/tls`
+/// (etcd) and Java (ZooKeeper) serve them, and test harnesses make them
+/// (kazoo's does), so the public keys are compared here instead.
+fn certified_key(
+    provider: &rustls::crypto::CryptoProvider,
+    certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> Result<rustls::sign::CertifiedKey, EtcdError> {
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(tls_err)?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| tls_err("the certificate file holds no certificate"))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
+        .map_err(|e| tls_err(format!("bad certificate: {e}")))?;
+    if let Some(spki) = signing.public_key() {
+        if spki.as_ref() != cert.public_key().raw {
+            return Err(tls_err("the private key does not match the certificate"));
+        }
+    }
+    Ok(rustls::sign::CertifiedKey::new(certs, signing))
 }
 
 /// The subject common name of a DER certificate.
