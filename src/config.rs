@@ -199,6 +199,11 @@ pub struct Args {
     /// [default: the peer port, which janus elects over].
     #[arg(long, env = "JANUS_ZK_ELECTION_PORT")]
     pub zk_election_port: Option<u16>,
+    /// JAAS file whose `Server` section lists SASL DIGEST-MD5 users
+    /// (`user_<name>="<password>"`, ZooKeeper's DigestLoginModule):
+    /// serve SASL authentication on the ZooKeeper port.
+    #[arg(long, env = "JANUS_ZK_JAAS_CONFIG")]
+    pub zk_jaas_config: Option<PathBuf>,
     /// How often the leader removes empty containers and expired TTL nodes (ms).
     #[arg(long, env = "JANUS_ZK_REAP_INTERVAL_MS", default_value_t = 1000)]
     pub zk_reap_interval_ms: u64,
@@ -464,6 +469,13 @@ impl Args {
             tls: None,
             reconfig: self.zk_reconfig,
             read_only: self.zk_read_only,
+            sasl_users: match &self.zk_jaas_config {
+                None => Vec::new(),
+                Some(p) => janus_zk::sasl::jaas_users(
+                    &std::fs::read_to_string(p)
+                        .with_context(|| format!("cannot read --zk-jaas-config {}", p.display()))?,
+                ),
+            },
         })
     }
 }

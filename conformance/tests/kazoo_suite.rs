@@ -14,7 +14,7 @@ use janus_conformance::harness::{free_port, janus_binary};
 /// The tests that must pass: ZooKeeper 3.8.0 passes them, and each covers
 /// a behaviour real clients tripped over (null data, resends after a
 /// reconnect, session expiry), an ensemble feature (reconfig, read-only
-/// mode, TLS) or a recipe janus must serve.
+/// mode, TLS, SASL) or a recipe janus must serve.
 const SELECTION: &[&str] = &[
     "kazoo/tests/test_client.py::TestClient::test_create_null_data",
     "kazoo/tests/test_client.py::TestClient::test_set_null_data",
@@ -32,6 +32,8 @@ const SELECTION: &[&str] = &[
     "kazoo/tests/test_client.py::TestReconfig",
     "kazoo/tests/test_connection.py::TestReadOnlyMode",
     "kazoo/tests/test_client.py::TestSSLClient",
+    // SASL DIGEST-MD5, users from the harness's JAAS file.
+    "kazoo/tests/test_sasl.py",
 ];
 
 /// A base port with the 30 ports kazoo's 3-member cluster takes free.

@@ -35,6 +35,9 @@ pub struct ZkConfig {
     /// off from the majority keeps serving reads to clients that asked for
     /// read-only sessions.
     pub read_only: bool,
+    /// SASL DIGEST-MD5 users and passwords (the `Server` section of
+    /// ZooKeeper's JAAS file); empty: SASL is not served.
+    pub sasl_users: Vec<(String, String)>,
 }
 
 /// A rustls server configuration, compared by identity (so the settings
@@ -64,6 +67,7 @@ impl Default for ZkConfig {
             tls: None,
             reconfig: false,
             read_only: false,
+            sasl_users: Vec::new(),
         }
     }
 }

@@ -122,6 +122,7 @@ struct Session {
     /// none is missed) and sessions taken by newer connections.
     revoked: broadcast::Receiver<i64>,
     taken: broadcast::Receiver<(i64, u64)>,
+    sasl: crate::sasl::Exchange,
 }
 
 impl Session {
@@ -137,6 +138,7 @@ impl Session {
             immediate: Vec::new(),
             conn: self.conn,
             seq: &self.seq,
+            sasl: &mut self.sasl,
         }
     }
 }
@@ -279,6 +281,7 @@ impl Connection {
             seq: std::sync::atomic::AtomicU64::new(0),
             revoked,
             taken,
+            sasl: crate::sasl::Exchange::default(),
         }))
     }
 
@@ -395,6 +398,7 @@ impl Connection {
             seq: std::sync::atomic::AtomicU64::new(0),
             revoked,
             taken,
+            sasl: crate::sasl::Exchange::default(),
         }))
     }
 

@@ -50,6 +50,8 @@ pub struct Ctx<'a> {
     /// `Command::Zk::seq`: FIFO order is per connection).
     pub conn: u64,
     pub seq: &'a std::sync::atomic::AtomicU64,
+    /// This connection's SASL exchange.
+    pub sasl: &'a mut crate::sasl::Exchange,
 }
 
 /// A reply to one request (the header's xid is added by the connection).
@@ -168,6 +170,8 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, req: Request) -> Result<Reply, CoreErro
         Request::Ping => Ok(session::ping(ctx)),
         Request::Auth { scheme, auth } => Ok(session::auth(ctx, &scheme, &auth)),
         Request::WhoAmI => Ok(session::who_am_i(ctx)),
+        Request::Sasl { token } if !ctx.cfg.sasl_users.is_empty() => Ok(session::sasl(ctx, &token)),
+        Request::Sasl { .. } => Ok(unsupported(ctx, crate::proto::op::SASL)),
         Request::CloseSession => session::close(ctx).await,
         Request::SetWatches(sw) => Ok(watch::set_watches(ctx, sw)),
         Request::AddWatch { path, mode } => Ok(watch::add_watch(ctx, &path, mode)),

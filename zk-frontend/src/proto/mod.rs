@@ -304,6 +304,10 @@ pub enum Request {
     },
     WhoAmI,
     CloseSession,
+    /// sasl (`GetSASLRequest`): one token of the exchange.
+    Sasl {
+        token: Vec<u8>,
+    },
     /// reconfig (`ReconfigRequest`): `None` is a null string.
     Reconfig {
         joining: Option<String>,
@@ -525,6 +529,9 @@ pub fn decode_request(b: &[u8]) -> Result<(RequestHeader, Request), Malformed> {
             })(body))?;
             Request::Auth { scheme, auth }
         }
+        op::SASL => Request::Sasl {
+            token: finish(buffer(body))?,
+        },
         op::RECONFIG => {
             let (joining, leaving, new_members, cur_config_id) = finish((|i| {
                 let (i, j) = nullable_string(i)?;
