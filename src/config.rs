@@ -200,6 +200,27 @@ pub struct Args {
     /// zookeeper.DigestAuthenticationProvider.superDigest).
     #[arg(long, env = "JANUS_ZK_SUPER_DIGEST")]
     pub zk_super_digest: Option<String>,
+    /// Serve ZooKeeper's reconfig (ZooKeeper's reconfigEnabled); off, it
+    /// is answered ReconfigDisabled.
+    #[arg(long, env = "JANUS_ZK_RECONFIG")]
+    pub zk_reconfig: bool,
+    /// ZooKeeper read-only mode (ZooKeeper's readonlymode.enabled): cut off
+    /// from the majority, keep serving reads to read-only clients.
+    #[arg(long, env = "JANUS_ZK_READ_ONLY")]
+    pub zk_read_only: bool,
+    /// This member's ZooKeeper server id (ZooKeeper's myid), shown in
+    /// /zookeeper/config [default: the member id].
+    #[arg(long, env = "JANUS_ZK_SERVER_ID")]
+    pub zk_server_id: Option<u64>,
+    /// Election port shown for this member in /zookeeper/config
+    /// [default: the peer port, which janus elects over].
+    #[arg(long, env = "JANUS_ZK_ELECTION_PORT")]
+    pub zk_election_port: Option<u16>,
+    /// JAAS file whose `Server` section lists SASL DIGEST-MD5 users
+    /// (`user_<name>="<password>"`, ZooKeeper's DigestLoginModule):
+    /// serve SASL authentication on the ZooKeeper port.
+    #[arg(long, env = "JANUS_ZK_JAAS_CONFIG")]
+    pub zk_jaas_config: Option<PathBuf>,
     /// How often the leader removes empty containers and expired TTL nodes (ms).
     #[arg(long, env = "JANUS_ZK_REAP_INTERVAL_MS", default_value_t = 1000)]
     pub zk_reap_interval_ms: u64,
@@ -317,6 +338,11 @@ impl Args {
             initial_members: initial,
             join_existing,
             peer_tls,
+            zk_server: Some(janus_core::ZkServer {
+                server_id: self.zk_server_id.unwrap_or(member_id),
+                election_port: self.zk_election_port.unwrap_or(0),
+                client_addr: self.listen_zk_addr.clone(),
+            }),
         })
     }
 
@@ -486,6 +512,15 @@ impl Args {
             max_connections: self.zk_max_connections,
             super_digest: self.zk_super_digest.clone(),
             tls: None,
+            reconfig: self.zk_reconfig,
+            read_only: self.zk_read_only,
+            sasl_users: match &self.zk_jaas_config {
+                None => Vec::new(),
+                Some(p) => janus_zk::sasl::jaas_users(
+                    &std::fs::read_to_string(p)
+                        .with_context(|| format!("cannot read --zk-jaas-config {}", p.display()))?,
+                ),
+            },
         })
     }
 }

@@ -13,6 +13,8 @@ root="$(cd "$here/../.." && pwd)"
 dir="${JANUS_KAZOO_DIR:-$root/target/kazoo}"
 [ -d "$dir/kazoo-2.11.0/kazoo/tests" ] || { echo "run $here/setup.sh first" >&2; exit 2; }
 export JANUS_BIN="${JANUS_BIN:-$root/target/debug/janus}"
+# The java hook converts the harness's JKS keystore with the venv's pyjks.
+export JANUS_KAZOO_PYTHON="$dir/venv/bin/python"
 export ZOOKEEPER_PATH=/usr/share/java ZOOKEEPER_VERSION=3.8.0
 # kazoo's cluster takes 10 ports per member from this offset.
 export ZOOKEEPER_PORT_OFFSET="${ZOOKEEPER_PORT_OFFSET:-$((20000 + RANDOM % 20000))}"

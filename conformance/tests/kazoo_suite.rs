@@ -13,7 +13,8 @@ use janus_conformance::harness::{free_port, janus_binary};
 
 /// The tests that must pass: ZooKeeper 3.8.0 passes them, and each covers
 /// a behaviour real clients tripped over (null data, resends after a
-/// reconnect, session expiry) or a recipe janus must serve.
+/// reconnect, session expiry), an ensemble feature (reconfig, read-only
+/// mode, TLS, SASL) or a recipe janus must serve.
 const SELECTION: &[&str] = &[
     "kazoo/tests/test_client.py::TestClient::test_create_null_data",
     "kazoo/tests/test_client.py::TestClient::test_set_null_data",
@@ -25,6 +26,14 @@ const SELECTION: &[&str] = &[
     "kazoo/tests/test_election.py",
     "kazoo/tests/test_counter.py",
     "kazoo/tests/test_barrier.py",
+    // Ensemble features: reconfig (add/remove an observer, bad input, no
+    // super auth), read-only mode with two of three members stopped, and
+    // the TLS client port.
+    "kazoo/tests/test_client.py::TestReconfig",
+    "kazoo/tests/test_connection.py::TestReadOnlyMode",
+    "kazoo/tests/test_client.py::TestSSLClient",
+    // SASL DIGEST-MD5, users from the harness's JAAS file.
+    "kazoo/tests/test_sasl.py",
 ];
 
 /// A base port with the 30 ports kazoo's 3-member cluster takes free.

@@ -81,6 +81,13 @@ pub enum Command {
     },
     /// No state change; used to probe the log (tests, barriers).
     Noop,
+    /// How member `id` appears in ZooKeeper's dynamic configuration: its
+    /// own at startup, or the one a ZooKeeper reconfig gave it. (Last, so
+    /// the earlier variants keep their encoding.)
+    ZkServer {
+        id: u64,
+        server: crate::members::ZkServer,
+    },
 }
 
 /// The state machine's answer to one command.
@@ -99,6 +106,8 @@ pub enum CommandResult {
     MemberUpdate(bool),
     Auth(Result<crate::auth::AuthReply, crate::auth::AuthError>),
     Noop,
+    /// ZkServer: whether the member exists.
+    ZkServer(bool),
 }
 
 /// What the proposer wants applied, as stored in a raft entry.

@@ -50,6 +50,20 @@ pub enum MembershipError {
     NotFound,
     #[error("can only promote a learner member")]
     NotLearner,
+    /// A reconfiguration asked for a configuration version that is not
+    /// the current one.
+    #[error("reconfiguration from version {asked:#x} failed -- current version is {current:#x}")]
+    BadConfigVersion { asked: u64, current: u64 },
+    /// The new configuration would have fewer voters than asked for.
+    #[error("new configuration must include at least {0} voters")]
+    TooFewVoters(usize),
+    /// The voters of the new configuration that are members already do not
+    /// form a majority of it, so it could not commit anything.
+    #[error("there must be a connected quorum in the new configuration")]
+    NoQuorum,
+    /// A voter cannot become a learner in one step.
+    #[error("a voter cannot be turned into a learner")]
+    CannotDemote,
 }
 
 /// Apply-time and read-time errors of the etcd-shaped KV, lease and watch API.

@@ -76,8 +76,8 @@ pub use node::sim;
 
 pub use command::{Applied, Command, CommandResult, Proposal};
 pub use error::{CoreError, KvError, MembershipError, ZkError};
-pub use members::Member;
-pub use node::{Header, Node, NodeConfig, Status};
+pub use members::{Member, ZkServer};
+pub use node::{Header, Joining, Node, NodeConfig, ReconfigPlan, ReconfigRequest, Status};
 pub use peer::PeerTls;
 pub use watch::{Event, EventKind, WatchRequest, Watcher};
 

@@ -3,6 +3,14 @@
 //! under `member/<id>` and changed only by applied log entries (conf changes
 //! carry the member in their context) — or, for a brand-new cluster, written
 //! identically by every member at bootstrap from `--initial-cluster`.
+//!
+//! Beside each member, how it appears in ZooKeeper's dynamic configuration
+//! (`/zookeeper/config`): its ZooKeeper server id (`myid`), election port
+//! and client address ([`ZkServer`], under `zkserver/<id>`), and the
+//! configuration's version, the raft index of the last change to either
+//! table (`config_index`). They are kept apart from [`Member`] so the
+//! member records (in the store and in conf-change entries) keep their
+//! encoding.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +19,8 @@ use crate::state::{State, Wtx};
 use crate::CoreError;
 
 const PREFIX: &[u8] = b"member/";
+const ZK_PREFIX: &[u8] = b"zkserver/";
+const CONFIG_INDEX: &[u8] = b"config_index";
 
 /// One member of the cluster.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +40,21 @@ impl Member {
     pub fn decode(b: &[u8]) -> Result<Member, postcard::Error> {
         postcard::from_bytes(b)
     }
+}
+
+/// How a member appears in ZooKeeper's dynamic configuration
+/// (`server.<server_id>=<peer host>:<peer port>:<election_port>:<role>;<client_addr>`).
+/// A member that never published one is shown with its member id as
+/// server id and its peer port as election port.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZkServer {
+    /// ZooKeeper's server id (`myid`, `server.N`).
+    pub server_id: u64,
+    /// ZooKeeper's election port; janus members elect over their peer
+    /// port, so this is only shown.
+    pub election_port: u16,
+    /// `host:port` of the member's ZooKeeper endpoint (empty: unknown).
+    pub client_addr: String,
 }
 
 /// A member's id: derived from its sorted peer URLs and the cluster token,
@@ -57,6 +82,12 @@ fn key(id: u64) -> Vec<u8> {
     k
 }
 
+fn zk_key(id: u64) -> Vec<u8> {
+    let mut k = ZK_PREFIX.to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
 /// What a conf change does to the member table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MemberChange {
@@ -77,7 +108,66 @@ impl State {
             })?;
             self.members.insert(m.id, m);
         }
+        let mut end = ZK_PREFIX.to_vec();
+        end.push(0xff);
+        for item in self
+            .engine
+            .scan(Space::Meta, ZK_PREFIX.to_vec()..end, false)
+        {
+            let (k, v) = item?;
+            let id = k
+                .get(ZK_PREFIX.len()..)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes);
+            let server: Option<ZkServer> = postcard::from_bytes(&v).ok();
+            match (id, server) {
+                (Some(id), Some(server)) => {
+                    self.zk_servers.insert(id, server);
+                }
+                _ => {
+                    return Err(CoreError::Corrupt {
+                        path: self.engine.dir().join("meta"),
+                        what: format!("zk server {}", String::from_utf8_lossy(&k)),
+                    })
+                }
+            }
+        }
+        self.config_index = crate::state::read_u64(&self.engine, CONFIG_INDEX)?.unwrap_or(0);
         Ok(())
+    }
+
+    /// Records that the cluster configuration changed at raft `index`
+    /// (ZooKeeper's config version).
+    pub(crate) fn note_config_change(&mut self, w: &mut Wtx, index: u64) {
+        self.config_index = index;
+        w.batch.put(
+            Space::Meta,
+            CONFIG_INDEX.to_vec(),
+            index.to_be_bytes().to_vec(),
+        );
+    }
+
+    /// Sets how member `id` appears in ZooKeeper's dynamic configuration;
+    /// false (and nothing written) if there is no such member.
+    pub(crate) fn apply_zk_server(
+        &mut self,
+        w: &mut Wtx,
+        id: u64,
+        server: &ZkServer,
+        index: u64,
+    ) -> bool {
+        if !self.members.contains_key(&id) {
+            return false;
+        }
+        if self.zk_servers.get(&id) != Some(server) {
+            let Ok(bytes) = postcard::to_stdvec(server) else {
+                return false;
+            };
+            w.batch.put(Space::Meta, zk_key(id), bytes);
+            self.zk_servers.insert(id, server.clone());
+            self.note_config_change(w, index);
+        }
+        true
     }
 
     fn write_member(&mut self, w: &mut Wtx, m: Member) {
@@ -109,6 +199,9 @@ impl State {
             MemberChange::Remove(id) => {
                 self.members.remove(&id);
                 w.batch.remove(Space::Meta, key(id));
+                if self.zk_servers.remove(&id).is_some() {
+                    w.batch.remove(Space::Meta, zk_key(id));
+                }
             }
         }
     }

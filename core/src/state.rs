@@ -132,6 +132,11 @@ pub struct State {
     /// Containers and TTL nodes, for the leader's reaper.
     pub specials: BTreeSet<Vec<u8>>,
     pub members: BTreeMap<u64, crate::members::Member>,
+    /// Members' ZooKeeper dynamic-config attributes, by member id.
+    pub zk_servers: BTreeMap<u64, crate::members::ZkServer>,
+    /// Raft index of the last membership change (ZooKeeper's config
+    /// version); 0 for the bootstrap configuration.
+    pub config_index: u64,
     /// etcd's users, roles and permissions (D14).
     pub auth: crate::auth::AuthStore,
     /// Which proposals were applied, so a copy committed twice runs once.
@@ -267,6 +272,8 @@ impl State {
             tree,
             specials,
             members: BTreeMap::new(),
+            zk_servers: BTreeMap::new(),
+            config_index: 0,
             hub: Hub::default(),
         };
         st.load_members()?;
@@ -619,6 +626,9 @@ impl State {
                 peer_urls.clone(),
             )),
             Command::As { caller, command } => self.apply_as(w, caller, command, index)?,
+            Command::ZkServer { id, server } => {
+                CommandResult::ZkServer(self.apply_zk_server(w, *id, server, index))
+            }
             Command::Auth { caller, op } => {
                 CommandResult::Auth(self.apply_auth(w, caller, op, index))
             }

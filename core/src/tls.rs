@@ -125,9 +125,36 @@ pub fn server_config(t: &TlsFiles, alpn: &[Vec<u8>]) -> Result<ServerConfig, Tls
     } else {
         builder.with_no_client_auth()
     };
-    let mut cfg = builder.with_single_cert(certs, key).map_err(err)?;
+    let provider = provider();
+    let mut cfg = builder.with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(
+        certified_key(&provider, certs, key)?,
+    )));
     cfg.alpn_protocols = alpn.to_vec();
     Ok(cfg)
+}
+
+/// The certificate chain with its key, checked to belong together.
+/// rustls's own check (`CertifiedKey::from_der`) parses the certificate
+/// with webpki, which refuses X.509 v1 certificates; Go's `crypto/tls`
+/// (etcd) and Java (ZooKeeper) serve them, and test harnesses make them
+/// (kazoo's does), so the public keys are compared here instead.
+fn certified_key(
+    provider: &CryptoProvider,
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<rustls::sign::CertifiedKey, TlsError> {
+    let signing = provider.key_provider.load_private_key(key).map_err(err)?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| err("the certificate file holds no certificate"))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
+        .map_err(|e| err(format!("bad certificate: {e}")))?;
+    if let Some(spki) = signing.public_key() {
+        if spki.as_ref() != cert.public_key().raw {
+            return Err(err("the private key does not match the certificate"));
+        }
+    }
+    Ok(rustls::sign::CertifiedKey::new(certs, signing))
 }
 
 /// The rustls configuration of a member dialling its peers: it presents

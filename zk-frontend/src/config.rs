@@ -28,6 +28,16 @@ pub struct ZkConfig {
     /// TLS for this endpoint (ZooKeeper's `secureClientPort`): every
     /// connection starts with a TLS handshake.
     pub tls: Option<Tls>,
+    /// Serve `reconfig` (ZooKeeper's `reconfigEnabled`); otherwise it is
+    /// answered ReconfigDisabled.
+    pub reconfig: bool,
+    /// Read-only mode (ZooKeeper's `readonlymode.enabled`): a member cut
+    /// off from the majority keeps serving reads to clients that asked for
+    /// read-only sessions.
+    pub read_only: bool,
+    /// SASL DIGEST-MD5 users and passwords (the `Server` section of
+    /// ZooKeeper's JAAS file); empty: SASL is not served.
+    pub sasl_users: Vec<(String, String)>,
 }
 
 /// A rustls server configuration, compared by identity (so the settings
@@ -55,6 +65,9 @@ impl Default for ZkConfig {
             max_connections: 1024,
             super_digest: None,
             tls: None,
+            reconfig: false,
+            read_only: false,
+            sasl_users: Vec::new(),
         }
     }
 }

@@ -51,7 +51,7 @@ use crate::proto::{self, code, ConnectRequest, ConnectResponse, Request};
 use crate::session::{self, ConnInfo, SessionError};
 use crate::shared::Shared;
 use crate::watches::{translate, WatchTable};
-use crate::{fourlw, ZkFrontendError};
+use crate::{fourlw, read_only, ZkFrontendError};
 
 /// A client connection's byte stream: plain TCP, or TLS on the secure port.
 pub trait ClientStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin {}
@@ -104,6 +104,9 @@ pub struct Connection {
 /// The state of an established session on this connection.
 struct Session {
     id: i64,
+    /// A read-only session (`read_only.rs`): no lease behind it, writes
+    /// refused, closed when the member can reach a quorum again.
+    read_only: bool,
     timeout_ms: i32,
     auth: Vec<Id>,
     watches: WatchTable,
@@ -119,6 +122,7 @@ struct Session {
     /// none is missed) and sessions taken by newer connections.
     revoked: broadcast::Receiver<i64>,
     taken: broadcast::Receiver<(i64, u64)>,
+    sasl: crate::sasl::Exchange,
 }
 
 impl Session {
@@ -134,6 +138,7 @@ impl Session {
             immediate: Vec::new(),
             conn: self.conn,
             seq: &self.seq,
+            sasl: &mut self.sasl,
         }
     }
 }
@@ -207,6 +212,79 @@ impl Connection {
         r
     }
 
+    /// A read-only session on a member cut off from the majority: a fake
+    /// session id (no lease: nothing can be written), the ConnectResponse's
+    /// readOnly flag set. A client resuming a session keeps its id if the
+    /// password is right. `None`: the connection must close.
+    async fn connect_read_only(
+        &mut self,
+        io: &mut Io,
+        creq: ConnectRequest,
+    ) -> Result<Option<Session>, ZkFrontendError> {
+        let node = &self.shared.node;
+        if creq.last_zxid_seen > node.revision() {
+            warn!(peer = %self.peer, seen = creq.last_zxid_seen, ours = node.revision(),
+                "refusing read-only session: client has seen a later zxid");
+            return Ok(None);
+        }
+        let timeout = session::negotiate_timeout(&self.shared.cfg, creq.timeout);
+        let id = if creq.session_id > 0 && creq.passwd == node.session_password(creq.session_id) {
+            creq.session_id
+        } else {
+            read_only::session_id()
+        };
+        let revoked = node.lease_revocations();
+        let taken = self.shared.taken.subscribe();
+        let watcher = match node.watch(WatchRequest {
+            key: b"/".to_vec(),
+            range_end: vec![0],
+            start_revision: 0,
+            tree_events: true,
+        }) {
+            Ok(w) => w,
+            Err(e) => {
+                warn!(error = %e, "cannot subscribe to the watch hub");
+                return Ok(None);
+            }
+        };
+        let resp = ConnectResponse {
+            protocol_version: 0,
+            timeout,
+            session_id: id,
+            passwd: node.session_password(id).to_vec(),
+            read_only: Some(true),
+        };
+        let conn: u64 = rand::random();
+        let _ = self.shared.taken.send((id, conn));
+        io.send(resp.encode().freeze()).await?;
+        debug!(peer = %self.peer, session = id, "read-only session");
+        let info = Arc::new(Mutex::new(ConnInfo {
+            peer: self.peer,
+            session: id,
+            timeout_ms: timeout,
+            received: 0,
+            sent: 0,
+            last_zxid: 0,
+            watches: Vec::new(),
+            ephemerals: 0,
+        }));
+        Ok(Some(Session {
+            id,
+            read_only: true,
+            timeout_ms: timeout,
+            auth: vec![Id::new("ip", &self.peer.ip().to_string())],
+            watches: WatchTable::default(),
+            watcher,
+            last_zxid: creq.last_zxid_seen.max(0),
+            info,
+            conn,
+            seq: std::sync::atomic::AtomicU64::new(0),
+            revoked,
+            taken,
+            sasl: crate::sasl::Exchange::default(),
+        }))
+    }
+
     /// Handles the ConnectRequest. `None`: the connection must close (the
     /// answer, if any, has been sent).
     async fn connect(
@@ -220,8 +298,13 @@ impl Connection {
         // and the client tries again (here or elsewhere). Answering instead
         // would let a just-restarted member accept a session and then fail
         // its first request. The barrier also brings this member up to the
-        // leader's commit point.
-        if let Err(e) = node.read_barrier().await {
+        // leader's commit point. With read-only mode on, a client that
+        // asked for it gets a read-only session instead (`read_only.rs`).
+        let may_be_read_only = read_only::allowed(&self.shared.cfg, &creq);
+        if let Err(e) = read_only::barrier(node, may_be_read_only).await {
+            if may_be_read_only {
+                return self.connect_read_only(io, creq).await;
+            }
             debug!(peer = %self.peer, error = %e, "not serving yet; closing");
             return Ok(None);
         }
@@ -304,6 +387,7 @@ impl Connection {
         }));
         Ok(Some(Session {
             id,
+            read_only: false,
             timeout_ms: timeout,
             auth: vec![Id::new("ip", &self.peer.ip().to_string())],
             watches: WatchTable::default(),
@@ -314,6 +398,7 @@ impl Connection {
             seq: std::sync::atomic::AtomicU64::new(0),
             revoked,
             taken,
+            sasl: crate::sasl::Exchange::default(),
         }))
     }
 
@@ -394,16 +479,26 @@ impl Connection {
                             }
                         };
                         let is_ping = matches!(req, Request::Ping);
-                        if is_ping || last_keepalive.elapsed() >= KEEPALIVE_SPACING {
+                        // A read-only session has no lease to keep alive.
+                        if !s.read_only
+                            && (is_ping || last_keepalive.elapsed() >= KEEPALIVE_SPACING)
+                        {
                             if self.shared.node.lease_keepalive(s.id).is_err() {
                                 debug!(session = s.id, "session expired; closing connection");
                                 return Ok(());
                             }
                             last_keepalive = Instant::now();
                         }
-                        match cmd::mode(&req) {
-                            Mode::Exclusive => held = Some((hdr.xid, req)),
-                            Mode::Pipelined => {
+                        let local = if s.read_only {
+                            read_only::answer(&self.shared.node, &req)
+                        } else {
+                            None
+                        };
+                        match (local, cmd::mode(&req)) {
+                            // Answered in request order, after what is in flight.
+                            (Some(reply), _) => in_flight.push_back(done(hdr.xid, 0, Ok(reply))),
+                            (None, Mode::Exclusive) => held = Some((hdr.xid, req)),
+                            (None, Mode::Pipelined) => {
                                 let bytes = f.len();
                                 in_flight_bytes += bytes;
                                 let job = self.submit(s, hdr.xid, bytes, req).await;
@@ -445,7 +540,15 @@ impl Connection {
                     // The leader expires the lease; this member only notices.
                     // A silent client is also dropped after its timeout, as
                     // ZooKeeper's connection expiry does.
-                    if !self.shared.node.lease_exists(s.id) || last_heard.elapsed() > timeout {
+                    if s.read_only {
+                        // ZooKeeper closes read-only sessions when its
+                        // server rejoins a quorum: the client reconnects
+                        // read-write.
+                        if janus_core::health::serving(&self.shared.node) || last_heard.elapsed() > timeout {
+                            debug!(session = s.id, "quorum back or client silent; closing read-only session");
+                            return Ok(());
+                        }
+                    } else if !self.shared.node.lease_exists(s.id) || last_heard.elapsed() > timeout {
                         debug!(session = s.id, "session expired or client silent; closing");
                         return Ok(());
                     }

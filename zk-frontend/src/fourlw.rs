@@ -200,13 +200,7 @@ pub fn answer(shared: &Shared, word: &str) -> String {
     match word {
         // Liveness, as etcd's /livez: the process answers.
         "ruok" => out.push_str("imok"),
-        // ZooKeeper answers `null` when not serving (no quorum), as
-        // etcd's /readyz fails without a leader; janus has no read-only mode.
-        "isro" => out.push_str(if janus_core::health::serving(&shared.node) {
-            "rw"
-        } else {
-            "null"
-        }),
+        "isro" => out.push_str(crate::read_only::isro(&shared.node, &shared.cfg)),
         "srvr" => srvr_body(shared, &mut out),
         "stat" => {
             let _ = writeln!(out, "Zookeeper version: {VERSION}");

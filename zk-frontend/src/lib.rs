@@ -23,6 +23,8 @@ pub mod error;
 pub mod fourlw;
 pub mod latency;
 pub mod proto;
+pub mod read_only;
+pub mod sasl;
 pub mod server;
 pub mod session;
 pub mod shared;

@@ -7,6 +7,8 @@
 
 mod clock;
 mod log_writer;
+mod reconfig;
+pub use reconfig::{Joining, ReconfigPlan, ReconfigRequest};
 mod runner;
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -80,6 +82,10 @@ pub struct NodeConfig {
     /// TLS of the peer port and of links to peers with `https://` URLs
     /// (`None`: plain TCP both ways).
     pub peer_tls: Option<crate::peer::PeerTls>,
+    /// How this member appears in ZooKeeper's dynamic configuration
+    /// (published to the cluster like its client URLs); `None`: shown with
+    /// defaults derived from its member id and peer URL.
+    pub zk_server: Option<crate::members::ZkServer>,
 }
 
 impl NodeConfig {
@@ -103,6 +109,7 @@ impl NodeConfig {
             initial_members: Vec::new(),
             join_existing: false,
             peer_tls: None,
+            zk_server: None,
         }
     }
 

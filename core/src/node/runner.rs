@@ -60,6 +60,8 @@ pub(super) struct Runner {
     last_reap: Instant,
     /// Whether this member's client URLs are published in the member table.
     published: bool,
+    /// Whether this member's ZooKeeper server attributes are published.
+    zk_published: bool,
     /// Applied index last written to the checkpoint file, and when.
     checkpointed: u64,
     last_checkpoint: Instant,
@@ -96,6 +98,7 @@ impl Runner {
             revoking: HashMap::new(),
             last_reap: inner.clock.now(),
             published: false,
+            zk_published: false,
             checkpointed: 0,
             last_checkpoint: inner.clock.now(),
             writer: None,
@@ -702,6 +705,7 @@ impl Runner {
                             }
                             st.apply_member_change(&mut w, change);
                         }
+                        st.note_config_change(&mut w, e.index);
                         let cs = self
                             .raw
                             .apply_conf_change(&cc)
@@ -786,6 +790,19 @@ impl Runner {
                     peer_urls: None,
                 }),
                 None => {}
+            }
+        }
+        if let Some(zk) = self.inner.cfg.zk_server.clone() {
+            if !self.zk_published && self.raw.raft.leader_id != 0 {
+                let st = self.state();
+                let known = st.zk_servers.get(&me) == Some(&zk);
+                let member = st.members.contains_key(&me);
+                drop(st);
+                if known {
+                    self.zk_published = true;
+                } else if member {
+                    self.propose_internal(Command::ZkServer { id: me, server: zk });
+                }
             }
         }
         if self.raw.raft.state != StateRole::Leader {

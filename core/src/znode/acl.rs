@@ -85,10 +85,19 @@ pub fn fixup(acl: &[Acl], auth: &[Id]) -> Result<Vec<Acl>, ZkError> {
             }
             "digest" if a.id.id.split(':').count() == 2 => push(a.clone()),
             "ip" if parse_cidr(&a.id.id).is_some() => push(a.clone()),
+            // SASLAuthenticationProvider.isValid: a Kerberos-shaped name
+            // (`name[/host][@REALM]`). janus always has the SASL provider,
+            // as a ZooKeeper configured with `authProvider.N` for it.
+            "sasl" if sasl_name_valid(&a.id.id) => push(a.clone()),
             _ => return Err(ZkError::InvalidAcl),
         }
     }
     Ok(out)
+}
+
+fn sasl_name_valid(id: &str) -> bool {
+    let (name, realm) = id.split_once('@').unwrap_or((id, ""));
+    !realm.contains(['@', '/']) && name.matches('/').count() <= 1
 }
 
 fn parse_cidr(s: &str) -> Option<(std::net::IpAddr, u32)> {

@@ -3,6 +3,7 @@
 //! outcomes become KeeperException codes.
 
 pub mod read;
+pub mod reconfig;
 pub mod session;
 pub mod system;
 pub mod watch;
@@ -12,7 +13,7 @@ use bytes::BytesMut;
 use janus_core::znode::Id;
 use janus_core::{CoreError, Node, ZkError};
 
-use crate::proto::{code, op, Request};
+use crate::proto::{code, Request};
 use crate::watches::WatchTable;
 use crate::ZkConfig;
 
@@ -49,6 +50,8 @@ pub struct Ctx<'a> {
     /// `Command::Zk::seq`: FIFO order is per connection).
     pub conn: u64,
     pub seq: &'a std::sync::atomic::AtomicU64,
+    /// This connection's SASL exchange.
+    pub sasl: &'a mut crate::sasl::Exchange,
 }
 
 /// A reply to one request (the header's xid is added by the connection).
@@ -167,11 +170,28 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, req: Request) -> Result<Reply, CoreErro
         Request::Ping => Ok(session::ping(ctx)),
         Request::Auth { scheme, auth } => Ok(session::auth(ctx, &scheme, &auth)),
         Request::WhoAmI => Ok(session::who_am_i(ctx)),
+        Request::Sasl { token } if !ctx.cfg.sasl_users.is_empty() => Ok(session::sasl(ctx, &token)),
+        Request::Sasl { .. } => Ok(unsupported(ctx, crate::proto::op::SASL)),
         Request::CloseSession => session::close(ctx).await,
         Request::SetWatches(sw) => Ok(watch::set_watches(ctx, sw)),
         Request::AddWatch { path, mode } => Ok(watch::add_watch(ctx, &path, mode)),
         Request::CheckWatches { path, kind } => Ok(watch::check_watches(ctx, &path, kind)),
         Request::RemoveWatches { path, kind } => Ok(watch::remove_watches(ctx, &path, kind)),
+        Request::Reconfig {
+            joining,
+            leaving,
+            new_members,
+            cur_config_id,
+        } => {
+            reconfig::reconfig(
+                ctx,
+                joining.as_deref(),
+                leaving.as_deref(),
+                new_members.as_deref(),
+                cur_config_id,
+            )
+            .await
+        }
         Request::Unsupported(opcode) => Ok(unsupported(ctx, opcode)),
         Request::Create { .. }
         | Request::Delete { .. }
@@ -183,14 +203,10 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, req: Request) -> Result<Reply, CoreErro
     }
 }
 
-/// reconfig is a known opcode that a janus member refuses like a ZooKeeper
-/// started without `reconfigEnabled`; anything else gets Unimplemented and
-/// the connection is closed (ZooKeeper's UnimplementedRequestProcessor).
+/// An opcode janus does not serve gets Unimplemented and the connection is
+/// closed (ZooKeeper's UnimplementedRequestProcessor).
 fn unsupported(ctx: &Ctx<'_>, opcode: i32) -> Reply {
     let zxid = ctx.node.revision();
-    if opcode == op::RECONFIG {
-        return Reply::err(zxid, code::RECONFIG_DISABLED);
-    }
     tracing::warn!(opcode, "unknown or unsupported ZooKeeper opcode");
     Reply {
         zxid,

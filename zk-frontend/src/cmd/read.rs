@@ -19,7 +19,8 @@ use crate::proto::{code, op, MultiOp};
 /// `None` is null data.
 pub fn data_of(ctx: &Ctx<'_>, path: &str) -> Result<(Option<Vec<u8>>, Stat), ZkError> {
     if system::is_system(path) {
-        return Ok((Some(Vec::new()), system::stat(path)));
+        let (data, stat) = system::read(ctx.node, ctx.cfg, path);
+        return Ok((Some(data), stat));
     }
     ctx.node.zk_get_data(path, ctx.auth)
 }
@@ -27,7 +28,10 @@ pub fn data_of(ctx: &Ctx<'_>, path: &str) -> Result<(Option<Vec<u8>>, Stat), ZkE
 /// getChildren's core, shared with multiRead.
 pub fn children_of(ctx: &Ctx<'_>, path: &str) -> Result<(Vec<String>, Stat), ZkError> {
     if system::is_system(path) {
-        return Ok((system::children(path), system::stat(path)));
+        return Ok((
+            system::children(path),
+            system::stat(ctx.node, ctx.cfg, path),
+        ));
     }
     ctx.node.zk_get_children(path, ctx.auth)
 }
@@ -39,7 +43,7 @@ pub fn exists(ctx: &mut Ctx<'_>, path: &str, watch: bool) -> Reply {
         return Reply::err(zxid, code::BAD_ARGUMENTS);
     }
     let stat = if system::is_system(path) {
-        Some(system::stat(path))
+        Some(system::stat(ctx.node, ctx.cfg, path))
     } else {
         match ctx.node.zk_exists_checked(path, ctx.auth) {
             Ok(s) => s,
@@ -83,7 +87,7 @@ pub fn get_data(ctx: &mut Ctx<'_>, path: &str, watch: bool) -> Reply {
 pub fn get_acl(ctx: &mut Ctx<'_>, path: &str) -> Reply {
     let zxid = ctx.node.revision();
     let r: Result<(Vec<Acl>, Stat), ZkError> = if system::is_system(path) {
-        Ok((system::acl(path), system::stat(path)))
+        Ok((system::acl(path), system::stat(ctx.node, ctx.cfg, path)))
     } else {
         ctx.node.zk_get_acl(path, ctx.auth)
     };

@@ -54,6 +54,35 @@ pub fn auth(ctx: &mut Ctx<'_>, scheme: &str, data: &[u8]) -> Reply {
     }
 }
 
+/// sasl: one step of the DIGEST-MD5 exchange (`crate::sasl`); the reply
+/// (`SetSASLResponse`, zxid 0) carries the server's token. Success adds
+/// `sasl:<user>`; failure is AuthFailed with a null token, then close.
+pub fn sasl(ctx: &mut Ctx<'_>, token: &[u8]) -> Reply {
+    match ctx.sasl.step(&ctx.cfg.sasl_users, token) {
+        crate::sasl::Step::Continue(t) => {
+            let mut w = Writer::new();
+            w.nullable_buffer(Some(&t));
+            Reply::ok(0, w.into_bytes())
+        }
+        crate::sasl::Step::Authenticated { user, token } => {
+            add_id(ctx.auth, Id::new("sasl", &user));
+            let mut w = Writer::new();
+            w.nullable_buffer(Some(&token));
+            Reply::ok(0, w.into_bytes())
+        }
+        crate::sasl::Step::Failed => {
+            let mut w = Writer::new();
+            w.nullable_buffer(None);
+            Reply {
+                zxid: 0,
+                err: code::AUTH_FAILED,
+                body: Some(w.into_bytes()),
+                close: true,
+            }
+        }
+    }
+}
+
 /// whoAmI: one ClientInfo (scheme, user) per identity; a digest's user is
 /// the part before `:` (DigestAuthenticationProvider.getUserName). The
 /// order is ZooKeeper's: its connection keeps identities in a

@@ -16,7 +16,12 @@ pub fn set_watches(ctx: &mut Ctx<'_>, sw: SetWatchesReq) -> Reply {
     let rel = sw.relative_zxid;
     let stat_of = |path: &str| {
         if system::is_system(path) {
-            Some(system::stat(path))
+            // The config's mzxid is a raft index, not a revision: never
+            // compared with the client's zxid.
+            Some(janus_core::znode::Stat {
+                mzxid: 0,
+                ..system::stat(ctx.node, ctx.cfg, path)
+            })
         } else {
             ctx.node.zk_exists(path)
         }

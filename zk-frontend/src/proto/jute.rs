@@ -66,6 +66,13 @@ pub fn ustring(i: &[u8]) -> JResult<'_, String> {
     Ok((rest, String::from_utf8_lossy(&b).into_owned()))
 }
 
+/// A length-prefixed UTF-8 string where -1 (null) stays `None`
+/// (reconfig's optional server lists).
+pub fn nullable_string(i: &[u8]) -> JResult<'_, Option<String>> {
+    let (rest, b) = nullable_buffer(i)?;
+    Ok((rest, b.map(|b| String::from_utf8_lossy(&b).into_owned())))
+}
+
 /// A vector: count, then elements. `min_elem` is the smallest encoding of one
 /// element, used to reject counts that cannot fit in the remaining input
 /// before allocating.

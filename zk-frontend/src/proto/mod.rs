@@ -9,7 +9,8 @@ pub mod jute;
 
 use janus_core::znode::Acl;
 use jute::{
-    acl_vec, boolean, buffer, int, long, nullable_buffer, string_vec, ustring, JResult, Writer,
+    acl_vec, boolean, buffer, int, long, nullable_buffer, nullable_string, string_vec, ustring,
+    JResult, Writer,
 };
 
 /// `ZooDefs.OpCode`.
@@ -60,6 +61,7 @@ pub mod code {
     pub const UNIMPLEMENTED: i32 = -6;
     pub const OPERATION_TIMEOUT: i32 = -7;
     pub const BAD_ARGUMENTS: i32 = -8;
+    pub const NEW_CONFIG_NO_QUORUM: i32 = -13;
     pub const UNKNOWN_SESSION: i32 = -12;
     pub const API_ERROR: i32 = -100;
     pub const NO_NODE: i32 = -101;
@@ -302,6 +304,17 @@ pub enum Request {
     },
     WhoAmI,
     CloseSession,
+    /// sasl (`GetSASLRequest`): one token of the exchange.
+    Sasl {
+        token: Vec<u8>,
+    },
+    /// reconfig (`ReconfigRequest`): `None` is a null string.
+    Reconfig {
+        joining: Option<String>,
+        leaving: Option<String>,
+        new_members: Option<String>,
+        cur_config_id: i64,
+    },
     /// An opcode janus knows but does not serve (reconfig, sasl, ...) or
     /// does not know at all: answered with an error code, not a crash.
     Unsupported(i32),
@@ -515,6 +528,24 @@ pub fn decode_request(b: &[u8]) -> Result<(RequestHeader, Request), Malformed> {
                 Ok((i, (s, a)))
             })(body))?;
             Request::Auth { scheme, auth }
+        }
+        op::SASL => Request::Sasl {
+            token: finish(buffer(body))?,
+        },
+        op::RECONFIG => {
+            let (joining, leaving, new_members, cur_config_id) = finish((|i| {
+                let (i, j) = nullable_string(i)?;
+                let (i, l) = nullable_string(i)?;
+                let (i, n) = nullable_string(i)?;
+                let (i, c) = long(i)?;
+                Ok((i, (j, l, n, c)))
+            })(body))?;
+            Request::Reconfig {
+                joining,
+                leaving,
+                new_members,
+                cur_config_id,
+            }
         }
         op::SET_WATCHES => Request::SetWatches(finish(set_watches(body, false))?),
         op::SET_WATCHES2 => Request::SetWatches(finish(set_watches(body, true))?),
