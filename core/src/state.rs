@@ -137,6 +137,8 @@ pub struct State {
     /// Which proposals were applied, so a copy committed twice runs once.
     pub dedup: crate::dedup::Applied,
     pub hub: Hub,
+    /// The migration lock and import bookkeeping ([`crate::import`]).
+    pub import: crate::import::ImportState,
     /// Writes of the commands applied since [`State::begin_group`], not yet
     /// in the store.
     group: Option<Group>,
@@ -254,7 +256,9 @@ impl State {
         )?;
         let auth = crate::auth::AuthStore::load(&engine)?;
         let dedup = crate::dedup::Applied::load(&engine)?;
+        let import = crate::import::ImportState::load(&engine)?;
         let mut st = State {
+            import,
             auth,
             dedup,
             group: None,
@@ -529,6 +533,7 @@ impl State {
                 | CommandResult::LeaseRevoke(Err(_))
                 | CommandResult::Zk(crate::znode::ZkWriteResult::Failed { .. })
                 | CommandResult::Auth(Err(_))
+                | CommandResult::Import(Err(_))
         );
         if failed {
             // Checks run before the first write, so a failed command has
@@ -577,6 +582,9 @@ impl State {
                 Err(Fail::Core(e)) => Err(e),
             }
         }
+        if let Some(refused) = crate::import::refusal(self, command) {
+            return Ok(refused);
+        }
         let result = match command {
             Command::Put(r) => CommandResult::Put(kv(self.apply_put(w, r))?),
             Command::DeleteRange(r) => {
@@ -622,6 +630,7 @@ impl State {
             Command::Auth { caller, op } => {
                 CommandResult::Auth(self.apply_auth(w, caller, op, index))
             }
+            Command::Import(op) => CommandResult::Import(self.apply_import(w, op)?),
             Command::Noop => CommandResult::Noop,
         };
         Ok(result)
