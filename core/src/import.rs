@@ -347,6 +347,17 @@ impl State {
                     if k.version < 1 {
                         return Err(bad(key, format!("version {} below 1", k.version)));
                     }
+                    if let Some(m) = &k.znode {
+                        if crate::znode::acl::fixup(&m.acl, &[]).as_ref() != Ok(&m.acl) {
+                            return Err(bad(
+                                key,
+                                format!(
+                                    "ACL {:?} cannot be represented (janus enforces world:anyone, digest and ip)",
+                                    m.acl
+                                ),
+                            ));
+                        }
+                    }
                     if k.znode.as_ref().is_some_and(|m| !import_kind_ok(m)) {
                         return Err(bad(key, "TTL node with a TTL of 0 or less".into()));
                     }
