@@ -38,7 +38,8 @@ impl ImportService {
         }
     }
 
-    fn batch(&self, b: pb::Batch) -> Result<ImportBatch, Status> {
+    /// The core batch of a request; `Err` names the bad item.
+    fn batch(&self, b: pb::Batch) -> Result<ImportBatch, String> {
         let limit = self.0.cfg.max_request_bytes;
         let mut items = Vec::with_capacity(b.items.len());
         for item in b.items {
@@ -46,10 +47,10 @@ impl ImportService {
                 Some(pb::item::Kind::Put(k)) => {
                     let size = k.key.len() + k.value.len();
                     if size > limit {
-                        return Err(Status::invalid_argument(format!(
+                        return Err(format!(
                             "{}: {size} bytes, above the target's limit of {limit} bytes (--max-request-bytes)",
                             String::from_utf8_lossy(&k.key)
-                        )));
+                        ));
                     }
                     ImportItem::Put(key(k)?)
                 }
@@ -62,7 +63,7 @@ impl ImportService {
                     creates: c.creates,
                     pzxid: c.pzxid,
                 },
-                None => return Err(Status::invalid_argument("import item without a kind")),
+                None => return Err("import item without a kind".into()),
             });
         }
         Ok(ImportBatch {
@@ -73,7 +74,7 @@ impl ImportService {
     }
 }
 
-fn key(k: pb::Key) -> Result<ImportKey, Status> {
+fn key(k: pb::Key) -> Result<ImportKey, String> {
     let znode = match k.znode {
         None => None,
         Some(z) => Some(ZMeta {
@@ -94,11 +95,11 @@ fn key(k: pb::Key) -> Result<ImportKey, Status> {
                 Ok(pb::znode::Kind::Container) => NodeKind::Container,
                 Ok(pb::znode::Kind::Ttl) => NodeKind::Ttl(z.ttl_ms),
                 Err(_) => {
-                    return Err(Status::invalid_argument(format!(
+                    return Err(format!(
                         "{}: unknown znode kind {}",
                         String::from_utf8_lossy(&k.key),
                         z.kind
-                    )))
+                    ))
                 }
             },
         }),
@@ -166,7 +167,9 @@ impl pb::import_server::Import for ImportService {
     }
 
     async fn apply(&self, r: Request<pb::Batch>) -> Result<Response<pb::ImportResponse>, Status> {
-        let b = self.batch(r.into_inner())?;
+        let b = self
+            .batch(r.into_inner())
+            .map_err(Status::invalid_argument)?;
         Ok(Response::new(self.run(ImportOp::Batch(b)).await?))
     }
 
