@@ -344,6 +344,22 @@ impl State {
                             ),
                         ));
                     }
+                    let live_create = self
+                        .keys
+                        .get(key)
+                        .and_then(|x| x.live)
+                        .map(|l| l.create_revision);
+                    if live_create.is_some_and(|c| c != k.create_revision)
+                        && k.create_revision <= prev
+                    {
+                        return Err(bad(
+                            key,
+                            format!(
+                                "created again at revision {}, not above its last revision {prev}",
+                                k.create_revision
+                            ),
+                        ));
+                    }
                     if k.version < 1 {
                         return Err(bad(key, format!("version {} below 1", k.version)));
                     }
@@ -481,8 +497,18 @@ impl State {
         Ok(next)
     }
 
-    /// Writes one key exactly as the source holds it.
+    /// Writes one key exactly as the source holds it. A key janus holds
+    /// from an earlier incarnation (deleted and created again on the
+    /// source between two reads) gets its tombstone first, at the new
+    /// create revision.
     fn import_put(&mut self, w: &mut Wtx, k: &ImportKey) -> Result<(), CoreError> {
+        let old = self.keys.get(&k.key).and_then(|x| x.live);
+        if old.is_some_and(|l| l.create_revision != k.create_revision) {
+            w.main = k.create_revision;
+            w.sub = self.next_sub(w, k.create_revision)?;
+            self.delete_key(w, &k.key)?;
+            self.import.next_sub.insert(k.create_revision, w.sub);
+        }
         let sub = self.next_sub(w, k.mod_revision)?;
         let rev = Rev::new(k.mod_revision, sub);
         self.import

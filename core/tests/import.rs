@@ -248,11 +248,39 @@ async fn a_non_empty_store_is_refused_unless_forced() {
     .await
     .unwrap();
     assert!(common::get(node, "/k1").is_none());
+    // Deleted and created again between two reads of the source: the old
+    // incarnation ends at the new create revision.
+    import(
+        node,
+        ImportOp::Batch(ImportBatch {
+            revision: 45,
+            explicit_tree: false,
+            items: vec![key("/k2", 42, 44, 2)],
+        }),
+    )
+    .await
+    .unwrap();
     let k2 = common::get(node, "/k2").unwrap();
     assert_eq!(
         (k2.create_revision, k2.mod_revision, k2.version),
-        (30, 30, 1)
+        (42, 44, 2)
     );
-    assert_eq!(node.revision(), 40);
+    import(
+        node,
+        ImportOp::Batch(ImportBatch {
+            revision: 50,
+            explicit_tree: false,
+            items: vec![key("/k2", 30, 30, 1)],
+        }),
+    )
+    .await
+    .unwrap();
+    // An older copy sent again is skipped.
+    let k2 = common::get(node, "/k2").unwrap();
+    assert_eq!(
+        (k2.create_revision, k2.mod_revision, k2.version),
+        (42, 44, 2)
+    );
+    assert_eq!(node.revision(), 50);
     import(node, ImportOp::End).await.unwrap();
 }

@@ -119,6 +119,9 @@ async fn read(client: &zk::Client, path: &str) -> anyhow::Result<Option<Node>> {
     }))
 }
 
+/// One node of a walk with its children's names (`None`: it is gone).
+type Read = anyhow::Result<Option<(Node, Vec<String>)>>;
+
 /// Every node of the subtree under `root` (without the system nodes), in
 /// path order, level by level with requests pipelined.
 async fn walk(
@@ -129,7 +132,7 @@ async fn walk(
     let mut out = Vec::new();
     let mut level = vec![root.to_string()];
     while !level.is_empty() {
-        let read_all: Vec<anyhow::Result<Option<(Node, Vec<String>)>>> = stream::iter(level)
+        let read_all: Vec<Read> = stream::iter(level)
             .map(|p| async move {
                 let Some(n) = read(client, &p).await? else {
                     return Ok(None);
