@@ -209,6 +209,12 @@ async fn zookeeper_tree_copied_and_followed_with_every_stat() {
     let janus = Janus::start_with(&["--zk-super-digest", &super_digest]);
     let src = zk_connect(&real.connect_string()).await;
     build_tree(&src).await;
+    // Null data (zkCli's create without data); the Rust client cannot send it.
+    let cli = Command::new("/usr/share/zookeeper/bin/zkCli.sh")
+        .args(["-server", &real.connect_string(), "create", "/m/nulldata"])
+        .output()
+        .expect("zkCli.sh");
+    assert!(cli.status.success(), "zkCli: {}", text(&cli));
 
     let from = real.connect_string();
     let to = janus.etcd_endpoint();
@@ -263,6 +269,17 @@ async fn zookeeper_tree_copied_and_followed_with_every_stat() {
         );
     }
 
+    // Null stays null, empty stays empty (janus's own getData reply).
+    let null_on = |addr: String| {
+        let out = Command::new("/usr/share/zookeeper/bin/zkCli.sh")
+            .args(["-server", &addr, "get", "/m/nulldata"])
+            .output()
+            .expect("zkCli.sh");
+        text(&out)
+    };
+    let (on_src, on_janus) = (null_on(from.clone()), null_on(to_zk.clone()));
+    assert!(on_src.contains("\nnull\n"), "{on_src}");
+    assert!(on_janus.contains("\nnull\n"), "{on_janus}");
     // A client reconnecting to janus does conditional sets with the
     // versions it knew from the source, and sequential names continue.
     let (_, st) = src.get_data("/m/bulk/g01/n005").await.expect("get");
@@ -452,7 +469,9 @@ async fn bad_input_is_refused_naming_the_problem() {
     );
 
     // A node over janus's size limit: named, nothing imported.
-    let real = RealZk::start().expect("zookeeper");
+    let sasl =
+        "-Dzookeeper.authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider";
+    let real = RealZk::start_with_jvm(&[], &[sasl]).expect("zookeeper");
     let c = zk_connect(&real.connect_string()).await;
     let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
     c.create("/small", b"s", &open).await.expect("small");
@@ -477,11 +496,45 @@ async fn bad_input_is_refused_naming_the_problem() {
         "half imported"
     );
 
+    // An ACL janus cannot enforce: named, nothing imported.
+    c.delete("/big", None).await.expect("delete big");
+    let acl = [
+        zk::Acl::new(zk::Permission::ALL, zk::AuthId::new("sasl", "bob")),
+        zk::Acl::new(zk::Permission::READ, zk::AuthId::anyone()),
+    ];
+    c.create(
+        "/sasl",
+        b"",
+        &zk::CreateMode::Persistent.with_acls(zk::Acls::new(&acl)),
+    )
+    .await
+    .expect("sasl node");
+    let o = migrate(&[
+        "zookeeper",
+        "--from",
+        &real.connect_string(),
+        "--to",
+        &to,
+        "--to-zk",
+        &to_zk,
+        "--quiet",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("/sasl: ACL sasl:bob cannot be represented"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        j.check_stat("/small").await.expect("stat").is_none(),
+        "half imported"
+    );
+    c.delete("/sasl", None).await.expect("delete sasl");
+
     // A non-empty target is refused without --force.
     j.create("/mine", b"", &open)
         .await
         .expect("create on janus");
-    c.delete("/big", None).await.expect("delete big");
     let o = migrate(&[
         "zookeeper",
         "--from",

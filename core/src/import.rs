@@ -21,6 +21,13 @@
 //!   skipped, so a batch sent twice (a resumed import) changes nothing.
 //! - [`ImportOp::End`] releases the lock.
 //!
+//! Under the lock janus's own housekeeping writes wait too: the leader's
+//! container/TTL reaping is refused, and so is the revoke of an expired
+//! lease that still has keys (retried by the leader, it succeeds once the
+//! lock is released), because the source decides those deletions and the
+//! migration applies them at the source's revisions. Sessions and leases
+//! without keys, reads, watches and compaction go on.
+//!
 //! Revisions can be large (a ZooKeeper zxid carries its epoch in the high 32
 //! bits) and sparse; several keys may share one revision (a ZooKeeper
 //! multi, an etcd txn), each at its own sub-revision, as a txn writes them.

@@ -15,6 +15,7 @@ mod etcd;
 mod progress;
 mod target;
 mod verify;
+mod zk_null;
 mod zookeeper;
 
 use std::time::Duration;

@@ -14,8 +14,9 @@
 //! What the client protocol cannot show is not copied: ephemerals (their
 //! sessions live on the source; skipped and reported), and whether a node
 //! is a container or TTL node (ZooKeeper 3.8 reports ephemeralOwner 0 for
-//! both), so those arrive as persistent nodes. Data that is null on the
-//! source arrives empty: the client library reads both the same way.
+//! both), so those arrive as persistent nodes. Null data, which the client
+//! library reads as empty, is told apart by asking the source directly
+//! (`zk_null`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -40,6 +41,8 @@ struct Node {
     data: Vec<u8>,
     acl: Vec<zk::Acl>,
     stat: zk::Stat,
+    /// Null data (found by [`mark_null`]; the client reads it as empty).
+    null: bool,
 }
 
 fn perms(p: zk::Permission) -> i32 {
@@ -88,7 +91,8 @@ fn is_system(path: &str) -> bool {
 async fn connect(hosts: &str, digest: Option<&str>, what: &str) -> anyhow::Result<zk::Client> {
     let mut c = zk::Client::connector();
     c.connection_timeout(Duration::from_secs(5))
-        .session_timeout(Duration::from_secs(30));
+        .session_timeout(Duration::from_secs(30))
+        .fail_eagerly();
     if let Some(d) = digest {
         c.auth("digest".to_string(), d.as_bytes().to_vec());
     }
@@ -116,7 +120,24 @@ async fn read(client: &zk::Client, path: &str) -> anyhow::Result<Option<Node>> {
         data,
         acl,
         stat,
+        null: false,
     }))
+}
+
+/// Sets [`Node::null`] on the nodes with empty data that are null on the
+/// server at `hosts` (its first host).
+async fn mark_null(hosts: &str, digest: Option<&str>, nodes: &mut [Node]) -> anyhow::Result<()> {
+    let host = hosts.split(',').next().unwrap_or(hosts);
+    let empty: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.data.is_empty())
+        .map(|n| n.path.clone())
+        .collect();
+    let null = super::zk_null::null_paths(host, digest, &empty).await?;
+    for n in nodes.iter_mut() {
+        n.null = null.contains(&n.path);
+    }
+    Ok(())
 }
 
 /// One node of a walk with its children's names (`None`: it is gone).
@@ -223,7 +244,7 @@ fn item(n: &Node) -> pb::Item {
     let key = pb::Key {
         key: n.path.as_bytes().to_vec(),
         value: n.data.clone(),
-        null_value: false,
+        null_value: n.null,
         // The root was never created: janus shows czxid 0 for it anyway.
         create_revision: if s.czxid == 0 { s.mzxid } else { s.czxid },
         mod_revision: s.mzxid,
@@ -292,6 +313,7 @@ fn entry(n: &Node) -> Entry {
             ("cversion", s.cversion as i64),
             ("aversion", s.aversion as i64),
             ("numChildren", s.num_children as i64),
+            ("null data", i64::from(n.null)),
         ],
     }
 }
@@ -357,8 +379,9 @@ pub async fn run(a: ZkArgs) -> anyhow::Result<Summary> {
         .await
         .with_context(|| format!("source: sync {}", a.path))?;
     let bar = progress::bar("znodes", c.quiet);
-    let nodes = walk(&source, &a.path, |n| bar.inc(n)).await?;
+    let mut nodes = walk(&source, &a.path, |n| bar.inc(n)).await?;
     bar.finish_and_clear();
+    mark_null(&a.from, a.digest.as_deref(), &mut nodes).await?;
     if let Some(t) = target.as_mut() {
         check(&nodes, t.max_item_bytes)?;
         let lowest = nodes
@@ -443,9 +466,11 @@ async fn copy_and_follow(
 /// Verification: both sides walked as ZooKeeper clients.
 async fn verify_into(source: &zk::Client, a: &ZkArgs, summary: &mut Summary) -> anyhow::Result<()> {
     source.sync(&a.path).await.context("source: sync")?;
-    let src_nodes = walk(source, &a.path, |_| {}).await?;
+    let mut src_nodes = walk(source, &a.path, |_| {}).await?;
+    mark_null(&a.from, a.digest.as_deref(), &mut src_nodes).await?;
     let janus = connect(&a.to_zk, a.digest.as_deref(), "janus").await?;
-    let dst_nodes = walk(&janus, &a.path, |_| {}).await?;
+    let mut dst_nodes = walk(&janus, &a.path, |_| {}).await?;
+    mark_null(&a.to_zk, a.digest.as_deref(), &mut dst_nodes).await?;
     let skipped: Vec<String> = src_nodes
         .iter()
         .filter(|n| is_ephemeral(n))
@@ -549,9 +574,21 @@ async fn apply_changes(
         .buffer_unordered(PARALLEL)
         .collect()
         .await;
-    let mut now: BTreeMap<String, Option<Node>> = BTreeMap::new();
+    let mut found = Vec::new();
+    let mut gone = Vec::new();
     for (p, r) in read_all {
-        now.insert(p, r?);
+        match r? {
+            Some(n) => found.push(n),
+            None => gone.push(p),
+        }
+    }
+    mark_null(&a.from, a.digest.as_deref(), &mut found).await?;
+    let mut now: BTreeMap<String, Option<Node>> = BTreeMap::new();
+    for n in found {
+        now.insert(n.path.clone(), Some(n));
+    }
+    for p in gone {
+        now.insert(p, None);
     }
     let top = now
         .values()
@@ -611,9 +648,11 @@ async fn reconcile(
     a: &ZkArgs,
     skipped: &mut Vec<String>,
 ) -> anyhow::Result<()> {
-    let src = walk(source, &a.path, |_| {}).await?;
+    let mut src = walk(source, &a.path, |_| {}).await?;
+    mark_null(&a.from, a.digest.as_deref(), &mut src).await?;
     let janus = connect(&a.to_zk, a.digest.as_deref(), "janus").await?;
-    let dst = walk(&janus, &a.path, |_| {}).await?;
+    let mut dst = walk(&janus, &a.path, |_| {}).await?;
+    mark_null(&a.to_zk, a.digest.as_deref(), &mut dst).await?;
     let dst: BTreeMap<&str, &Node> = dst.iter().map(|n| (n.path.as_str(), n)).collect();
     let mut changed = BTreeSet::new();
     let mut present = BTreeSet::new();
