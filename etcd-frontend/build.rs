@@ -1,6 +1,7 @@
 //! Compiles etcd's protos with protox (pure Rust, no system `protoc`) and
 //! generates prost messages plus tonic servers. The encoded descriptor set
 //! is kept in OUT_DIR too: the JSON gateway uses it for proto3 JSON mapping.
+//! janus's own import service is compiled apart, with a client as well.
 
 use std::path::PathBuf;
 
@@ -25,5 +26,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(false)
         .build_server(true)
         .compile_fds(fds)?;
+    // janus's own import service: the `janus migrate` client uses it too.
+    let import = "proto/janus/import.proto";
+    println!("cargo:rerun-if-changed={import}");
+    tonic_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(protox::compile([import], ["proto"])?)?;
     Ok(())
 }

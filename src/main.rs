@@ -7,6 +7,7 @@
 
 mod config;
 mod logging;
+mod migrate;
 
 use std::net::SocketAddr;
 
@@ -17,6 +18,13 @@ use tokio::sync::watch;
 use config::Args;
 
 fn main() -> anyhow::Result<()> {
+    // `janus migrate ...` is a client tool of its own; every other command
+    // line starts a member.
+    let mut argv = std::env::args().skip(1);
+    if argv.next().as_deref() == Some("migrate") {
+        logging::init("info", "text")?;
+        return migrate::main(argv);
+    }
     let args = Args::parse();
     logging::init(&args.log_level, &args.log_format)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -79,6 +79,8 @@ pub enum Command {
         caller: crate::auth::Caller,
         op: crate::auth::AuthOp,
     },
+    /// A step of a migration into janus ([`crate::import`]).
+    Import(crate::import::ImportOp),
     /// No state change; used to probe the log (tests, barriers).
     Noop,
     /// How member `id` appears in ZooKeeper's dynamic configuration: its
@@ -105,6 +107,7 @@ pub enum CommandResult {
     /// MemberUpdate: whether the member exists.
     MemberUpdate(bool),
     Auth(Result<crate::auth::AuthReply, crate::auth::AuthError>),
+    Import(Result<crate::import::ImportReply, crate::import::ImportError>),
     Noop,
     /// ZkServer: whether the member exists.
     ZkServer(bool),

@@ -108,6 +108,10 @@ pub enum KvError {
     /// `mvcc: database space exceeded` / quota.
     #[error("mvcc: database space exceeded")]
     NoSpace,
+    /// A migration into janus holds the store: client writes wait for its
+    /// end ([`crate::import`]).
+    #[error("migration in progress: writes are refused until it ends")]
+    MigrationInProgress,
     /// Refused by the etcd auth store (permission, credentials).
     #[error("{0}")]
     Auth(crate::auth::AuthError),
@@ -159,6 +163,10 @@ pub enum ZkError {
     /// The frontend drops the connection (the client sees ConnectionLoss).
     #[error("OutOfOrder")]
     OutOfOrder,
+    /// A migration into janus holds the store ([`crate::import`]); the
+    /// frontend answers as a read-only ZooKeeper server does.
+    #[error("MigrationInProgress")]
+    MigrationInProgress,
 }
 
 impl CoreError {

@@ -43,6 +43,7 @@ pub(crate) mod disk_usage;
 pub mod engine;
 mod error;
 pub mod health;
+pub mod import;
 pub mod kv;
 pub(crate) mod lease;
 pub mod members;

@@ -142,6 +142,8 @@ pub struct State {
     /// Which proposals were applied, so a copy committed twice runs once.
     pub dedup: crate::dedup::Applied,
     pub hub: Hub,
+    /// The migration lock and import bookkeeping ([`crate::import`]).
+    pub import: crate::import::ImportState,
     /// Writes of the commands applied since [`State::begin_group`], not yet
     /// in the store.
     group: Option<Group>,
@@ -259,7 +261,9 @@ impl State {
         )?;
         let auth = crate::auth::AuthStore::load(&engine)?;
         let dedup = crate::dedup::Applied::load(&engine)?;
+        let import = crate::import::ImportState::load(&engine)?;
         let mut st = State {
+            import,
             auth,
             dedup,
             group: None,
@@ -536,6 +540,7 @@ impl State {
                 | CommandResult::LeaseRevoke(Err(_))
                 | CommandResult::Zk(crate::znode::ZkWriteResult::Failed { .. })
                 | CommandResult::Auth(Err(_))
+                | CommandResult::Import(Err(_))
         );
         if failed {
             // Checks run before the first write, so a failed command has
@@ -583,6 +588,9 @@ impl State {
                 Err(Fail::Kv(e)) => Ok(Err(e)),
                 Err(Fail::Core(e)) => Err(e),
             }
+        }
+        if let Some(refused) = crate::import::refusal(self, command) {
+            return Ok(refused);
         }
         let result = match command {
             Command::Put(r) => CommandResult::Put(kv(self.apply_put(w, r))?),
@@ -632,6 +640,7 @@ impl State {
             Command::Auth { caller, op } => {
                 CommandResult::Auth(self.apply_auth(w, caller, op, index))
             }
+            Command::Import(op) => CommandResult::Import(self.apply_import(w, op)?),
             Command::Noop => CommandResult::Noop,
         };
         Ok(result)

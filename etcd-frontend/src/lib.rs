@@ -3,7 +3,8 @@
 //! One listener serves both etcd's gRPC services (tonic) and its HTTP
 //! endpoints (`/health`, `/version`, the `/v3/...` JSON gateway): gRPC
 //! requests (content type `application/grpc*`: `/etcdserverpb.*/...`,
-//! `/v3lockpb.Lock/...`, `/v3electionpb.Election/...`) go to tonic,
+//! `/v3lockpb.Lock/...`, `/v3electionpb.Election/...`, and janus's own
+//! `/janus.migration.Import/...` for `janus migrate`) go to tonic,
 //! everything else is plain HTTP. The Lock and Election services run
 //! etcd's concurrency recipes on top of the KV service, as etcd does. Every handler only translates between etcd's wire types and
 //! janus-core; core decides every KV rule, this crate adds only what etcd
@@ -20,6 +21,7 @@ mod election_service;
 mod gateway;
 mod h2_authority;
 mod health_http;
+mod import_service;
 pub mod jwt;
 mod kv_service;
 mod lease_service;
@@ -107,6 +109,7 @@ pub async fn serve(
         lease_server::LeaseServer, maintenance_server::MaintenanceServer,
         watch_server::WatchServer,
     };
+    use pb::migration::import_server::ImportServer;
     use pb::v3electionpb::election_server::ElectionServer;
     use pb::v3lockpb::lock_server::LockServer;
     use tower::ServiceExt;
@@ -134,6 +137,7 @@ pub async fn serve(
         ))
         .add_service(svc!(AuthServer, auth_service::AuthService(s.clone())))
         .add_service(svc!(LockServer, lock_service::LockService(s.clone())))
+        .add_service(svc!(ImportServer, import_service::ImportService(s.clone())))
         .add_service(svc!(
             ElectionServer,
             election_service::ElectionService(s.clone())

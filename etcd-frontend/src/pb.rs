@@ -18,5 +18,10 @@ pub mod v3electionpb {
     tonic::include_proto!("v3electionpb");
 }
 
+/// janus's import service (`proto/janus/import.proto`), server and client.
+pub mod migration {
+    tonic::include_proto!("janus.migration");
+}
+
 /// The encoded `FileDescriptorSet` of the protos, for the JSON gateway.
 pub const DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/etcd_descriptor.bin"));

@@ -167,6 +167,10 @@ impl ApiError {
                     "etcdserver: mvcc: database space exceeded",
                 ),
                 KvError::KeyNotFound => (InvalidArgument, "etcdserver: key not found"),
+                KvError::MigrationInProgress => (
+                    Unavailable,
+                    "etcdserver: migration in progress: writes are refused until it ends",
+                ),
                 KvError::Auth(e) => auth_code_and_message(e),
                 // etcd's togRPCError: errors it has no mapping for keep
                 // their text, code Unknown.

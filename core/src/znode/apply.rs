@@ -122,7 +122,7 @@ impl State {
         }
     }
 
-    fn write_zmeta(&mut self, w: &mut Wtx, key: &[u8], meta: ZMeta) {
+    pub(crate) fn write_zmeta(&mut self, w: &mut Wtx, key: &[u8], meta: ZMeta) {
         if meta.kind == NodeKind::Normal {
             self.specials.remove(key);
         } else {

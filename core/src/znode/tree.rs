@@ -131,6 +131,21 @@ impl Tree {
         path == b"/" || is_live(path) || self.num_children(path) > 0
     }
 
+    /// A node's (creates, pzxid), `None` if it has no child bookkeeping.
+    pub fn counters(&self, path: &[u8]) -> Option<(i32, i64)> {
+        self.nodes.get(path).map(|n| (n.creates, n.pzxid))
+    }
+
+    /// Sets a node's child counters to a source's values (an import,
+    /// [`crate::import`]): the create count (next sequential suffix, D5)
+    /// and pzxid.
+    pub fn set_counters(&mut self, w: &mut Wtx, path: &[u8], creates: i32, pzxid: i64) {
+        let n = self.nodes.entry(path.to_vec()).or_default();
+        n.creates = creates;
+        n.pzxid = pzxid;
+        self.persist(w, path);
+    }
+
     fn persist(&self, w: &mut Wtx, path: &[u8]) {
         if let Some(n) = self.nodes.get(path) {
             let rec = TreeRecord {

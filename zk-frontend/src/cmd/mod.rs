@@ -32,6 +32,8 @@ pub fn error_code(e: ZkError) -> i32 {
         ZkError::SessionExpired => code::SESSION_EXPIRED,
         ZkError::Unimplemented => code::UNIMPLEMENTED,
         ZkError::OutOfOrder => code::CONNECTION_LOSS,
+        // A migration holds janus: refused as a read-only server refuses.
+        ZkError::MigrationInProgress => code::NOT_READ_ONLY,
     }
 }
 

@@ -1,0 +1,566 @@
+//! `janus migrate` against real sources: a ZooKeeper 3.8 tree of more than
+//! 10,000 znodes (world, digest and ip ACLs, sequentials, a container,
+//! binary data up to 1 MB, depth 10) written to while `--follow` runs, and
+//! an etcd 3.4 keyspace with history and leases; afterwards janus shows
+//! every node's data, ACL and stat as the source does, and clients carry on
+//! against janus with what they knew. Bad input: an unreachable source, a
+//! non-empty target, a node over janus's size limit.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use base64::Engine as _;
+use janus_conformance::harness::{janus_binary, Janus};
+use janus_conformance::reference::{RealEtcd, RealZk};
+use sha1::{Digest, Sha1};
+use zookeeper_client as zk;
+
+fn digest_id(user: &str, pass: &str) -> String {
+    let h = Sha1::digest(format!("{user}:{pass}").as_bytes());
+    format!(
+        "{user}:{}",
+        base64::engine::general_purpose::STANDARD.encode(h)
+    )
+}
+
+fn migrate(args: &[&str]) -> Output {
+    Command::new(janus_binary())
+        .arg("migrate")
+        .args(args)
+        .output()
+        .expect("run janus migrate")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+async fn zk_connect(addr: &str) -> zk::Client {
+    zk::Client::connector()
+        .session_timeout(Duration::from_secs(20))
+        .auth("digest".into(), b"super:secret".to_vec())
+        .connect(addr)
+        .await
+        .expect("zk connect")
+}
+
+fn acls_for(i: usize) -> Vec<zk::Acl> {
+    match i % 3 {
+        0 => vec![zk::Acl::new(zk::Permission::ALL, zk::AuthId::anyone())],
+        1 => vec![
+            zk::Acl::new(
+                zk::Permission::ALL,
+                zk::AuthId::new("digest", &digest_id("alice", "pw")),
+            ),
+            zk::Acl::new(zk::Permission::READ, zk::AuthId::anyone()),
+        ],
+        _ => vec![zk::Acl::new(
+            zk::Permission::READ | zk::Permission::WRITE | zk::Permission::ADMIN,
+            zk::AuthId::new("ip", "127.0.0.1"),
+        )],
+    }
+}
+
+const GROUPS: usize = 100;
+const PER_GROUP: usize = 100;
+
+/// The source tree, built with multis.
+async fn build_tree(c: &zk::Client) {
+    let open = zk::Acls::anyone_all();
+    let persistent = zk::CreateMode::Persistent.with_acls(open);
+    for p in ["/m", "/m/bulk", "/m/bin", "/m/seq"] {
+        c.create(p, b"", &persistent).await.expect(p);
+    }
+    let mut deep = String::from("/m");
+    for d in 1..=10 {
+        deep.push_str(&format!("/d{d}"));
+        c.create(&deep, deep.as_bytes(), &persistent)
+            .await
+            .expect("deep");
+    }
+    let groups: Vec<_> = (0..GROUPS)
+        .map(|g| async move {
+            let open = zk::Acls::anyone_all();
+            let persistent = zk::CreateMode::Persistent.with_acls(open);
+            let gp = format!("/m/bulk/g{g:02}");
+            c.create(&gp, b"group", &persistent).await.expect("group");
+            let acls: Vec<Vec<zk::Acl>> = (0..PER_GROUP).map(acls_for).collect();
+            let opts: Vec<zk::CreateOptions> = acls
+                .iter()
+                .map(|a| zk::CreateMode::Persistent.with_acls(zk::Acls::new(a)))
+                .collect();
+            let mut w = c.new_multi_writer();
+            for (i, o) in opts.iter().enumerate() {
+                let data = format!("value {g} {i}");
+                w.add_create(&format!("{gp}/n{i:03}"), data.as_bytes(), o)
+                    .expect("add_create");
+            }
+            w.commit().await.expect("multi");
+        })
+        .collect();
+    futures::future::join_all(groups).await;
+    for (i, size) in [1_000_000usize, 300_000, 0].iter().enumerate() {
+        let data: Vec<u8> = (0..*size).map(|j| (j * 31 + i) as u8).collect();
+        c.create(&format!("/m/bin/b{i}"), &data, &persistent)
+            .await
+            .expect("bin");
+    }
+    let seq = zk::CreateMode::PersistentSequential.with_acls(open);
+    for _ in 0..30 {
+        c.create("/m/seq/s-", b"", &seq).await.expect("seq");
+    }
+    for i in 0..5 {
+        c.delete(&format!("/m/seq/s-{i:010}"), None)
+            .await
+            .expect("seq delete");
+    }
+    let container = zk::CreateMode::Container.with_acls(open);
+    c.create("/m/cont", b"", &container)
+        .await
+        .expect("container");
+    c.create("/m/cont/x", b"x", &persistent)
+        .await
+        .expect("child");
+    let eph = zk::CreateMode::Ephemeral.with_acls(open);
+    c.create("/m/eph", b"mine", &eph).await.expect("ephemeral");
+    for v in 0..3 {
+        c.set_data("/m/d1", format!("v{v}").as_bytes(), None)
+            .await
+            .expect("set");
+    }
+    c.set_acl("/m/bulk/g00/n000", &acls_for(0), None)
+        .await
+        .expect("setACL");
+}
+
+/// Changes made while `--follow` runs.
+async fn write_during_follow(c: &zk::Client) {
+    let open = zk::Acls::anyone_all();
+    let persistent = zk::CreateMode::Persistent.with_acls(open);
+    let seq = zk::CreateMode::PersistentSequential.with_acls(open);
+    c.create("/m/live", b"", &persistent).await.expect("live");
+    for i in 0..40 {
+        c.create(
+            &format!("/m/live/k{i}"),
+            format!("{i}").as_bytes(),
+            &persistent,
+        )
+        .await
+        .expect("live create");
+        c.set_data(&format!("/m/bulk/g01/n{i:03}"), b"changed", None)
+            .await
+            .expect("live set");
+        c.delete(&format!("/m/bulk/g02/n{i:03}"), None)
+            .await
+            .expect("live delete");
+        c.create("/m/seq/s-", b"", &seq).await.expect("live seq");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+type Tree = BTreeMap<String, (Vec<u8>, Vec<String>, [i64; 9])>;
+
+/// Every node under `/m` with data, ACL and stat.
+async fn read_tree(c: &zk::Client) -> Tree {
+    let mut out = Tree::new();
+    let mut todo = vec!["/m".to_string()];
+    while let Some(p) = todo.pop() {
+        let (data, s) = c.get_data(&p).await.expect("get_data");
+        let (acl, _) = c.get_acl(&p).await.expect("get_acl");
+        let acl = acl
+            .iter()
+            .map(|a| format!("{}:{}:{}", a.permission(), a.scheme(), a.id()))
+            .collect();
+        if s.ephemeral_owner != 0 {
+            continue;
+        }
+        for ch in c.list_children(&p).await.expect("children") {
+            todo.push(format!("{p}/{ch}"));
+        }
+        let stat = [
+            s.czxid,
+            s.mzxid,
+            s.pzxid,
+            s.ctime,
+            s.mtime,
+            s.version as i64,
+            s.cversion as i64,
+            s.aversion as i64,
+            s.num_children as i64,
+        ];
+        out.insert(p, (data, acl, stat));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn zookeeper_tree_copied_and_followed_with_every_stat() {
+    if !RealZk::available() {
+        panic!("ZooKeeper 3.8 not installed (apt-get install zookeeper)");
+    }
+    let super_digest = digest_id("super", "secret");
+    let jvm = format!("-Dzookeeper.DigestAuthenticationProvider.superDigest={super_digest}");
+    let real = RealZk::start_with_jvm(&[], &[&jvm]).expect("start zookeeper");
+    let janus = Janus::start_with(&["--zk-super-digest", &super_digest]);
+    let src = zk_connect(&real.connect_string()).await;
+    build_tree(&src).await;
+    // Null data (zkCli's create without data); the Rust client cannot send it.
+    let cli = Command::new("/usr/share/zookeeper/bin/zkCli.sh")
+        .args(["-server", &real.connect_string(), "create", "/m/nulldata"])
+        .output()
+        .expect("zkCli.sh");
+    assert!(cli.status.success(), "zkCli: {}", text(&cli));
+
+    let from = real.connect_string();
+    let to = janus.etcd_endpoint();
+    let to_zk = janus.zk_addr().to_string();
+    let run = {
+        let (from, to, to_zk) = (from.clone(), to.clone(), to_zk.clone());
+        tokio::task::spawn_blocking(move || {
+            migrate(&[
+                "zookeeper",
+                "--from",
+                &from,
+                "--to",
+                &to,
+                "--to-zk",
+                &to_zk,
+                "--digest",
+                "super:secret",
+                "--follow",
+                "--until-idle",
+                "4",
+                "--quiet",
+            ])
+        })
+    };
+    // Let the copy start, then write while it follows.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    write_during_follow(&src).await;
+    let out = run.await.expect("migrate task");
+    let log = text(&out);
+    eprintln!("{log}");
+    assert!(out.status.success(), "migrate failed:\n{log}");
+    assert!(log.contains("verified: equal"), "{log}");
+    assert!(log.contains("skipped 1 ephemeral"), "{log}");
+
+    let dst = zk_connect(&to_zk).await;
+    let (a, b) = (read_tree(&src).await, read_tree(&dst).await);
+    assert!(a.len() > 10_000, "source has {} nodes", a.len());
+    assert_eq!(a.len(), b.len());
+    for (path, (data, acl, stat)) in &a {
+        let (d2, acl2, stat2) = b.get(path).unwrap_or_else(|| panic!("{path} missing"));
+        assert_eq!(data, d2, "{path} data");
+        assert_eq!(acl, acl2, "{path} acl");
+        if path == "/m" {
+            // Parent of the skipped ephemeral: numChildren and cversion
+            // count it on the source only.
+            assert_eq!(stat[..6], stat2[..6], "{path} stat");
+            continue;
+        }
+        assert_eq!(
+            stat, stat2,
+            "{path} stat (czxid mzxid pzxid ctime mtime version cversion aversion numChildren)"
+        );
+    }
+
+    // Null stays null, empty stays empty (janus's own getData reply).
+    let null_on = |addr: String| {
+        let out = Command::new("/usr/share/zookeeper/bin/zkCli.sh")
+            .args(["-server", &addr, "get", "/m/nulldata"])
+            .output()
+            .expect("zkCli.sh");
+        text(&out)
+    };
+    let (on_src, on_janus) = (null_on(from.clone()), null_on(to_zk.clone()));
+    assert!(on_src.contains("\nnull\n"), "{on_src}");
+    assert!(on_janus.contains("\nnull\n"), "{on_janus}");
+    // A client reconnecting to janus does conditional sets with the
+    // versions it knew from the source, and sequential names continue.
+    let (_, st) = src.get_data("/m/bulk/g01/n005").await.expect("get");
+    let client = zk_connect(&to_zk).await;
+    client
+        .set_data("/m/bulk/g01/n005", b"after", Some(st.version))
+        .await
+        .expect("conditional set with the source's version");
+    assert_eq!(
+        client
+            .set_data("/m/bulk/g01/n005", b"stale", Some(st.version))
+            .await
+            .err(),
+        Some(zk::Error::BadVersion)
+    );
+    let seq = zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
+    let (_, n) = client.create("/m/seq/s-", b"", &seq).await.expect("seq");
+    // 30 + 40 sequential creates on the source: the next is number 70.
+    assert_eq!(n.into_i64(), 70);
+    drop(src);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcd_history_and_leases_copied_and_watch_resumes() {
+    if !RealEtcd::available() {
+        panic!("etcd 3.4 not installed");
+    }
+    let real = RealEtcd::start().expect("start etcd");
+    let janus = Janus::start();
+    let mut src = etcd_client::Client::connect([real.endpoint()], None)
+        .await
+        .expect("etcd connect");
+    for i in 0..200 {
+        src.put(format!("/e/k{i:03}"), format!("v{i}"), None)
+            .await
+            .expect("put");
+    }
+    for i in 0..50 {
+        src.put(format!("/e/k{i:03}"), "again", None)
+            .await
+            .expect("overwrite");
+    }
+    for i in 50..60 {
+        src.delete(format!("/e/k{i:03}"), None)
+            .await
+            .expect("delete");
+    }
+    let lease = src.lease_grant(600, None).await.expect("lease").id();
+    src.put(
+        "/e/leased",
+        "x",
+        Some(etcd_client::PutOptions::new().with_lease(lease)),
+    )
+    .await
+    .expect("leased put");
+    let mut txn_ops = Vec::new();
+    for i in 0..3 {
+        txn_ops.push(etcd_client::TxnOp::put(format!("/e/txn{i}"), "t", None));
+    }
+    src.txn(etcd_client::Txn::new().and_then(txn_ops))
+        .await
+        .expect("txn");
+
+    let (from, to) = (real.endpoint(), janus.etcd_endpoint());
+    let run = {
+        let (from, to) = (from.clone(), to.clone());
+        tokio::task::spawn_blocking(move || {
+            migrate(&[
+                "etcd",
+                "--from",
+                &from,
+                "--to",
+                &to,
+                "--prefix",
+                "/e/",
+                "--follow",
+                "--until-idle",
+                "3",
+                "--quiet",
+            ])
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = src
+        .get("/e/", Some(etcd_client::GetOptions::new().with_prefix()))
+        .await
+        .expect("get")
+        .header()
+        .map_or(0, |h| h.revision());
+    for i in 0..20 {
+        src.put(format!("/e/k{i:03}"), "followed", None)
+            .await
+            .expect("follow put");
+        src.delete(format!("/e/k{:03}", 100 + i), None)
+            .await
+            .expect("follow delete");
+    }
+    let out = run.await.expect("migrate task");
+    let log = text(&out);
+    assert!(out.status.success(), "migrate failed:\n{log}");
+
+    let get = |ep: &str| {
+        let o = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", ep, "get", "--prefix", "/e/", "-w", "json"])
+            .output()
+            .expect("etcdctl");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("etcdctl json");
+        (v["kvs"].clone(), v["header"]["revision"].clone())
+    };
+    let (a, ra) = get(&from);
+    let (b, rb) = get(&to);
+    assert_eq!(a, b, "etcdctl get --prefix -w json kvs");
+    assert_eq!(ra, rb, "header revision");
+
+    // A watch resumed on janus from the source's revision sees the changes
+    // made during --follow.
+    let mut dst = etcd_client::Client::connect([to.clone()], None)
+        .await
+        .expect("janus connect");
+    let (_w, mut stream) = dst
+        .watch(
+            "/e/",
+            Some(
+                etcd_client::WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(before + 1),
+            ),
+        )
+        .await
+        .expect("watch");
+    let mut seen = 0;
+    while seen < 40 {
+        let r = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("watch events in time")
+            .expect("watch")
+            .expect("watch open");
+        seen += r.events().len();
+    }
+    assert_eq!(seen, 40);
+    // The lease came along, with its key.
+    let ttl = dst
+        .lease_time_to_live(
+            lease,
+            Some(etcd_client::LeaseTimeToLiveOptions::new().with_keys()),
+        )
+        .await
+        .expect("ttl");
+    assert!(ttl.ttl() > 500, "ttl {}", ttl.ttl());
+    assert_eq!(ttl.keys(), [b"/e/leased".to_vec()]);
+    // After the migration janus takes writes again, above the source's revision.
+    let put = dst.put("/e/new", "n", None).await.expect("put after");
+    assert_eq!(
+        put.header().map_or(0, |h| h.revision()),
+        rb.as_i64().unwrap_or(0) + 1
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_naming_the_problem() {
+    let janus = Janus::start_with(&["--max-request-bytes", "100000"]);
+    let to = janus.etcd_endpoint();
+    let to_zk = janus.zk_addr().to_string();
+    // Unreachable source.
+    let closed = format!("127.0.0.1:{}", janus_conformance::harness::free_port());
+    let o = migrate(&["zookeeper", "--from", &closed, "--to", &to, "--quiet"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("cannot reach source ZooKeeper"),
+        "{}",
+        text(&o)
+    );
+    let o = migrate(&[
+        "etcd",
+        "--from",
+        &format!("http://{closed}"),
+        "--to",
+        &to,
+        "--quiet",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("cannot reach source etcd"),
+        "{}",
+        text(&o)
+    );
+
+    // A node over janus's size limit: named, nothing imported.
+    let sasl =
+        "-Dzookeeper.authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider";
+    let real = RealZk::start_with_jvm(&[], &[sasl]).expect("zookeeper");
+    let c = zk_connect(&real.connect_string()).await;
+    let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    c.create("/small", b"s", &open).await.expect("small");
+    c.create("/big", &vec![7u8; 200_000], &open)
+        .await
+        .expect("big");
+    let o = migrate(&[
+        "zookeeper",
+        "--from",
+        &real.connect_string(),
+        "--to",
+        &to,
+        "--to-zk",
+        &to_zk,
+        "--quiet",
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("/big: 200004 bytes"), "{}", text(&o));
+    let j = zk_connect(&to_zk).await;
+    assert!(
+        j.check_stat("/small").await.expect("stat").is_none(),
+        "half imported"
+    );
+
+    // An ACL janus cannot enforce: named, nothing imported.
+    c.delete("/big", None).await.expect("delete big");
+    let acl = [
+        zk::Acl::new(zk::Permission::ALL, zk::AuthId::new("sasl", "bob")),
+        zk::Acl::new(zk::Permission::READ, zk::AuthId::anyone()),
+    ];
+    c.create(
+        "/sasl",
+        b"",
+        &zk::CreateMode::Persistent.with_acls(zk::Acls::new(&acl)),
+    )
+    .await
+    .expect("sasl node");
+    let o = migrate(&[
+        "zookeeper",
+        "--from",
+        &real.connect_string(),
+        "--to",
+        &to,
+        "--to-zk",
+        &to_zk,
+        "--quiet",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("/sasl: ACL sasl:bob cannot be represented"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        j.check_stat("/small").await.expect("stat").is_none(),
+        "half imported"
+    );
+    c.delete("/sasl", None).await.expect("delete sasl");
+
+    // A non-empty target is refused without --force.
+    j.create("/mine", b"", &open)
+        .await
+        .expect("create on janus");
+    let o = migrate(&[
+        "zookeeper",
+        "--from",
+        &real.connect_string(),
+        "--to",
+        &to,
+        "--to-zk",
+        &to_zk,
+        "--quiet",
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("not empty (1 keys)"), "{}", text(&o));
+    let o = migrate(&[
+        "zookeeper",
+        "--from",
+        &real.connect_string(),
+        "--to",
+        &to,
+        "--to-zk",
+        &to_zk,
+        "--force",
+        "--quiet",
+    ]);
+    // With --force, janus's own revision is above this source's zxids (a
+    // standalone ZooKeeper counts from 1): refused before anything changed.
+    assert!(!o.status.success());
+    assert!(text(&o).contains("janus cannot go back"), "{}", text(&o));
+    assert!(j.check_stat("/mine").await.expect("stat").is_some());
+}
