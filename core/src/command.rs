@@ -79,6 +79,12 @@ pub enum Command {
         caller: crate::auth::Caller,
         op: crate::auth::AuthOp,
     },
+    /// Raise (`activate`) or clear an alarm (etcd's AlarmRequest through
+    /// raft; [`crate::alarm`]).
+    Alarm {
+        activate: bool,
+        alarm: crate::alarm::Alarm,
+    },
     /// No state change; used to probe the log (tests, barriers).
     Noop,
 }
@@ -98,6 +104,8 @@ pub enum CommandResult {
     /// MemberUpdate: whether the member exists.
     MemberUpdate(bool),
     Auth(Result<crate::auth::AuthReply, crate::auth::AuthError>),
+    /// Alarm: the alarms the command raised or cleared.
+    Alarm(Vec<crate::alarm::Alarm>),
     Noop,
 }
 

@@ -94,6 +94,9 @@ pub enum KvError {
     /// `mvcc: database space exceeded` / quota.
     #[error("mvcc: database space exceeded")]
     NoSpace,
+    /// `etcdserver: corrupt cluster`: a CORRUPT alarm is raised.
+    #[error("corrupt cluster")]
+    Corrupt,
     /// Refused by the etcd auth store (permission, credentials).
     #[error("{0}")]
     Auth(crate::auth::AuthError),
@@ -145,6 +148,13 @@ pub enum ZkError {
     /// The frontend drops the connection (the client sees ConnectionLoss).
     #[error("OutOfOrder")]
     OutOfOrder,
+    /// A write that grows the store under the NOSPACE alarm (ZooKeeper
+    /// 3.7+'s hard-quota code, see [`crate::alarm`]).
+    #[error("QuotaExceeded")]
+    QuotaExceeded,
+    /// A write under the CORRUPT alarm.
+    #[error("SystemError")]
+    SystemError,
 }
 
 impl CoreError {

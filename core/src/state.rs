@@ -54,7 +54,7 @@ struct LeaseRecordV0 {
 }
 
 impl LeaseRecord {
-    fn decode(b: &[u8]) -> Result<LeaseRecord, postcard::Error> {
+    pub(crate) fn decode(b: &[u8]) -> Result<LeaseRecord, postcard::Error> {
         postcard::from_bytes(b).or_else(|e| {
             postcard::from_bytes::<LeaseRecordV0>(b)
                 .map(|o| LeaseRecord {
@@ -134,6 +134,8 @@ pub struct State {
     pub members: BTreeMap<u64, crate::members::Member>,
     /// etcd's users, roles and permissions (D14).
     pub auth: crate::auth::AuthStore,
+    /// Raised alarms (replicated, [`crate::alarm`]).
+    pub alarms: crate::alarm::Alarms,
     /// Which proposals were applied, so a copy committed twice runs once.
     pub dedup: crate::dedup::Applied,
     pub hub: Hub,
@@ -254,8 +256,10 @@ impl State {
         )?;
         let auth = crate::auth::AuthStore::load(&engine)?;
         let dedup = crate::dedup::Applied::load(&engine)?;
+        let alarms = crate::alarm::Alarms::load(&engine)?;
         let mut st = State {
             auth,
+            alarms,
             dedup,
             group: None,
             engine,
@@ -577,6 +581,13 @@ impl State {
                 Err(Fail::Core(e)) => Err(e),
             }
         }
+        // Alarms refuse before auth, as etcd's capped applier wraps the
+        // others; a ZooKeeper write is first checked for its FIFO order.
+        if !matches!(command, Command::Zk { .. }) {
+            if let Some(refused) = crate::alarm::refusal(&self.alarms, command) {
+                return Ok(refused);
+            }
+        }
         let result = match command {
             Command::Put(r) => CommandResult::Put(kv(self.apply_put(w, r))?),
             Command::DeleteRange(r) => {
@@ -603,7 +614,10 @@ impl State {
                 Err(error) => {
                     CommandResult::Zk(crate::znode::ZkWriteResult::Failed { index: 0, error })
                 }
-                Ok(()) => CommandResult::Zk(self.apply_zk(w, *session, auth, ops)?),
+                Ok(()) => match crate::alarm::refusal(&self.alarms, command) {
+                    Some(refused) => refused,
+                    None => CommandResult::Zk(self.apply_zk(w, *session, auth, ops)?),
+                },
             },
             Command::ZkReap { path } => CommandResult::Reaped(self.apply_reap(w, path)?),
             Command::MemberUpdate {
@@ -621,6 +635,9 @@ impl State {
             Command::As { caller, command } => self.apply_as(w, caller, command, index)?,
             Command::Auth { caller, op } => {
                 CommandResult::Auth(self.apply_auth(w, caller, op, index))
+            }
+            Command::Alarm { activate, alarm } => {
+                CommandResult::Alarm(self.alarms.apply(&mut w.batch, *activate, *alarm))
             }
             Command::Noop => CommandResult::Noop,
         };

@@ -31,6 +31,8 @@ pub fn error_code(e: ZkError) -> i32 {
         ZkError::SessionExpired => code::SESSION_EXPIRED,
         ZkError::Unimplemented => code::UNIMPLEMENTED,
         ZkError::OutOfOrder => code::CONNECTION_LOSS,
+        ZkError::QuotaExceeded => code::QUOTA_EXCEEDED,
+        ZkError::SystemError => code::SYSTEM_ERROR,
     }
 }
 
