@@ -343,6 +343,11 @@ impl Args {
                 election_port: self.zk_election_port.unwrap_or(0),
                 client_addr: self.listen_zk_addr.clone(),
             }),
+            // etcd: 0 means the default quota, a negative value no quota.
+            quota_backend_bytes: match self.quota_backend_bytes {
+                0 => janus_core::DEFAULT_QUOTA_BYTES,
+                q => q,
+            },
         })
     }
 
@@ -408,7 +413,6 @@ impl Args {
             listen,
             max_request_bytes: self.max_request_bytes,
             max_txn_ops: self.max_txn_ops,
-            quota_backend_bytes: self.quota_backend_bytes,
             client_urls: split(&self.advertise_client_urls),
             peer_urls: split(&self.initial_advertise_peer_urls),
             watch_progress_notify_interval: Duration::from_millis(

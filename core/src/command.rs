@@ -81,6 +81,12 @@ pub enum Command {
     },
     /// A step of a migration into janus ([`crate::import`]).
     Import(crate::import::ImportOp),
+    /// Raise (`activate`) or clear an alarm (etcd's AlarmRequest through
+    /// raft; [`crate::alarm`]).
+    Alarm {
+        activate: bool,
+        alarm: crate::alarm::Alarm,
+    },
     /// No state change; used to probe the log (tests, barriers).
     Noop,
     /// How member `id` appears in ZooKeeper's dynamic configuration: its
@@ -108,6 +114,8 @@ pub enum CommandResult {
     MemberUpdate(bool),
     Auth(Result<crate::auth::AuthReply, crate::auth::AuthError>),
     Import(Result<crate::import::ImportReply, crate::import::ImportError>),
+    /// Alarm: the alarms the command raised or cleared.
+    Alarm(Vec<crate::alarm::Alarm>),
     Noop,
     /// ZkServer: whether the member exists.
     ZkServer(bool),

@@ -112,6 +112,9 @@ pub enum KvError {
     /// end ([`crate::import`]).
     #[error("migration in progress: writes are refused until it ends")]
     MigrationInProgress,
+    /// `etcdserver: corrupt cluster`: a CORRUPT alarm is raised.
+    #[error("corrupt cluster")]
+    Corrupt,
     /// Refused by the etcd auth store (permission, credentials).
     #[error("{0}")]
     Auth(crate::auth::AuthError),
@@ -167,6 +170,13 @@ pub enum ZkError {
     /// frontend answers as a read-only ZooKeeper server does.
     #[error("MigrationInProgress")]
     MigrationInProgress,
+    /// A write that grows the store under the NOSPACE alarm (ZooKeeper
+    /// 3.7+'s hard-quota code, see [`crate::alarm`]).
+    #[error("QuotaExceeded")]
+    QuotaExceeded,
+    /// A write under the CORRUPT alarm.
+    #[error("SystemError")]
+    SystemError,
 }
 
 impl CoreError {

@@ -14,6 +14,9 @@
 //!   keyspace, the ZooKeeper tree and etcd auth, with the checks a frontend
 //!   runs before proposing.
 //! - [`watch`] ([`WatchRequest`], [`Watcher`], [`Event`]): the watch hub (D6).
+//! - [`alarm`]: NOSPACE and CORRUPT, the quota rule.
+//! - [`backup`]: consistent copies of a member's state and restores into
+//!   a new data dir (the etcd frontend gives them etcd's file format).
 //! - [`Member`], [`members`], [`health`], [`metrics`], [`compactor`]: cluster
 //!   membership, health and metrics endpoints, periodic compaction.
 //! - [`tls`], [`PeerTls`]: certificates of every TLS port (loading, auto TLS,
@@ -34,7 +37,9 @@
 //!   fault tests, and `janus_core::state` for tests of apply itself. It is
 //!   test support, so the library the binary links leaves it out; core's
 //!   dev-dependency on itself turns it on for core's tests.
+pub mod alarm;
 pub mod auth;
+pub mod backup;
 pub mod checkpoint;
 pub(crate) mod command;
 pub mod compactor;
@@ -78,7 +83,9 @@ pub use node::sim;
 pub use command::{Applied, Command, CommandResult, Proposal};
 pub use error::{CoreError, KvError, MembershipError, ZkError};
 pub use members::{Member, ZkServer};
-pub use node::{Header, Joining, Node, NodeConfig, ReconfigPlan, ReconfigRequest, Status};
+pub use node::{
+    Header, Joining, Node, NodeConfig, ReconfigPlan, ReconfigRequest, Status, DEFAULT_QUOTA_BYTES,
+};
 pub use peer::PeerTls;
 pub use watch::{Event, EventKind, WatchRequest, Watcher};
 

@@ -54,7 +54,7 @@ struct LeaseRecordV0 {
 }
 
 impl LeaseRecord {
-    fn decode(b: &[u8]) -> Result<LeaseRecord, postcard::Error> {
+    pub(crate) fn decode(b: &[u8]) -> Result<LeaseRecord, postcard::Error> {
         postcard::from_bytes(b).or_else(|e| {
             postcard::from_bytes::<LeaseRecordV0>(b)
                 .map(|o| LeaseRecord {
@@ -139,6 +139,8 @@ pub struct State {
     pub config_index: u64,
     /// etcd's users, roles and permissions (D14).
     pub auth: crate::auth::AuthStore,
+    /// Raised alarms (replicated, [`crate::alarm`]).
+    pub alarms: crate::alarm::Alarms,
     /// Which proposals were applied, so a copy committed twice runs once.
     pub dedup: crate::dedup::Applied,
     pub hub: Hub,
@@ -262,9 +264,11 @@ impl State {
         let auth = crate::auth::AuthStore::load(&engine)?;
         let dedup = crate::dedup::Applied::load(&engine)?;
         let import = crate::import::ImportState::load(&engine)?;
+        let alarms = crate::alarm::Alarms::load(&engine)?;
         let mut st = State {
             import,
             auth,
+            alarms,
             dedup,
             group: None,
             engine,
@@ -592,6 +596,13 @@ impl State {
         if let Some(refused) = crate::import::refusal(self, command) {
             return Ok(refused);
         }
+        // Alarms refuse before auth, as etcd's capped applier wraps the
+        // others; a ZooKeeper write is first checked for its FIFO order.
+        if !matches!(command, Command::Zk { .. }) {
+            if let Some(refused) = crate::alarm::refusal(&self.alarms, command) {
+                return Ok(refused);
+            }
+        }
         let result = match command {
             Command::Put(r) => CommandResult::Put(kv(self.apply_put(w, r))?),
             Command::DeleteRange(r) => {
@@ -618,7 +629,10 @@ impl State {
                 Err(error) => {
                     CommandResult::Zk(crate::znode::ZkWriteResult::Failed { index: 0, error })
                 }
-                Ok(()) => CommandResult::Zk(self.apply_zk(w, *session, auth, ops)?),
+                Ok(()) => match crate::alarm::refusal(&self.alarms, command) {
+                    Some(refused) => refused,
+                    None => CommandResult::Zk(self.apply_zk(w, *session, auth, ops)?),
+                },
             },
             Command::ZkReap { path } => CommandResult::Reaped(self.apply_reap(w, path)?),
             Command::MemberUpdate {
@@ -641,6 +655,9 @@ impl State {
                 CommandResult::Auth(self.apply_auth(w, caller, op, index))
             }
             Command::Import(op) => CommandResult::Import(self.apply_import(w, op)?),
+            Command::Alarm { activate, alarm } => {
+                CommandResult::Alarm(self.alarms.apply(&mut w.batch, *activate, *alarm))
+            }
             Command::Noop => CommandResult::Noop,
         };
         Ok(result)

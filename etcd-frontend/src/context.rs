@@ -1,7 +1,6 @@
-//! What every etcd service shares: the node, the configuration, and the
-//! member's alarm list.
+//! What every etcd service shares: the node and the configuration.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use janus_core::Node;
@@ -29,9 +28,6 @@ pub struct Shared(Arc<Inner>);
 pub struct Inner {
     pub node: Node,
     pub cfg: EtcdConfig,
-    /// Active alarms. etcd replicates these through raft; janus keeps them
-    /// per member until core has an alarm command (see the crate report).
-    pub alarms: Mutex<Vec<pb::AlarmMember>>,
     /// How often watchers created with `progress_notify` get an empty
     /// progress response (`EtcdConfig::watch_progress_notify_interval`).
     pub progress_interval: Duration,
@@ -56,7 +52,6 @@ impl Shared {
         Shared(Arc::new(Inner {
             node,
             cfg,
-            alarms: Mutex::new(Vec::new()),
             progress_interval,
             stop,
         }))
@@ -82,55 +77,23 @@ impl Shared {
         })
     }
 
+    /// The cluster's raised alarms (replicated by core) in etcd's form.
     pub fn alarms(&self) -> Vec<pb::AlarmMember> {
-        self.alarms.lock().map(|a| a.clone()).unwrap_or_default()
-    }
-
-    pub fn nospace_active(&self) -> bool {
-        let nospace = pb::AlarmType::Nospace as i32;
-        self.alarms().iter().any(|a| a.alarm == nospace)
+        self.node
+            .alarms()
+            .into_iter()
+            .map(|a| pb::AlarmMember {
+                member_id: a.member_id,
+                alarm: a.kind as i32,
+            })
+            .collect()
     }
 
     /// etcd's quota check before a write that may grow the database
-    /// (`quotaKVServer`, applierV3Capped): refused while NOSPACE is active;
-    /// raises NOSPACE when the database would pass the quota.
-    /// `cost` is etcd's quota cost of the request (0 for a txn that puts
-    /// nothing: those still run under the alarm).
-    pub fn check_quota(&self, cost: usize) -> Result<(), ApiError> {
-        if cost == 0 {
-            return Ok(());
-        }
-        if self.nospace_active() {
-            return Err(janus_core::KvError::NoSpace.into());
-        }
-        let quota = self.cfg.quota_backend_bytes;
-        if quota > 0 && self.node.status().db_size.saturating_add(cost as i64) >= quota {
-            self.activate_alarm(self.node.header().member_id, pb::AlarmType::Nospace as i32);
-            return Err(janus_core::KvError::NoSpace.into());
-        }
-        Ok(())
-    }
-
-    /// Adds an alarm; returns whether it was new.
-    pub fn activate_alarm(&self, member_id: u64, alarm: i32) -> bool {
-        let Ok(mut a) = self.alarms.lock() else {
-            return false;
-        };
-        if a.iter()
-            .any(|m| m.member_id == member_id && m.alarm == alarm)
-        {
-            return false;
-        }
-        a.push(pb::AlarmMember { member_id, alarm });
-        true
-    }
-
-    /// Removes an alarm; returns it if it was active.
-    pub fn deactivate_alarm(&self, member_id: u64, alarm: i32) -> Option<pb::AlarmMember> {
-        let mut a = self.alarms.lock().ok()?;
-        let i = a
-            .iter()
-            .position(|m| m.member_id == member_id && m.alarm == alarm)?;
-        Some(a.remove(i))
+    /// (`quotaKVServer`); core decides ([`janus_core::alarm`]). `cost` is
+    /// etcd's quota cost of the request (0 for a txn that puts nothing:
+    /// those still run under the alarm).
+    pub async fn check_quota(&self, cost: usize) -> Result<(), ApiError> {
+        Ok(self.node.check_quota(cost as u64).await?)
     }
 }

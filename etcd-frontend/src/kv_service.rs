@@ -44,7 +44,8 @@ impl KvService {
         // etcd's order: quota (quotaKVServer), API checks (kvServer), size
         // (at proposal).
         self.0
-            .check_quota(KV_OVERHEAD + prost::Message::encoded_len(&r))?;
+            .check_quota(KV_OVERHEAD + prost::Message::encoded_len(&r))
+            .await?;
         validate::put(&r)?;
         validate::size(&r, self.0.cfg.max_request_bytes)?;
         let Applied { revision, result } =
@@ -72,7 +73,7 @@ impl KvService {
     }
 
     pub async fn txn(&self, r: pb::TxnRequest) -> Result<pb::TxnResponse, ApiError> {
-        self.0.check_quota(txn_cost(&r))?;
+        self.0.check_quota(txn_cost(&r)).await?;
         validate::txn(&r, self.0.cfg.max_txn_ops)?;
         validate::size(&r, self.0.cfg.max_request_bytes)?;
         let req = convert::txn_req(&r)?;

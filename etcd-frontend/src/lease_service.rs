@@ -27,7 +27,7 @@ impl LeaseService {
         &self,
         r: pb::LeaseGrantRequest,
     ) -> Result<pb::LeaseGrantResponse, ApiError> {
-        self.0.check_quota(LEASE_OVERHEAD)?;
+        self.0.check_quota(LEASE_OVERHEAD).await?;
         // etcd picks a random positive id when the client gave none; ids
         // stay positive because ZooKeeper reads negative session ids as
         // special ephemeral owners.

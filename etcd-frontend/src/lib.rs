@@ -30,6 +30,7 @@ mod lock_service;
 mod maintenance;
 mod metrics_http;
 pub mod pb;
+pub mod snapshot_file;
 pub mod status;
 pub mod tls;
 mod validate;
@@ -48,8 +49,6 @@ pub struct EtcdConfig {
     pub max_request_bytes: usize,
     /// `--max-txn-ops`: most operations in one txn branch (128).
     pub max_txn_ops: usize,
-    /// `--quota-backend-bytes`: above this the NOSPACE alarm is raised (2 GiB).
-    pub quota_backend_bytes: i64,
     /// Advertised client URLs (`--advertise-client-urls`), for MemberList.
     pub client_urls: Vec<String>,
     /// Advertised peer URLs (`--initial-advertise-peer-urls`), for MemberList.
@@ -72,7 +71,6 @@ impl Default for EtcdConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 2379)),
             max_request_bytes: 1536 * 1024,
             max_txn_ops: 128,
-            quota_backend_bytes: 2 * 1024 * 1024 * 1024,
             client_urls: vec!["http://127.0.0.1:2379".into()],
             peer_urls: vec!["http://127.0.0.1:2380".into()],
             watch_progress_notify_interval: std::time::Duration::from_secs(600),

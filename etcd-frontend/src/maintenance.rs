@@ -13,8 +13,6 @@ use crate::status::ApiError;
 
 /// etcd's `snapshotSendBufferSize`: bytes per snapshot message.
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
-/// Snapshot bodies are padded to a multiple of this (bolt's page size).
-const SNAPSHOT_ALIGN: usize = 4096;
 
 #[derive(Clone)]
 pub struct MaintenanceService(pub Shared);
@@ -49,23 +47,27 @@ impl MaintenanceService {
     /// DEACTIVATE answer with the alarm they changed, as etcd's applier.
     pub async fn alarm(&self, r: pb::AlarmRequest) -> Result<pb::AlarmResponse, ApiError> {
         use pb::alarm_request::AlarmAction as A;
-        let alarms = match A::try_from(r.action) {
-            Ok(A::Activate) => {
-                if r.alarm == pb::AlarmType::None as i32 {
-                    vec![]
-                } else {
-                    self.0.activate_alarm(r.member_id, r.alarm);
-                    vec![pb::AlarmMember {
-                        member_id: r.member_id,
-                        alarm: r.alarm,
-                    }]
-                }
+        let kind = janus_core::alarm::AlarmKind::from_i32(r.alarm);
+        let alarms = match (A::try_from(r.action), kind) {
+            (Ok(A::Activate), Some(kind)) | (Ok(A::Deactivate), Some(kind)) => {
+                let activate = matches!(A::try_from(r.action), Ok(A::Activate));
+                let alarm = janus_core::alarm::Alarm {
+                    member_id: r.member_id,
+                    kind,
+                };
+                self.0
+                    .node
+                    .alarm(activate, alarm)
+                    .await?
+                    .into_iter()
+                    .map(|a| pb::AlarmMember {
+                        member_id: a.member_id,
+                        alarm: a.kind as i32,
+                    })
+                    .collect()
             }
-            Ok(A::Deactivate) => self
-                .0
-                .deactivate_alarm(r.member_id, r.alarm)
-                .into_iter()
-                .collect(),
+            // Activating or clearing NONE changes nothing.
+            (Ok(A::Activate), None) | (Ok(A::Deactivate), None) => vec![],
             _ => {
                 let all = self.0.alarms();
                 if r.alarm == pb::AlarmType::None as i32 {
@@ -101,25 +103,28 @@ impl MaintenanceService {
         })
     }
 
-    /// The export in 32 KiB messages counting down `remaining_bytes`, then
-    /// one more message holding the sha256 of everything sent: etcdctl
-    /// appends it to the file and `snapshot restore` checks it.
+    /// The member's state as etcd's bbolt snapshot file
+    /// ([`crate::snapshot_file`]) in 32 KiB messages counting down
+    /// `remaining_bytes`, then one more message holding the sha256 of
+    /// everything sent: etcdctl appends it to the file and `snapshot
+    /// restore` checks it.
     pub async fn snapshot(&self, _r: pb::SnapshotRequest) -> Result<SnapshotStream, ApiError> {
         crate::caller::require_admin(&self.0).await?;
         let node = self.0.node.clone();
-        let chunks = tokio::task::spawn_blocking(move || node.export_snapshot())
-            .await
-            .map_err(|e| {
-                ApiError::Core(
-                    format!("snapshot task: {e}"),
-                    crate::status::CoreKind::Other,
-                )
-            })??;
-        let mut data: Vec<u8> = chunks.concat();
-        // etcdctl (3.4) only accepts a snapshot whose size is a multiple
-        // of 512 plus the 32-byte checksum, as a bolt file always is: pad
-        // the export with zeros to a 4 KiB multiple.
-        data.resize(data.len().div_ceil(SNAPSHOT_ALIGN) * SNAPSHOT_ALIGN, 0);
+        let data = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, ApiError> {
+            let backup = node.backup()?;
+            let members = node.members();
+            let tmp = node.config().data_dir.clone();
+            crate::snapshot_file::write(&backup, &members, &tmp)
+                .map_err(|e| ApiError::Core(e, crate::status::CoreKind::Other))
+        })
+        .await
+        .map_err(|e| {
+            ApiError::Core(
+                format!("snapshot task: {e}"),
+                crate::status::CoreKind::Other,
+            )
+        })??;
         let sha = Sha256::digest(&data).to_vec();
         let header = self.0.header(None);
         let total = data.len();

@@ -166,6 +166,7 @@ impl ApiError {
                     ResourceExhausted,
                     "etcdserver: mvcc: database space exceeded",
                 ),
+                KvError::Corrupt => (DataLoss, "etcdserver: corrupt cluster"),
                 KvError::KeyNotFound => (InvalidArgument, "etcdserver: key not found"),
                 KvError::MigrationInProgress => (
                     Unavailable,

@@ -86,7 +86,13 @@ pub struct NodeConfig {
     /// (published to the cluster like its client URLs); `None`: shown with
     /// defaults derived from its member id and peer URL.
     pub zk_server: Option<crate::members::ZkServer>,
+    /// `--quota-backend-bytes`: a write that would take the store to this
+    /// size raises NOSPACE (0 or less: no quota; [`crate::alarm`]).
+    pub quota_backend_bytes: i64,
 }
+
+/// etcd's default `--quota-backend-bytes` (2 GiB).
+pub const DEFAULT_QUOTA_BYTES: i64 = 2 * 1024 * 1024 * 1024;
 
 impl NodeConfig {
     /// A single member with janus defaults in `data_dir`.
@@ -110,6 +116,7 @@ impl NodeConfig {
             join_existing: false,
             peer_tls: None,
             zk_server: None,
+            quota_backend_bytes: DEFAULT_QUOTA_BYTES,
         }
     }
 
@@ -518,19 +525,55 @@ impl Node {
     /// # }
     /// ```
     pub async fn propose(&self, command: Command) -> Result<Applied, CoreError> {
-        let p = self.inner.proposal(command);
-        let id = p.request_id;
-        let data = postcard::to_stdvec(&p).map_err(|e| CoreError::Encoding(e.to_string()))?;
+        if let Command::Zk { ops, .. } = &command {
+            self.raise_nospace_before(crate::alarm::zk_cost(ops));
+        }
         let (reply, rx) = oneshot::channel();
-        self.send(Msg::Propose {
-            id,
-            data,
-            reply: Some(reply),
-        })?;
+        self.send_proposal(command, Some(reply))?;
         match tokio::time::timeout(self.inner.cfg.request_timeout, rx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(CoreError::Stopped),
             Err(_) => Err(CoreError::Timeout),
+        }
+    }
+
+    fn send_proposal(
+        &self,
+        command: Command,
+        reply: Option<oneshot::Sender<Result<Applied, CoreError>>>,
+    ) -> Result<(), CoreError> {
+        let p = self.inner.proposal(command);
+        let id = p.request_id;
+        let data = postcard::to_stdvec(&p).map_err(|e| CoreError::Encoding(e.to_string()))?;
+        self.send(Msg::Propose { id, data, reply })
+    }
+
+    /// A ZooKeeper write's quota check: it is always proposed (its FIFO
+    /// number is taken, so it cannot be dropped here), but when it would
+    /// take the store to the quota, NOSPACE is proposed right before it, so
+    /// apply refuses it and what follows ([`crate::alarm::refusal`]).
+    fn raise_nospace_before(&self, cost: u64) {
+        use crate::alarm::{quota_check, Alarm, AlarmKind, QuotaVerdict};
+        let db_size = self.inner.disk.bytes() as i64;
+        let verdict = quota_check(
+            &self.state().alarms,
+            db_size,
+            cost,
+            self.inner.cfg.quota_backend_bytes,
+        );
+        if verdict == QuotaVerdict::RaiseAndRefuse {
+            tracing::warn!(db_size, "database space exceeded");
+            let alarm = Alarm {
+                member_id: self.member_id(),
+                kind: AlarmKind::NoSpace,
+            };
+            let _ = self.send_proposal(
+                Command::Alarm {
+                    activate: true,
+                    alarm,
+                },
+                None,
+            );
         }
     }
 
@@ -789,9 +832,78 @@ impl Node {
         Ok(chunks)
     }
 
+    /// The raised alarms of the cluster as this member has applied them
+    /// (etcd's Alarm GET reads them locally too).
+    pub fn alarms(&self) -> Vec<crate::alarm::Alarm> {
+        self.state().alarms.list()
+    }
+
+    /// Raises (`activate`) or clears an alarm through the log; answers the
+    /// alarms the command changed, as etcd's applier does.
+    pub async fn alarm(
+        &self,
+        activate: bool,
+        alarm: crate::alarm::Alarm,
+    ) -> Result<Vec<crate::alarm::Alarm>, CoreError> {
+        match self
+            .propose(Command::Alarm { activate, alarm })
+            .await?
+            .result
+        {
+            crate::CommandResult::Alarm(changed) => Ok(changed),
+            other => Err(CoreError::Raft(format!("alarm answered {other:?}"))),
+        }
+    }
+
+    /// The proposer's quota check before a write of quota cost `cost`
+    /// ([`crate::alarm::quota_check`]): refused with `NoSpace` while NOSPACE
+    /// is raised; a write that would reach the quota raises NOSPACE through
+    /// the log first and is refused.
+    pub async fn check_quota(&self, cost: u64) -> Result<(), KvError> {
+        use crate::alarm::{quota_check, Alarm, AlarmKind, QuotaVerdict};
+        let db_size = self.inner.disk.bytes() as i64;
+        let verdict = quota_check(
+            &self.state().alarms,
+            db_size,
+            cost,
+            self.inner.cfg.quota_backend_bytes,
+        );
+        match verdict {
+            QuotaVerdict::Fits => Ok(()),
+            QuotaVerdict::Refuse => Err(KvError::NoSpace),
+            QuotaVerdict::RaiseAndRefuse => {
+                tracing::warn!(
+                    db_size,
+                    quota = self.inner.cfg.quota_backend_bytes,
+                    "database space exceeded"
+                );
+                let alarm = Alarm {
+                    member_id: self.member_id(),
+                    kind: AlarmKind::NoSpace,
+                };
+                self.alarm(true, alarm).await?;
+                Err(KvError::NoSpace)
+            }
+        }
+    }
+
+    /// A consistent copy of this member's state ([`crate::backup`]).
+    pub fn backup(&self) -> Result<crate::backup::Backup, CoreError> {
+        let st = self.state();
+        crate::backup::Backup::take(
+            &st.engine,
+            st.applied_index,
+            st.revision,
+            st.compact_revision,
+        )
+    }
+
     /// Compacts the storage engine's files (etcd Defragment).
     pub fn defragment(&self) -> Result<(), CoreError> {
-        let r = self.state().engine.major_compact();
+        // Not under the state lock: a long compaction would hold off the
+        // apply thread and, behind it, every reader (pings included).
+        let engine = std::sync::Arc::clone(&self.state().engine);
+        let r = engine.major_compact();
         self.inner.disk.invalidate();
         r
     }

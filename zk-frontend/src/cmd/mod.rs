@@ -34,6 +34,8 @@ pub fn error_code(e: ZkError) -> i32 {
         ZkError::OutOfOrder => code::CONNECTION_LOSS,
         // A migration holds janus: refused as a read-only server refuses.
         ZkError::MigrationInProgress => code::NOT_READ_ONLY,
+        ZkError::QuotaExceeded => code::QUOTA_EXCEEDED,
+        ZkError::SystemError => code::SYSTEM_ERROR,
     }
 }
 

@@ -76,6 +76,7 @@ pub mod code {
     pub const NOT_READ_ONLY: i32 = -119;
     pub const NO_WATCHER: i32 = -121;
     pub const RECONFIG_DISABLED: i32 = -123;
+    pub const QUOTA_EXCEEDED: i32 = -125;
 }
 
 /// Reserved xids (`ClientCnxn`).
