@@ -7,6 +7,7 @@
 
 mod config;
 mod logging;
+mod snapshot_cli;
 
 use std::net::SocketAddr;
 
@@ -17,6 +18,10 @@ use tokio::sync::watch;
 use config::Args;
 
 fn main() -> anyhow::Result<()> {
+    // `janus snapshot ...`; anything else is the server's flags.
+    if std::env::args().nth(1).as_deref() == Some("snapshot") {
+        return snapshot_cli::main(std::env::args());
+    }
     let args = Args::parse();
     logging::init(&args.log_level, &args.log_format)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -80,6 +80,36 @@ impl Cluster {
         c
     }
 
+    /// Starts `n` members bootstrapping a new cluster from data dirs that
+    /// `prepare(member, initial_cluster)` writes first (a snapshot
+    /// restore).
+    pub fn start_prepared(n: usize, prepare: impl Fn(&Member, &str)) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let members: Vec<Member> = (0..n)
+            .map(|i| Cluster::new_member(&dir, &format!("m{i}")))
+            .collect();
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",");
+        for m in &members {
+            prepare(m, &initial_cluster);
+        }
+        let mut c = Cluster {
+            members,
+            dir,
+            initial_cluster,
+        };
+        for i in 0..n {
+            c.spawn(i, "new");
+        }
+        for i in 0..n {
+            c.wait_up(i);
+        }
+        c
+    }
+
     fn new_member(dir: &tempfile::TempDir, name: &str) -> Member {
         let ip = [127, 0, 0, 1];
         Member {

@@ -11,6 +11,7 @@
 //! keys, quota alarm) before proposing.
 
 mod auth_service;
+mod bolt_read;
 mod caller;
 mod cluster;
 mod concurrency;
