@@ -12,7 +12,12 @@ use sha2::{Digest, Sha256};
 /// One member of a janus cluster: the etcd v3 API and the ZooKeeper protocol
 /// over one replicated, revisioned store.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "janus", version, about)]
+#[command(
+    name = "janus",
+    version,
+    about,
+    after_help = "Tools: `janus migrate zookeeper|etcd --help` (live migration into janus), `janus snapshot status|restore --help` (etcd-format backups)."
+)]
 pub struct Args {
     /// Human-readable name of this member.
     #[arg(long, env = "JANUS_NAME", default_value = "default")]

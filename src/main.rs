@@ -8,6 +8,7 @@
 mod config;
 mod logging;
 mod migrate;
+mod snapshot_cli;
 
 use std::net::SocketAddr;
 
@@ -18,12 +19,15 @@ use tokio::sync::watch;
 use config::Args;
 
 fn main() -> anyhow::Result<()> {
-    // `janus migrate ...` is a client tool of its own; every other command
-    // line starts a member.
-    let mut argv = std::env::args().skip(1);
-    if argv.next().as_deref() == Some("migrate") {
-        logging::init("info", "text")?;
-        return migrate::main(argv);
+    // `janus migrate ...` and `janus snapshot ...` are tools of their own;
+    // every other command line starts a member.
+    match std::env::args().nth(1).as_deref() {
+        Some("migrate") => {
+            logging::init("info", "text")?;
+            return migrate::main(std::env::args().skip(2));
+        }
+        Some("snapshot") => return snapshot_cli::main(std::env::args()),
+        _ => {}
     }
     let args = Args::parse();
     logging::init(&args.log_level, &args.log_format)?;

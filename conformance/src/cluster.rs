@@ -85,6 +85,17 @@ impl Cluster {
 
     /// Starts `n` members with the given options.
     pub fn start_with(n: usize, opts: ClusterOptions) -> Cluster {
+        Cluster::launch(n, opts, &|_, _| {})
+    }
+
+    /// Starts `n` members bootstrapping a new cluster from data dirs that
+    /// `prepare(member, initial_cluster)` writes first (a snapshot
+    /// restore).
+    pub fn start_prepared(n: usize, prepare: impl Fn(&Member, &str)) -> Cluster {
+        Cluster::launch(n, ClusterOptions::default(), &prepare)
+    }
+
+    fn launch(n: usize, opts: ClusterOptions, prepare: &dyn Fn(&Member, &str)) -> Cluster {
         let dir = match &opts.dir {
             Some(d) => tempfile::tempdir_in(d),
             None => tempfile::tempdir(),
@@ -99,6 +110,9 @@ impl Cluster {
             .map(|m| format!("{}={}", m.name, m.peer_url()))
             .collect::<Vec<_>>()
             .join(",");
+        for m in &members {
+            prepare(m, &initial_cluster);
+        }
         let mut c = Cluster {
             members,
             dir,

@@ -156,6 +156,12 @@ impl RealEtcd {
     /// Starts a fresh etcd (fsync on: etcd's default; `--unsafe-no-fsync`
     /// is never passed).
     pub fn start() -> Result<RealEtcd, RefError> {
+        Self::start_from(None)
+    }
+
+    /// Starts an etcd whose data dir `etcdctl snapshot restore` wrote from
+    /// `snapshot` first (`None`: a fresh one).
+    pub fn start_from(snapshot: Option<&std::path::Path>) -> Result<RealEtcd, RefError> {
         let bin = Self::binary();
         if !bin.exists() {
             return Err(RefError::NotInstalled(format!(
@@ -166,6 +172,28 @@ impl RealEtcd {
         let dir = tempfile::Builder::new().prefix("ref-etcd").tempdir()?;
         let client = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let peer = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        if let Some(file) = snapshot {
+            let out = Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .arg("snapshot")
+                .arg("restore")
+                .arg(file)
+                .arg("--name")
+                .arg("ref")
+                .arg("--data-dir")
+                .arg(dir.path().join("data"))
+                .arg("--initial-cluster")
+                .arg(format!("ref=http://{peer}"))
+                .arg("--initial-advertise-peer-urls")
+                .arg(format!("http://{peer}"))
+                .output()?;
+            if !out.status.success() {
+                return Err(RefError::Io(std::io::Error::other(format!(
+                    "etcdctl snapshot restore: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ))));
+            }
+        }
         let mut cmd = Command::new(&bin);
         cmd.arg("--name")
             .arg("ref")

@@ -299,6 +299,30 @@ async fn zookeeper_tree_copied_and_followed_with_every_stat() {
     let (_, n) = client.create("/m/seq/s-", b"", &seq).await.expect("seq");
     // 30 + 40 sequential creates on the source: the next is number 70.
     assert_eq!(n.into_i64(), 70);
+
+    // kazoo, as an application moved off the source: it read a version on
+    // the old ensemble, reconnects to janus and sets with that version.
+    let script = r#"
+import sys
+from kazoo.client import KazooClient
+from kazoo.exceptions import BadVersionError
+src, dst, path = sys.argv[1:4]
+a = KazooClient(hosts=src); a.start(timeout=15)
+_, st = a.get(path); a.stop()
+b = KazooClient(hosts=dst); b.start(timeout=15)
+b.set(path, b"kazoo", version=st.version)
+try:
+    b.set(path, b"stale", version=st.version)
+    print("stale version accepted")
+except BadVersionError:
+    print("kazoo ok")
+b.stop()
+"#;
+    let out = Command::new("/usr/bin/python3")
+        .args(["-c", script, &from, &to_zk, "/m/bulk/g02/n005"])
+        .output()
+        .expect("python3 with kazoo (apt-get install python3-kazoo)");
+    assert!(text(&out).contains("kazoo ok"), "kazoo: {}", text(&out));
     drop(src);
 }
 

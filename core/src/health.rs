@@ -6,7 +6,8 @@
 //! - Ready: additionally it can serve linearizable reads, which needs a
 //!   known leader and a ReadIndex round through it; a learner is never
 //!   ready (etcd refuses linearizable reads on learners while they catch
-//!   up). Alarms are checked by the etcd frontend, which owns them.
+//!   up). The CORRUPT alarm check reads core's replicated alarms
+//!   ([`crate::alarm`]).
 
 use std::time::Duration;
 

@@ -4,8 +4,9 @@
 //!
 //! Stream format: records `[space tag: u8, from 1][key len: u32 BE][key][value len:
 //! u32 BE][value]`, cut into chunks of [`CHUNK`] bytes at record
-//! boundaries. The same stream serves raft snapshots to lagging members and
-//! etcd's Maintenance.Snapshot.
+//! boundaries. It serves raft snapshots to lagging members (etcd's
+//! Maintenance.Snapshot sends etcd's file format instead, from
+//! [`crate::backup`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;

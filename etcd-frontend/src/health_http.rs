@@ -4,7 +4,7 @@
 //! ok` lines first when verbose); a failure is `503` listing every check
 //! run, failed ones as `[-]<name> failed: <reason>`, whether verbose or not.
 //! The rules themselves are core's ([`janus_core::health`]); the alarm
-//! check is here because the etcd frontend holds the alarms.
+//! check reads core's replicated alarms.
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};

@@ -12,6 +12,7 @@
 //! keys, quota alarm) before proposing.
 
 mod auth_service;
+mod bolt_read;
 mod caller;
 mod cluster;
 mod concurrency;

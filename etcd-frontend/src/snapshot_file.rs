@@ -31,7 +31,7 @@
 
 use std::path::Path;
 
-use bbolt_rs::{BucketApi, BucketRwApi, DbApi, DbRwAPI, TxApi, TxRwRefApi};
+use bbolt_rs::{BucketRwApi, DbRwAPI, TxRwRefApi};
 use janus_core::backup::{Backup, PortableKv, PortableLease};
 use janus_core::Member;
 use prost::Message;
@@ -247,23 +247,22 @@ pub struct Contents {
     pub total_size: u64,
 }
 
-/// Reads a bolt file (checksum already removed).
-pub fn read(db_bytes: &[u8], tmp_dir: &Path) -> Result<Contents, String> {
-    let dir = tempfile::tempdir_in(tmp_dir).map_err(bolt_err)?;
-    let path = dir.path().join("snapshot.db");
-    std::fs::write(&path, db_bytes).map_err(bolt_err)?;
-    let db = bbolt_rs::Bolt::open_ro(&path).map_err(bolt_err)?;
+/// Reads a bolt file (checksum already removed) with [`crate::bolt_read`].
+pub fn read(db_bytes: &[u8]) -> Result<Contents, String> {
+    let (buckets, total_size) = crate::bolt_read::buckets(db_bytes).map_err(bolt_err)?;
     let mut out = Contents {
-        total_size: db_bytes.len() as u64,
+        total_size,
         ..Default::default()
     };
     let mut hash = Crc32c::default();
     let mut problem: Option<String> = None;
     let mut janus: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    db.view(|tx| {
-        for (name, b) in tx.iter_buckets() {
+    {
+        for (name, entries) in &buckets {
+            let name = name.as_slice();
             hash.update(name);
-            for (k, v) in b.iter_entries() {
+            for (k, v) in entries {
+                let (k, v) = (k.as_slice(), v.as_slice());
                 hash.update(k);
                 hash.update(v);
                 out.total_keys += 1;
@@ -309,9 +308,7 @@ pub fn read(db_bytes: &[u8], tmp_dir: &Path) -> Result<Contents, String> {
                 }
             }
         }
-        Ok(())
-    })
-    .map_err(bolt_err)?;
+    }
     if let Some(p) = problem {
         return Err(format!("snapshot file: {p}"));
     }
@@ -428,7 +425,7 @@ mod tests {
         // etcdctl by the integration tests.
         let bytes = write(&backup, &[], dir.path()).expect("write");
         assert_eq!(bytes.len() % 4096, 0);
-        let c = read(&bytes, dir.path()).expect("read");
+        let c = read(&bytes).expect("read");
         assert_eq!(c.consistent_index, 9);
         let j = c.janus.expect("janus bucket");
         assert_eq!((j.applied_index, j.revision), (9, 4));
