@@ -375,7 +375,7 @@ impl State {
                             return Err(bad(
                                 key,
                                 format!(
-                                    "ACL {:?} cannot be represented (janus enforces world:anyone, digest and ip)",
+                                    "ACL {:?} cannot be represented (janus enforces world:anyone, digest, ip and sasl)",
                                     m.acl
                                 ),
                             ));

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use futures::stream::{self, StreamExt};
+use futures::FutureExt;
 use janus_etcd::pb::migration as pb;
 use zookeeper_client as zk;
 
@@ -207,21 +208,30 @@ fn check(nodes: &[Node], max_item_bytes: usize) -> anyhow::Result<()> {
                 n.path
             );
         }
-        for a in &n.acl {
-            let ok = match a.scheme() {
-                "world" => a.id() == "anyone",
-                "digest" => a.id().split(':').count() == 2,
-                "ip" => true,
-                _ => false,
-            };
-            if !ok {
-                bail!(
-                    "{}: ACL {}:{} cannot be represented by janus (it enforces world:anyone, digest and ip); nothing was imported",
-                    n.path,
-                    a.scheme(),
-                    a.id()
-                );
-            }
+        // Core's rule for ACLs a client may set (the one the import applies
+        // again), checked here for every node before anything is written.
+        let acl: Vec<janus_core::znode::Acl> = n
+            .acl
+            .iter()
+            .map(|a| janus_core::znode::Acl {
+                perms: perms(a.permission()),
+                id: janus_core::znode::Id {
+                    scheme: a.scheme().to_string(),
+                    id: a.id().to_string(),
+                },
+            })
+            .collect();
+        if janus_core::znode::acl::fixup(&acl, &[]).as_ref() != Ok(&acl) {
+            let shown: Vec<String> = n
+                .acl
+                .iter()
+                .map(|a| format!("{}:{}", a.scheme(), a.id()))
+                .collect();
+            bail!(
+                "{}: ACL {} cannot be represented by janus (it enforces world:anyone, digest, ip and sasl); nothing was imported",
+                n.path,
+                shown.join(",")
+            );
         }
     }
     Ok(())
@@ -392,7 +402,23 @@ pub async fn run(a: ZkArgs) -> anyhow::Result<Summary> {
             .unwrap_or(0);
         t.begin(&format!("zookeeper {}", a.from), c.force, lowest)
             .await?;
-        let copied = copy_and_follow(&source, &mut watcher, t, &a, &nodes, &mut summary).await;
+        // A failure of the ZooKeeper client itself (a panic inside it) must
+        // not leave janus locked either.
+        let copied = std::panic::AssertUnwindSafe(copy_and_follow(
+            &source,
+            &mut watcher,
+            t,
+            &a,
+            &nodes,
+            &mut summary,
+        ))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "source: the ZooKeeper client failed; the source is gone or its session ended"
+            ))
+        });
         if let Err(e) = copied {
             // Leave janus writable; what was imported is kept (a rerun with
             // --force replaces it).
@@ -521,11 +547,15 @@ async fn follow(
         // Gather what else is ready (a burst is one batch).
         let mut paths = BTreeSet::new();
         let mut resync = false;
+        let mut lost = None;
         let mut note = |e: zk::WatchedEvent, paths: &mut BTreeSet<String>| match e.event_type {
             zk::EventType::Session => match e.session_state {
                 zk::SessionState::SyncConnected => resync = true,
                 zk::SessionState::Disconnected => {}
-                s => tracing::warn!(state = ?s, "source session state"),
+                // Expired or closed: the source is gone (or lost quorum for
+                // longer than the session lives); nothing more can be
+                // followed, and the caller releases the migration lock.
+                s => lost = Some(s),
             },
             _ if is_system(&e.path) => {}
             _ => {
@@ -539,6 +569,9 @@ async fn follow(
             if paths.len() >= 1000 {
                 break;
             }
+        }
+        if let Some(state) = lost {
+            bail!("source: session {state:?}; the source ZooKeeper is gone or lost its quorum, the follow stops here");
         }
         if resync {
             reconcile(source, t, a, skipped).await?;
