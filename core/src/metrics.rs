@@ -10,12 +10,15 @@
 //! time from the member's own state are exact; a metric janus cannot
 //! measure yet is left out rather than reported as 0.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::kv::RangeRequest;
@@ -41,11 +44,39 @@ pub fn encode_text() -> String {
     out
 }
 
+/// Leader changes this member has seen (each new leader id, the first
+/// election included), as etcd counts them.
+pub(crate) static LEADER_CHANGES: AtomicU64 = AtomicU64::new(0);
+
+/// Durations of the WAL's group-commit fdatasync (etcd's buckets: 1 ms
+/// doubling to about 8 s).
+pub(crate) static WAL_FSYNC: LazyLock<Histogram> =
+    LazyLock::new(|| Histogram::new(exponential_buckets(0.001, 2.0, 14)));
+
+/// Durations of one state-store commit (a batch of applied entries).
+pub(crate) static BACKEND_COMMIT: LazyLock<Histogram> =
+    LazyLock::new(|| Histogram::new(exponential_buckets(0.001, 2.0, 14)));
+
+/// Records `d` in `h`.
+pub(crate) fn observe(h: &Histogram, d: Duration) {
+    h.observe(d.as_secs_f64());
+}
+
 /// Registers the member's and the process's collectors.
 pub fn register_node(node: Node) {
     register(|r| {
         r.register_collector(Box::new(NodeCollector(node)));
         r.register_collector(Box::new(ProcessCollector));
+        r.register(
+            "etcd_disk_wal_fsync_duration_seconds",
+            "The latency distributions of fsync called by WAL.",
+            WAL_FSYNC.clone(),
+        );
+        r.register(
+            "etcd_disk_backend_commit_duration_seconds",
+            "The latency distributions of commit called by backend.",
+            BACKEND_COMMIT.clone(),
+        );
     });
 }
 
@@ -120,6 +151,12 @@ impl Collector for NodeCollector {
             "etcd_server_proposals_applied_total",
             "The total number of consensus proposals applied.",
             st.applied_index,
+        )?;
+        counter(
+            &mut e,
+            "etcd_server_leader_changes_seen",
+            "The number of leader changes seen.",
+            LEADER_CHANGES.load(Ordering::Relaxed) as f64,
         )?;
         gauge(
             &mut e,

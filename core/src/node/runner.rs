@@ -619,6 +619,9 @@ impl Runner {
         let before = self.inner.leader.swap(leader, Ordering::AcqRel);
         if before != leader {
             tracing::info!(leader = format!("{leader:x}"), "leader changed");
+            if leader != 0 {
+                crate::metrics::LEADER_CHANGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         if role == StateRole::Leader {
             // D9: a new leader restarts every lease's clock, plus an
@@ -724,7 +727,9 @@ impl Runner {
                     _ => st.apply_empty(e.index)?,
                 }
             }
+            let commit = std::time::Instant::now();
             st.end_group()?;
+            crate::metrics::observe(&crate::metrics::BACKEND_COMMIT, commit.elapsed());
         }
         for (r, a) in replies {
             let _ = r.send(Ok(a));

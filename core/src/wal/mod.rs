@@ -447,9 +447,11 @@ impl Wal {
             self.unsynced = true;
         }
         if self.unsynced {
+            let started = std::time::Instant::now();
             self.file
                 .sync_data()
                 .map_err(|e| CoreError::storage(&path, e))?;
+            crate::metrics::observe(&crate::metrics::WAL_FSYNC, started.elapsed());
             self.unsynced = false;
         }
         Ok(())
