@@ -277,7 +277,11 @@ async fn lifecycle(dcs: &str, endpoint: &str) {
         a.role() == Some("primary")
     });
     assert_eq!(leader_key(endpoint).await.as_deref(), Some("pg0"));
-    psql(a.pg, "CREATE TABLE t (x int); INSERT INTO t VALUES (1)").expect("write on pg0");
+    psql(
+        a.pg,
+        "CREATE TABLE t (x int PRIMARY KEY); INSERT INTO t VALUES (1)",
+    )
+    .expect("write on pg0");
 
     // The second member clones the primary and streams from it.
     b.start(uid, gid);
@@ -318,7 +322,9 @@ async fn lifecycle(dcs: &str, endpoint: &str) {
         b.role() == Some("primary") && a.role() == Some("replica")
     });
     assert_eq!(leader_key(endpoint).await.as_deref(), Some("pg1"));
-    psql(b.pg, "INSERT INTO t VALUES (3)").expect("write on the new primary");
+    wait_for("a write on the new primary", 30, &[&a, &b], || {
+        psql(b.pg, "INSERT INTO t VALUES (3) ON CONFLICT DO NOTHING").is_some()
+    });
     wait_for("pg0 to stream from pg1", 60, &[&a, &b], || {
         psql(a.pg, "SELECT count(*) FROM t").as_deref() == Some("3")
     });
@@ -333,7 +339,11 @@ async fn lifecycle(dcs: &str, endpoint: &str) {
         || a.role() == Some("primary"),
     );
     assert_eq!(leader_key(endpoint).await.as_deref(), Some("pg0"));
-    psql(a.pg, "INSERT INTO t VALUES (4)").expect("write after failover");
+    // Patroni answers /primary once it promoted; the first connections may
+    // still land while PostgreSQL finishes leaving recovery.
+    wait_for("a write after failover", 30, &[&a, &b], || {
+        psql(a.pg, "INSERT INTO t VALUES (4) ON CONFLICT DO NOTHING").is_some()
+    });
     assert_eq!(psql(a.pg, "SELECT count(*) FROM t").as_deref(), Some("4"));
 
     // The crashed member comes back as a replica of the new primary.
