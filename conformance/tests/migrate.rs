@@ -319,7 +319,7 @@ except BadVersionError:
 b.stop()
 "#;
     let out = Command::new("/usr/bin/python3")
-        .args(["-c", script, &from, &to_zk, "/m/bulk/g02/n005"])
+        .args(["-c", script, &from, &to_zk, "/m/bulk/g03/n005"])
         .output()
         .expect("python3 with kazoo (apt-get install python3-kazoo)");
     assert!(text(&out).contains("kazoo ok"), "kazoo: {}", text(&out));
