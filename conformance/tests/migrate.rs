@@ -32,6 +32,23 @@ fn migrate(args: &[&str]) -> Output {
         .expect("run janus migrate")
 }
 
+/// `janus migrate zookeeper` from `from` into janus (`to` etcd URL, `to_zk`
+/// ZooKeeper address), quiet, with `extra` flags.
+fn copy_zk(from: &str, to: &str, to_zk: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "zookeeper",
+        "--from",
+        from,
+        "--to",
+        to,
+        "--to-zk",
+        to_zk,
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    migrate(&args)
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -502,16 +519,7 @@ async fn bad_input_is_refused_naming_the_problem() {
     c.create("/big", &vec![7u8; 200_000], &open)
         .await
         .expect("big");
-    let o = migrate(&[
-        "zookeeper",
-        "--from",
-        &real.connect_string(),
-        "--to",
-        &to,
-        "--to-zk",
-        &to_zk,
-        "--quiet",
-    ]);
+    let o = copy_zk(&real.connect_string(), &to, &to_zk, &[]);
     assert!(!o.status.success());
     assert!(text(&o).contains("/big: 200004 bytes"), "{}", text(&o));
     let j = zk_connect(&to_zk).await;
@@ -533,16 +541,7 @@ async fn bad_input_is_refused_naming_the_problem() {
     )
     .await
     .expect("sasl node");
-    let o = migrate(&[
-        "zookeeper",
-        "--from",
-        &real.connect_string(),
-        "--to",
-        &to,
-        "--to-zk",
-        &to_zk,
-        "--quiet",
-    ]);
+    let o = copy_zk(&real.connect_string(), &to, &to_zk, &[]);
     assert!(o.status.success(), "{}", text(&o));
     let (copied, _) = j.get_acl("/sasl").await.expect("sasl acl on janus");
     assert_eq!(copied, acl.to_vec(), "sasl ACL copied");
@@ -552,29 +551,10 @@ async fn bad_input_is_refused_naming_the_problem() {
     j.create("/mine", b"", &open)
         .await
         .expect("create on janus");
-    let o = migrate(&[
-        "zookeeper",
-        "--from",
-        &real.connect_string(),
-        "--to",
-        &to,
-        "--to-zk",
-        &to_zk,
-        "--quiet",
-    ]);
+    let o = copy_zk(&real.connect_string(), &to, &to_zk, &[]);
     assert!(!o.status.success());
     assert!(text(&o).contains("not empty ("), "{}", text(&o));
-    let o = migrate(&[
-        "zookeeper",
-        "--from",
-        &real.connect_string(),
-        "--to",
-        &to,
-        "--to-zk",
-        &to_zk,
-        "--force",
-        "--quiet",
-    ]);
+    let o = copy_zk(&real.connect_string(), &to, &to_zk, &["--force"]);
     // With --force, janus's own revision is above this source's zxids (a
     // standalone ZooKeeper counts from 1): refused before anything changed.
     assert!(!o.status.success());
