@@ -176,15 +176,10 @@ impl Applied {
         Ok(Applied { by_proposer })
     }
 
-    /// Records proposal (`proposer`, `epoch`, `id`) as applied and returns
-    /// the `Meta` record (key, value) to write in the command's batch.
-    /// `None`: it was applied before, and must not run again.
-    pub fn admit(
-        &mut self,
-        proposer: u64,
-        epoch: u64,
-        id: u64,
-    ) -> Result<Option<Record>, CoreError> {
+    /// Records proposal (`proposer`, `epoch`, `id`) as applied; `false`: it
+    /// was applied before, and must not run again. The caller writes
+    /// [`Applied::record`] of the proposer in the batch that applies it.
+    pub fn admit(&mut self, proposer: u64, epoch: u64, id: u64) -> bool {
         let windows = self.by_proposer.entry(proposer).or_default();
         let fresh = match windows.iter_mut().find(|w| w.epoch == epoch) {
             Some(w) => w.admit(id),
@@ -196,11 +191,18 @@ impl Applied {
                 true
             }
         };
-        if !fresh {
-            return Ok(None);
-        }
+        fresh
+    }
+
+    /// The `Meta` record (key, value) of `proposer`'s windows.
+    pub fn record(&self, proposer: u64) -> Result<Record, CoreError> {
+        let windows = self
+            .by_proposer
+            .get(&proposer)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let v = postcard::to_stdvec(windows).map_err(|e| CoreError::Encoding(e.to_string()))?;
-        Ok(Some((key(proposer), v)))
+        Ok((key(proposer), v))
     }
 }
 

@@ -162,6 +162,11 @@ struct Group {
     /// Each command's events, in apply order: the hub takes one revision's
     /// events at a time.
     events: Vec<Vec<Event>>,
+    /// Proposers whose dedup windows moved in this group. Like the applied
+    /// index and the revision, a window is last-write-wins, so it is
+    /// written once when the group commits rather than once per command
+    /// (a window is ~1 KiB: per command it was most of the store's bytes).
+    dedup_dirty: std::collections::BTreeSet<u64>,
 }
 
 fn corrupt(engine: &Engine, space: &str, what: impl std::fmt::Display) -> CoreError {
@@ -449,6 +454,7 @@ impl State {
                 written: HashMap::new(),
                 zmeta: HashMap::new(),
                 events: Vec::new(),
+                dedup_dirty: Default::default(),
             });
         }
     }
@@ -456,9 +462,14 @@ impl State {
     /// Commits the group's writes (with the last applied index and
     /// revision) atomically and publishes its events.
     pub fn end_group(&mut self) -> Result<(), CoreError> {
-        let Some(g) = self.group.take() else {
+        let Some(mut g) = self.group.take() else {
             return Ok(());
         };
+        for proposer in &g.dedup_dirty {
+            let (k, v) = self.dedup.record(*proposer)?;
+            g.batch.put(Space::Meta, k, v);
+        }
+        self.put_applied(&mut g.batch);
         self.engine.commit(g.batch)?;
         for events in &g.events {
             self.hub.publish(events);
@@ -483,17 +494,8 @@ impl State {
             self.revision = main;
         }
         self.applied_index = index;
-        batch.put(
-            Space::Meta,
-            META_APPLIED.to_vec(),
-            index.to_be_bytes().to_vec(),
-        );
-        batch.put(
-            Space::Meta,
-            META_REVISION.to_vec(),
-            (self.revision as u64).to_be_bytes().to_vec(),
-        );
         if let Some(g) = self.group.as_mut() {
+            // The group writes the applied index and revision once, last.
             g.batch.append(batch);
             g.written.extend(written);
             g.zmeta.extend(zmeta);
@@ -502,11 +504,27 @@ impl State {
             }
             return Ok(());
         }
+        self.put_applied(&mut batch);
         self.engine.commit(batch)?;
         if !events.is_empty() {
             self.hub.publish(&events);
         }
         Ok(())
+    }
+
+    /// The applied index and revision (etcd's consistent index), written
+    /// in the batch that brings the store to them.
+    fn put_applied(&self, batch: &mut Batch) {
+        batch.put(
+            Space::Meta,
+            META_APPLIED.to_vec(),
+            self.applied_index.to_be_bytes().to_vec(),
+        );
+        batch.put(
+            Space::Meta,
+            META_REVISION.to_vec(),
+            (self.revision as u64).to_be_bytes().to_vec(),
+        );
     }
 }
 
@@ -523,7 +541,7 @@ impl State {
     ) -> Result<Option<crate::command::Applied>, CoreError> {
         use crate::command::{Command, CommandResult};
         let mut w = self.begin(p.now_ms);
-        let Some(window) = self.dedup.admit(p.proposer, p.epoch, p.request_id)? else {
+        if !self.dedup.admit(p.proposer, p.epoch, p.request_id) {
             tracing::debug!(
                 index,
                 proposer = p.proposer,
@@ -568,8 +586,15 @@ impl State {
                 self.zk_seq_advance(&mut w, *session, *conn, *seq);
             }
         }
-        let (k, v) = window;
-        w.batch.put(Space::Meta, k, v);
+        match self.group.as_mut() {
+            Some(g) => {
+                g.dedup_dirty.insert(p.proposer);
+            }
+            None => {
+                let (k, v) = self.dedup.record(p.proposer)?;
+                w.batch.put(Space::Meta, k, v);
+            }
+        }
         self.commit(w, index)?;
         Ok(Some(crate::command::Applied {
             revision: self.revision,

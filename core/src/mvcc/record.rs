@@ -8,7 +8,9 @@ use crate::kv::KeyValue;
 /// not stored twice.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     pub create_revision: i64,
     pub version: i64,
@@ -31,7 +33,9 @@ pub struct Record {
 /// missing trailing fields), so stores written by earlier builds open.
 #[derive(Deserialize)]
 struct RecordV0 {
+    #[serde(with = "serde_bytes")]
     key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     value: Vec<u8>,
     create_revision: i64,
     version: i64,
@@ -83,6 +87,31 @@ impl Record {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_fields_encode_as_the_sequences_earlier_builds_wrote() {
+        // Earlier builds serialized key and value as sequences of u8;
+        // `serde_bytes` writes them in one go: postcard's bytes are the same.
+        #[derive(Serialize)]
+        struct Seq(Vec<u8>, Vec<u8>, i64, i64, i64, i64, i64, bool, bool);
+        let r = Record {
+            key: b"/k".to_vec(),
+            value: (0..=255).collect(),
+            create_revision: 2,
+            version: 1,
+            lease: 7,
+            ctime: 5,
+            mtime: 6,
+            tombstone: false,
+            null_data: true,
+        };
+        let seq = Seq(r.key.clone(), r.value.clone(), 2, 1, 7, 5, 6, false, true);
+        assert_eq!(r.encode(), postcard::to_stdvec(&seq).unwrap());
+        assert_eq!(
+            Record::decode(&postcard::to_stdvec(&seq).unwrap()).unwrap(),
+            r
+        );
+    }
 
     #[test]
     fn records_of_earlier_builds_decode_as_not_null() {

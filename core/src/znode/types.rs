@@ -115,6 +115,7 @@ pub enum ZkOp {
     /// `data: None` is ZooKeeper's null data (kept apart from empty data).
     Create {
         path: String,
+        #[serde(with = "serde_bytes")]
         data: Option<Vec<u8>>,
         acl: Vec<Acl>,
         mode: CreateMode,
@@ -127,6 +128,7 @@ pub enum ZkOp {
     /// `data: None` is ZooKeeper's null data.
     SetData {
         path: String,
+        #[serde(with = "serde_bytes")]
         data: Option<Vec<u8>>,
         version: i32,
     },
