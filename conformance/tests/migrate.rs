@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use janus_conformance::harness::{janus_binary, Janus};
-use janus_conformance::reference::{RealEtcd, RealZk};
+use janus_conformance::reference::{four_letter, RealEtcd, RealZk};
 use sha1::{Digest, Sha1};
 use zookeeper_client as zk;
 
@@ -512,7 +512,11 @@ async fn bad_input_is_refused_naming_the_problem() {
     // A node over janus's size limit: named, nothing imported.
     let sasl =
         "-Dzookeeper.authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider";
-    let real = RealZk::start_with_jvm(&[], &[sasl]).expect("zookeeper");
+    // ZooKeeper's stock x509 provider (janus has none): without a keystore
+    // it authenticates nobody, yet accepts x509 ACLs.
+    let x509 =
+        "-Dzookeeper.authProvider.2=org.apache.zookeeper.server.auth.X509AuthenticationProvider";
+    let real = RealZk::start_with_jvm(&[], &[sasl, x509]).expect("zookeeper");
     let c = zk_connect(&real.connect_string()).await;
     let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
     c.create("/small", b"s", &open).await.expect("small");
@@ -528,8 +532,36 @@ async fn bad_input_is_refused_naming_the_problem() {
         "half imported"
     );
 
-    // A sasl ACL (the source has the SASL provider) is copied as it is.
+    // An ACL janus cannot represent (x509): named, nothing imported.
     c.delete("/big", None).await.expect("delete big");
+    let acl = [
+        zk::Acl::new(
+            zk::Permission::ALL,
+            zk::AuthId::new("x509", "CN=alice,O=Example"),
+        ),
+        zk::Acl::new(zk::Permission::READ, zk::AuthId::anyone()),
+    ];
+    c.create(
+        "/x509",
+        b"",
+        &zk::CreateMode::Persistent.with_acls(zk::Acls::new(&acl)),
+    )
+    .await
+    .expect("x509 node on the source");
+    let o = copy_zk(&real.connect_string(), &to, &to_zk, &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("/x509: ACL x509:CN=alice,O=Example,world:anyone cannot be represented"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        j.check_stat("/small").await.expect("stat").is_none(),
+        "half imported"
+    );
+    c.delete("/x509", None).await.expect("delete x509");
+
+    // A sasl ACL (the source has the SASL provider) is copied as it is.
     let acl = [
         zk::Acl::new(zk::Permission::ALL, zk::AuthId::new("sasl", "bob")),
         zk::Acl::new(zk::Permission::READ, zk::AuthId::anyone()),
@@ -838,4 +870,97 @@ async fn zookeeper_container_and_ttl_kinds_carried_from_the_source_files() {
         "{}",
         text(&o)
     );
+}
+
+/// The source dies while the tree is being read (a large tree, killed once
+/// the tool's watch is registered): the tool exits non-zero naming the
+/// source, janus holds nothing and no lock, and once the source is back a
+/// rerun with `--force` copies everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn source_lost_mid_copy_fails_cleanly_and_a_rerun_succeeds() {
+    let mut real = RealZk::start().expect("zookeeper");
+    let janus = Janus::start();
+    let src = zk_connect(&real.connect_string()).await;
+    let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    src.create("/w", b"", &open).await.expect("/w");
+    let groups: Vec<_> = (0..GROUPS)
+        .map(|g| {
+            let src = &src;
+            async move {
+                let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+                let gp = format!("/w/g{g:02}");
+                src.create(&gp, b"", &open).await.expect("group");
+                let mut w = src.new_multi_writer();
+                for i in 0..PER_GROUP {
+                    w.add_create(&format!("{gp}/n{i:03}"), b"some data", &open)
+                        .expect("add_create");
+                }
+                w.commit().await.expect("multi");
+            }
+        })
+        .collect();
+    futures::future::join_all(groups).await;
+    drop(src);
+    let (from, to, to_zk) = (
+        real.connect_string(),
+        janus.etcd_endpoint(),
+        janus.zk_addr().to_string(),
+    );
+    let run = {
+        let (from, to, to_zk) = (from.clone(), to.clone(), to_zk.clone());
+        tokio::task::spawn_blocking(move || copy_zk(&from, &to, &to_zk, &[]))
+    };
+    // The watch is registered right before the walk; once the server has
+    // answered a few hundred more requests, the walk is under way: kill.
+    let received = || {
+        let srvr = four_letter(real.addr(), "srvr").unwrap_or_default();
+        srvr.lines()
+            .find_map(|l| l.strip_prefix("Received: "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut watched_at = None;
+    loop {
+        if watched_at.is_none() {
+            let wchs = four_letter(real.addr(), "wchs").unwrap_or_default();
+            if wchs.contains("watching 1 paths") {
+                watched_at = Some(received());
+            }
+        }
+        if watched_at.is_some_and(|r| received() > r + 300) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the walk did not start");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    real.kill();
+    let out = tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("migrate did not give up on a dead source")
+        .expect("migrate task");
+    let log = text(&out);
+    assert!(!out.status.success(), "exited 0 with the source gone:\n{log}");
+    assert!(
+        log.contains(&format!("reading the source ZooKeeper at {from}")),
+        "{log}"
+    );
+    let j = zk_connect(&to_zk).await;
+    assert!(
+        j.check_stat("/w").await.expect("stat").is_none(),
+        "imported although the walk did not finish"
+    );
+    // No lock: a client write is judged on its own (a failed write takes
+    // no revision, so the rerun's zxids stay above janus's).
+    assert_eq!(
+        j.create("/no/parent", b"", &open).await.err(),
+        Some(zk::Error::NoNode),
+        "janus still holds the migration lock"
+    );
+    real.restart().expect("zookeeper back");
+    let o = copy_zk(&from, &to, &to_zk, &["--force"]);
+    assert!(o.status.success(), "rerun: {}", text(&o));
+    assert!(text(&o).contains("verified: equal"), "{}", text(&o));
+    let (_, st) = j.get_data("/w/g42").await.expect("copied");
+    assert_eq!(st.num_children as usize, PER_GROUP);
 }
