@@ -4,7 +4,8 @@
 //! an etcd 3.4 keyspace with history and leases; afterwards janus shows
 //! every node's data, ACL and stat as the source does, and clients carry on
 //! against janus with what they knew. Bad input: an unreachable source, a
-//! non-empty target, a node over janus's size limit.
+//! non-empty target, a node over janus's size limit, an ACL janus cannot
+//! represent, damaged source files, the source lost mid-copy.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
@@ -512,11 +513,11 @@ async fn bad_input_is_refused_naming_the_problem() {
     // A node over janus's size limit: named, nothing imported.
     let sasl =
         "-Dzookeeper.authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider";
-    // ZooKeeper's stock x509 provider (janus has none): without a keystore
-    // it authenticates nobody, yet accepts x509 ACLs.
-    let x509 =
-        "-Dzookeeper.authProvider.2=org.apache.zookeeper.server.auth.X509AuthenticationProvider";
-    let real = RealZk::start_with_jvm(&[], &[sasl, x509]).expect("zookeeper");
+    // A provider shipped in zookeeper.jar that janus does not have (the
+    // `key` scheme of ZooKeeper's sample KeyAuthenticationProvider).
+    let key =
+        "-Dzookeeper.authProvider.2=org.apache.zookeeper.server.auth.KeyAuthenticationProvider";
+    let real = RealZk::start_with_jvm(&[], &[sasl, key]).expect("zookeeper");
     let c = zk_connect(&real.connect_string()).await;
     let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
     c.create("/small", b"s", &open).await.expect("small");
@@ -532,26 +533,23 @@ async fn bad_input_is_refused_naming_the_problem() {
         "half imported"
     );
 
-    // An ACL janus cannot represent (x509): named, nothing imported.
+    // An ACL janus cannot represent (scheme `key`): named, nothing imported.
     c.delete("/big", None).await.expect("delete big");
     let acl = [
-        zk::Acl::new(
-            zk::Permission::ALL,
-            zk::AuthId::new("x509", "CN=alice,O=Example"),
-        ),
+        zk::Acl::new(zk::Permission::ALL, zk::AuthId::new("key", "sesame")),
         zk::Acl::new(zk::Permission::READ, zk::AuthId::anyone()),
     ];
     c.create(
-        "/x509",
+        "/keyed",
         b"",
         &zk::CreateMode::Persistent.with_acls(zk::Acls::new(&acl)),
     )
     .await
-    .expect("x509 node on the source");
+    .expect("key-scheme node on the source");
     let o = copy_zk(&real.connect_string(), &to, &to_zk, &[]);
     assert!(!o.status.success(), "{}", text(&o));
     assert!(
-        text(&o).contains("/x509: ACL x509:CN=alice,O=Example,world:anyone cannot be represented"),
+        text(&o).contains("/keyed: ACL key:sesame,world:anyone cannot be represented"),
         "{}",
         text(&o)
     );
@@ -559,7 +557,7 @@ async fn bad_input_is_refused_naming_the_problem() {
         j.check_stat("/small").await.expect("stat").is_none(),
         "half imported"
     );
-    c.delete("/x509", None).await.expect("delete x509");
+    c.delete("/keyed", None).await.expect("delete keyed");
 
     // A sasl ACL (the source has the SASL provider) is copied as it is.
     let acl = [
@@ -799,13 +797,7 @@ async fn zookeeper_container_and_ttl_kinds_carried_from_the_source_files() {
                 &from,
                 &to,
                 &to_zk,
-                &[
-                    "--source-data-dir",
-                    &dir,
-                    "--follow",
-                    "--until-idle",
-                    "3",
-                ],
+                &["--source-data-dir", &dir, "--follow", "--until-idle", "3"],
             )
         })
     };
@@ -931,7 +923,10 @@ async fn source_lost_mid_copy_fails_cleanly_and_a_rerun_succeeds() {
         if watched_at.is_some_and(|r| received() > r + 300) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the walk did not start");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the walk did not start"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     real.kill();
@@ -940,7 +935,10 @@ async fn source_lost_mid_copy_fails_cleanly_and_a_rerun_succeeds() {
         .expect("migrate did not give up on a dead source")
         .expect("migrate task");
     let log = text(&out);
-    assert!(!out.status.success(), "exited 0 with the source gone:\n{log}");
+    assert!(
+        !out.status.success(),
+        "exited 0 with the source gone:\n{log}"
+    );
     assert!(
         log.contains(&format!("reading the source ZooKeeper at {from}")),
         "{log}"

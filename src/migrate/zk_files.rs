@@ -226,7 +226,9 @@ fn read_snapshot(file: &Path) -> anyhow::Result<HashMap<String, (i64, Kind)>> {
     let buf = std::fs::read(file).with_context(|| format!("{name}: cannot read"))?;
     let mut r = Reader::new(&buf);
     let what = |e: Stop| match e {
-        Stop::Short => anyhow::anyhow!("{name}: malformed snapshot: it ends before its last node (truncated)"),
+        Stop::Short => {
+            anyhow::anyhow!("{name}: malformed snapshot: it ends before its last node (truncated)")
+        }
         Stop::Bad(why) => anyhow::anyhow!("{name}: malformed snapshot: {why}"),
     };
     let magic = r.int().map_err(what)?;
@@ -274,7 +276,9 @@ fn read_snapshot(file: &Path) -> anyhow::Result<HashMap<String, (i64, Kind)>> {
     let seal = r.long().map_err(what)?;
     let slash = r.string().map_err(what)?;
     if seal as u64 != sum || slash != "/" {
-        bail!("{name}: malformed snapshot: checksum {seal:#x} does not match its content ({sum:#x})");
+        bail!(
+            "{name}: malformed snapshot: checksum {seal:#x} does not match its content ({sum:#x})"
+        );
     }
     Ok(kinds)
 }
@@ -371,10 +375,7 @@ impl Kinds {
         // snapshot is fuzzy: the transactions after its zxid may or may not
         // be in it, and are replayed).
         let snap_zxid = k.last_zxid;
-        let first = logs
-            .iter()
-            .rposition(|(z, _)| *z <= snap_zxid)
-            .unwrap_or(0);
+        let first = logs.iter().rposition(|(z, _)| *z <= snap_zxid).unwrap_or(0);
         for (z, f) in &logs[..first] {
             k.done.insert(*z, f.clone());
         }
@@ -412,7 +413,8 @@ impl Kinds {
         let name = file.display();
         let buf = std::fs::read(file).with_context(|| format!("{name}: cannot read"))?;
         let mut r = Reader::new(&buf);
-        let bad = |at: usize, why: String| anyhow::anyhow!("{name}: malformed log at byte {at}: {why}");
+        let bad =
+            |at: usize, why: String| anyhow::anyhow!("{name}: malformed log at byte {at}: {why}");
         if offset == 0 {
             match (r.int(), r.int(), r.long()) {
                 (Ok(LOG_MAGIC), Ok(_), Ok(_)) => {}
@@ -452,7 +454,10 @@ impl Kinds {
             let mut t = Reader::new(txn);
             let header = (t.long(), t.int(), t.long(), t.long(), t.int());
             let (Ok(_), Ok(_), Ok(zxid), Ok(_), Ok(op)) = header else {
-                return Err(bad(start, "record shorter than a transaction header".into()));
+                return Err(bad(
+                    start,
+                    "record shorter than a transaction header".into(),
+                ));
             };
             if zxid <= self.snap_zxid {
                 continue;
@@ -460,7 +465,9 @@ impl Kinds {
             let mut out = Vec::new();
             match changes(op, &mut t, &mut out) {
                 Ok(()) => {}
-                Err(Stop::Short) => return Err(bad(start, format!("transaction type {op} cut short"))),
+                Err(Stop::Short) => {
+                    return Err(bad(start, format!("transaction type {op} cut short")))
+                }
                 Err(Stop::Bad(why)) => return Err(bad(start, why)),
             }
             for c in out {
