@@ -9,7 +9,9 @@
 //! (ZooKeeper: `sync`, then a walk with a persistent recursive watch
 //! registered before it; etcd: one revision, paginated, then a watch from
 //! it), checked whole before the lock is taken (sizes, ACLs), and written
-//! in atomic batches that are safe to send twice.
+//! in atomic batches that are safe to send twice. What a ZooKeeper client
+//! is never told (whether a node is a container or TTL node) comes from the
+//! source's own files when the operator names them (`zk_files`).
 
 mod etcd;
 mod progress;
