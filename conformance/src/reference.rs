@@ -121,6 +121,26 @@ impl Proc {
         }
     }
 
+    /// Starts `cmd` again in the same dir (after [`Proc::kill`]), its
+    /// output appended to the same log.
+    fn respawn(&mut self, cmd: &mut Command) -> Result<(), RefError> {
+        self.kill();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.dir.path().join("server.log"))?;
+        let log2 = log.try_clone()?;
+        let what = self.what;
+        self.child = Some(
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::from(log))
+                .stderr(Stdio::from(log2))
+                .spawn()
+                .map_err(|source| RefError::Spawn { what, source })?,
+        );
+        Ok(())
+    }
+
     fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -251,6 +271,9 @@ impl RealEtcd {
 pub struct RealZk {
     proc: Proc,
     client: SocketAddr,
+    /// What starts it (for [`RealZk::restart`]).
+    cfg_path: PathBuf,
+    jvm: Vec<String>,
 }
 
 impl RealZk {
@@ -313,6 +336,39 @@ impl RealZk {
         }
         let cfg_path = dir.path().join("zoo.cfg");
         std::fs::write(&cfg_path, cfg)?;
+        let jvm: Vec<String> = jvm.iter().map(|s| s.to_string()).collect();
+        let mut cmd = Self::command(&cfg_path, &jvm);
+        let mut proc = Proc::spawn("zookeeper", dir, &mut cmd)?;
+        Self::wait_serving(&mut proc, client)?;
+        Ok(RealZk {
+            proc,
+            client,
+            cfg_path,
+            jvm,
+        })
+    }
+
+    /// SIGKILLs the server (if it runs) and starts it again on the same
+    /// data dir and port.
+    pub fn restart(&mut self) -> Result<(), RefError> {
+        let mut cmd = Self::command(&self.cfg_path, &self.jvm);
+        self.proc.respawn(&mut cmd)?;
+        Self::wait_serving(&mut self.proc, self.client)
+    }
+
+    /// `ruok` says imok before the server serves; `srvr` names the mode
+    /// only once it does.
+    fn wait_serving(proc: &mut Proc, client: SocketAddr) -> Result<(), RefError> {
+        proc.wait_ready(client, 60, || {
+            four_letter(client, "srvr")
+                .map(|s| s.contains("Mode:"))
+                .unwrap_or(false)
+        })
+    }
+
+    fn command(cfg_path: &Path, jvm: &[String]) -> Command {
+        let jars = Self::jar_dir();
+        let main_jar = jars.join("zookeeper.jar");
         // zookeeper.jar's manifest Class-Path lists its dependencies; only a
         // logging backend has to be added.
         let mut cp = main_jar.display().to_string();
@@ -332,17 +388,11 @@ impl RealZk {
             .arg("-cp")
             .arg(cp)
             .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
-            .arg(&cfg_path)
-            .current_dir(dir.path());
-        let mut proc = Proc::spawn("zookeeper", dir, &mut cmd)?;
-        // `ruok` says imok before the server serves; `srvr` names the mode
-        // only once it does.
-        proc.wait_ready(client, 60, || {
-            four_letter(client, "srvr")
-                .map(|s| s.contains("Mode:"))
-                .unwrap_or(false)
-        })?;
-        Ok(RealZk { proc, client })
+            .arg(cfg_path);
+        if let Some(dir) = cfg_path.parent() {
+            cmd.current_dir(dir);
+        }
+        cmd
     }
 
     /// `127.0.0.1:PORT` of the client port.

@@ -4,7 +4,8 @@
 //! an etcd 3.4 keyspace with history and leases; afterwards janus shows
 //! every node's data, ACL and stat as the source does, and clients carry on
 //! against janus with what they knew. Bad input: an unreachable source, a
-//! non-empty target, a node over janus's size limit.
+//! non-empty target, a node over janus's size limit, an ACL janus cannot
+//! represent, damaged source files, the source lost mid-copy.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use janus_conformance::harness::{janus_binary, Janus};
-use janus_conformance::reference::{RealEtcd, RealZk};
+use janus_conformance::reference::{four_letter, RealEtcd, RealZk};
 use sha1::{Digest, Sha1};
 use zookeeper_client as zk;
 
@@ -512,7 +513,11 @@ async fn bad_input_is_refused_naming_the_problem() {
     // A node over janus's size limit: named, nothing imported.
     let sasl =
         "-Dzookeeper.authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider";
-    let real = RealZk::start_with_jvm(&[], &[sasl]).expect("zookeeper");
+    // A provider shipped in zookeeper.jar that janus does not have (the
+    // `key` scheme of ZooKeeper's sample KeyAuthenticationProvider).
+    let key =
+        "-Dzookeeper.authProvider.2=org.apache.zookeeper.server.auth.KeyAuthenticationProvider";
+    let real = RealZk::start_with_jvm(&[], &[sasl, key]).expect("zookeeper");
     let c = zk_connect(&real.connect_string()).await;
     let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
     c.create("/small", b"s", &open).await.expect("small");
@@ -528,8 +533,33 @@ async fn bad_input_is_refused_naming_the_problem() {
         "half imported"
     );
 
-    // A sasl ACL (the source has the SASL provider) is copied as it is.
+    // An ACL janus cannot represent (scheme `key`): named, nothing imported.
     c.delete("/big", None).await.expect("delete big");
+    let acl = [
+        zk::Acl::new(zk::Permission::ALL, zk::AuthId::new("key", "sesame")),
+        zk::Acl::new(zk::Permission::READ, zk::AuthId::anyone()),
+    ];
+    c.create(
+        "/keyed",
+        b"",
+        &zk::CreateMode::Persistent.with_acls(zk::Acls::new(&acl)),
+    )
+    .await
+    .expect("key-scheme node on the source");
+    let o = copy_zk(&real.connect_string(), &to, &to_zk, &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("/keyed: ACL key:sesame,world:anyone cannot be represented"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        j.check_stat("/small").await.expect("stat").is_none(),
+        "half imported"
+    );
+    c.delete("/keyed", None).await.expect("delete keyed");
+
+    // A sasl ACL (the source has the SASL provider) is copied as it is.
     let acl = [
         zk::Acl::new(zk::Permission::ALL, zk::AuthId::new("sasl", "bob")),
         zk::Acl::new(zk::Permission::READ, zk::AuthId::anyone()),
@@ -617,4 +647,318 @@ async fn source_lost_mid_follow_fails_cleanly_and_releases_the_lock() {
     j.create("/after", b"", &open).await.unwrap_or_else(|e| {
         panic!("janus still refuses writes after a failed migration: {e:?}\n{log}")
     });
+}
+
+/// Waits up to `secs` for `path` to be gone on `c`.
+async fn gone_within(c: &zk::Client, path: &str, secs: u64) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if c.check_stat(path).await.expect("stat").is_none() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+/// A copy of the source's dataDir (`version-2/` only) in a new temp dir.
+fn copy_data_dir(real: &RealZk) -> tempfile::TempDir {
+    let to = tempfile::tempdir().expect("tempdir");
+    let v2 = to.path().join("version-2");
+    std::fs::create_dir_all(&v2).expect("mkdir");
+    for e in std::fs::read_dir(real.data_dir().join("version-2")).expect("version-2") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), v2.join(e.file_name())).expect("copy");
+    }
+    to
+}
+
+/// The newest `<prefix>.<hex zxid>` file of a `version-2` folder.
+fn newest(dir: &std::path::Path, prefix: &str) -> std::path::PathBuf {
+    std::fs::read_dir(dir.join("version-2"))
+        .expect("version-2")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let hex = name.strip_prefix(prefix)?.strip_prefix('.')?;
+            Some((u64::from_str_radix(hex, 16).ok()?, e.path()))
+        })
+        .max()
+        .unwrap_or_else(|| panic!("no {prefix}.* file"))
+        .1
+}
+
+/// Containers and TTL nodes keep their kind when the source's dataDir is
+/// named (`--source-data-dir`): made before the copy (in the snapshot and
+/// the log) and during `--follow` (the log's new tail), they behave on
+/// janus as ZooKeeper's: a container whose last child goes is reaped, a
+/// TTL node expires, a container that never had a child stays. `verify`
+/// compares kinds. A damaged snapshot or log is refused naming the file,
+/// with nothing imported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn zookeeper_container_and_ttl_kinds_carried_from_the_source_files() {
+    // A snapshot every few transactions (kinds come from a snapshot and the
+    // logs after it); the source's own reaper waits 10 minutes, so the
+    // source keeps what janus then reaps.
+    let real = RealZk::start_with_jvm(
+        &[],
+        &[
+            "-Dzookeeper.snapCount=10",
+            "-Dznode.container.checkIntervalMs=600000",
+        ],
+    )
+    .expect("zookeeper");
+    let janus = Janus::start_with(&["--zk-reap-interval-ms", "200"]);
+    let (from, to, to_zk) = (
+        real.connect_string(),
+        janus.etcd_endpoint(),
+        janus.zk_addr().to_string(),
+    );
+    let src = zk_connect(&from).await;
+    let open = zk::Acls::anyone_all();
+    let persistent = zk::CreateMode::Persistent.with_acls(open);
+    let container = zk::CreateMode::Container.with_acls(open);
+    let ttl = |ms| {
+        zk::CreateMode::Persistent
+            .with_acls(zk::Acls::anyone_all())
+            .with_ttl(Duration::from_millis(ms))
+    };
+    src.create("/k", b"", &persistent).await.expect("/k");
+    src.create("/k/cont", b"c", &container)
+        .await
+        .expect("container");
+    src.create("/k/cont/x", b"", &persistent)
+        .await
+        .expect("child");
+    src.create("/k/never", b"", &container)
+        .await
+        .expect("container without children");
+    src.create("/k/ttl", b"t", &ttl(3000)).await.expect("ttl");
+    src.create("/k/ttllong", b"", &ttl(3_600_000))
+        .await
+        .expect("long ttl");
+    // Enough transactions after them for a snapshot that holds them.
+    for i in 0..25 {
+        src.create(&format!("/k/f{i}"), b"", &persistent)
+            .await
+            .expect("filler");
+    }
+    let data = real.data_dir();
+    let snap = newest(&data, "snapshot");
+    assert!(
+        !snap.ends_with("snapshot.0"),
+        "no snapshot after the special nodes: {}",
+        snap.display()
+    );
+
+    // Damaged files: named, nothing imported (janus stays empty).
+    let j = zk_connect(&to_zk).await;
+    let truncated = copy_data_dir(&real);
+    let s = newest(truncated.path(), "snapshot");
+    let len = std::fs::metadata(&s).expect("snapshot").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&s)
+        .expect("open")
+        .set_len(len / 2)
+        .expect("truncate");
+    let dir = truncated.path().display().to_string();
+    let o = copy_zk(&from, &to, &to_zk, &["--source-data-dir", &dir]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("{}: malformed snapshot", s.display())),
+        "{}",
+        text(&o)
+    );
+    assert!(j.check_stat("/k").await.expect("stat").is_none());
+    let garbage = copy_data_dir(&real);
+    let l = newest(garbage.path(), "log");
+    let mut bytes = std::fs::read(&l).expect("log");
+    // Inside the first record's transaction (16-byte file header, then an
+    // 8-byte checksum and a 4-byte length).
+    bytes[16 + 12 + 2] ^= 0x5a;
+    std::fs::write(&l, &bytes).expect("write log");
+    let dir = garbage.path().display().to_string();
+    let o = copy_zk(&from, &to, &to_zk, &["--source-data-dir", &dir]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("{}: malformed log", l.display())),
+        "{}",
+        text(&o)
+    );
+    assert!(j.check_stat("/k").await.expect("stat").is_none());
+
+    // The copy, following while more special nodes are made.
+    let run = {
+        let (from, to, to_zk) = (from.clone(), to.clone(), to_zk.clone());
+        let dir = data.display().to_string();
+        tokio::task::spawn_blocking(move || {
+            copy_zk(
+                &from,
+                &to,
+                &to_zk,
+                &["--source-data-dir", &dir, "--follow", "--until-idle", "3"],
+            )
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    src.create("/k/cont2", b"", &container)
+        .await
+        .expect("container during follow");
+    src.create("/k/cont2/y", b"", &persistent)
+        .await
+        .expect("child during follow");
+    src.create("/k/ttl2", b"", &ttl(3000))
+        .await
+        .expect("ttl during follow");
+    let out = run.await.expect("migrate task");
+    let log = text(&out);
+    eprintln!("{log}");
+    assert!(out.status.success(), "migrate failed:\n{log}");
+    assert!(log.contains("verified: equal"), "{log}");
+    assert!(log.contains("kinds: 2 containers, 2 TTL nodes"), "{log}");
+
+    // On janus (the lock released): TTL nodes expire, containers go with
+    // their last child, the rest stays.
+    assert!(gone_within(&j, "/k/ttl", 15).await, "TTL node not expired");
+    assert!(
+        gone_within(&j, "/k/ttl2", 15).await,
+        "TTL node made during --follow not expired"
+    );
+    j.delete("/k/cont/x", None).await.expect("delete child");
+    j.delete("/k/cont2/y", None).await.expect("delete child");
+    assert!(gone_within(&j, "/k/cont", 10).await, "container not reaped");
+    assert!(
+        gone_within(&j, "/k/cont2", 10).await,
+        "container made during --follow not reaped"
+    );
+    for p in ["/k/never", "/k/ttllong", "/k/f0"] {
+        assert!(j.check_stat(p).await.expect("stat").is_some(), "{p} gone");
+    }
+
+    // verify compares kinds: a copy made without the files holds the
+    // special nodes as persistent ones, and a verification that reads the
+    // files says so.
+    let plain = Janus::start();
+    let (pto, pto_zk) = (plain.etcd_endpoint(), plain.zk_addr().to_string());
+    let o = copy_zk(&from, &pto, &pto_zk, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("kinds: not read"), "{}", text(&o));
+    let dir = data.display().to_string();
+    let o = copy_zk(
+        &from,
+        &pto,
+        &pto_zk,
+        &["--verify-only", "--source-data-dir", &dir],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("/k/never: container 1 vs 0"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("/k/ttllong: ttl ms 3600000 vs 0"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// The source dies while the tree is being read (a large tree, killed once
+/// the tool's watch is registered): the tool exits non-zero naming the
+/// source, janus holds nothing and no lock, and once the source is back a
+/// rerun with `--force` copies everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn source_lost_mid_copy_fails_cleanly_and_a_rerun_succeeds() {
+    let mut real = RealZk::start().expect("zookeeper");
+    let janus = Janus::start();
+    let src = zk_connect(&real.connect_string()).await;
+    let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    src.create("/w", b"", &open).await.expect("/w");
+    let groups: Vec<_> = (0..GROUPS)
+        .map(|g| {
+            let src = &src;
+            async move {
+                let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+                let gp = format!("/w/g{g:02}");
+                src.create(&gp, b"", &open).await.expect("group");
+                let mut w = src.new_multi_writer();
+                for i in 0..PER_GROUP {
+                    w.add_create(&format!("{gp}/n{i:03}"), b"some data", &open)
+                        .expect("add_create");
+                }
+                w.commit().await.expect("multi");
+            }
+        })
+        .collect();
+    futures::future::join_all(groups).await;
+    drop(src);
+    let (from, to, to_zk) = (
+        real.connect_string(),
+        janus.etcd_endpoint(),
+        janus.zk_addr().to_string(),
+    );
+    let run = {
+        let (from, to, to_zk) = (from.clone(), to.clone(), to_zk.clone());
+        tokio::task::spawn_blocking(move || copy_zk(&from, &to, &to_zk, &[]))
+    };
+    // The watch is registered right before the walk; once the server has
+    // answered a few hundred more requests, the walk is under way: kill.
+    let received = || {
+        let srvr = four_letter(real.addr(), "srvr").unwrap_or_default();
+        srvr.lines()
+            .find_map(|l| l.strip_prefix("Received: "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut watched_at = None;
+    loop {
+        if watched_at.is_none() {
+            let wchs = four_letter(real.addr(), "wchs").unwrap_or_default();
+            if wchs.contains("watching 1 paths") {
+                watched_at = Some(received());
+            }
+        }
+        if watched_at.is_some_and(|r| received() > r + 300) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the walk did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    real.kill();
+    let out = tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("migrate did not give up on a dead source")
+        .expect("migrate task");
+    let log = text(&out);
+    assert!(
+        !out.status.success(),
+        "exited 0 with the source gone:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("reading the source ZooKeeper at {from}")),
+        "{log}"
+    );
+    let j = zk_connect(&to_zk).await;
+    assert!(
+        j.check_stat("/w").await.expect("stat").is_none(),
+        "imported although the walk did not finish"
+    );
+    // No lock: a client write is judged on its own (a failed write takes
+    // no revision, so the rerun's zxids stay above janus's).
+    assert_eq!(
+        j.create("/no/parent", b"", &open).await.err(),
+        Some(zk::Error::NoNode),
+        "janus still holds the migration lock"
+    );
+    real.restart().expect("zookeeper back");
+    let o = copy_zk(&from, &to, &to_zk, &["--force"]);
+    assert!(o.status.success(), "rerun: {}", text(&o));
+    assert!(text(&o).contains("verified: equal"), "{}", text(&o));
+    let (_, st) = j.get_data("/w/g42").await.expect("copied");
+    assert_eq!(st.num_children as usize, PER_GROUP);
 }

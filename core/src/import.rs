@@ -592,6 +592,24 @@ pub struct ImportStatus {
 }
 
 impl crate::Node {
+    /// The live containers and TTL nodes whose path starts with `prefix`,
+    /// in path order, with their kinds: what a migration compares with the
+    /// source's kinds (ZooKeeper clients are never told a node's kind).
+    pub fn special_kinds(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, NodeKind)>, CoreError> {
+        let st = self.state();
+        let mut out = Vec::new();
+        for k in st.specials.range(prefix.to_vec()..) {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            if st.keys.get(k).and_then(|x| x.live).is_none() {
+                continue;
+            }
+            out.push((k.clone(), st.zmeta(None, k)?.kind));
+        }
+        Ok(out)
+    }
+
     /// The store's revision, its number of live keys and the migration lock.
     pub fn import_status(&self) -> ImportStatus {
         let st = self.state();

@@ -179,4 +179,32 @@ impl pb::import_server::Import for ImportService {
     ) -> Result<Response<pb::ImportResponse>, Status> {
         Ok(Response::new(self.run(ImportOp::End).await?))
     }
+
+    async fn kinds(
+        &self,
+        r: Request<pb::KindsRequest>,
+    ) -> Result<Response<pb::KindsResponse>, Status> {
+        crate::caller::require_admin(&self.0).await?;
+        self.0.node.read_barrier().await.map_err(ApiError::from)?;
+        let nodes = self
+            .0
+            .node
+            .special_kinds(&r.into_inner().prefix)
+            .map_err(ApiError::from)?
+            .into_iter()
+            .map(|(path, kind)| {
+                let (kind, ttl_ms) = match kind {
+                    NodeKind::Normal => (pb::znode::Kind::Normal, 0),
+                    NodeKind::Container => (pb::znode::Kind::Container, 0),
+                    NodeKind::Ttl(t) => (pb::znode::Kind::Ttl, t),
+                };
+                pb::NodeKind {
+                    path,
+                    kind: kind as i32,
+                    ttl_ms,
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::KindsResponse { nodes }))
+    }
 }

@@ -9,12 +9,15 @@
 //! (ZooKeeper: `sync`, then a walk with a persistent recursive watch
 //! registered before it; etcd: one revision, paginated, then a watch from
 //! it), checked whole before the lock is taken (sizes, ACLs), and written
-//! in atomic batches that are safe to send twice.
+//! in atomic batches that are safe to send twice. What a ZooKeeper client
+//! is never told (whether a node is a container or TTL node) comes from the
+//! source's own files when the operator names them (`zk_files`).
 
 mod etcd;
 mod progress;
 mod target;
 mod verify;
+mod zk_files;
 mod zk_null;
 mod zookeeper;
 
@@ -91,6 +94,15 @@ pub struct ZkArgs {
     /// node and its unmasked ACL.
     #[arg(long)]
     digest: Option<String>,
+    /// The source server's dataDir (the folder holding `version-2/`), read
+    /// only, to learn which nodes are containers and TTL nodes (ZooKeeper
+    /// never tells its clients). Without it they arrive as persistent nodes.
+    #[arg(long, value_name = "DIR")]
+    source_data_dir: Option<std::path::PathBuf>,
+    /// The source's dataLogDir, when its transaction logs are not in its
+    /// dataDir.
+    #[arg(long, value_name = "DIR", requires = "source_data_dir")]
+    source_data_log_dir: Option<std::path::PathBuf>,
     #[command(flatten)]
     common: Common,
 }
@@ -135,6 +147,8 @@ pub struct Summary {
     pub bytes: u64,
     pub followed: u64,
     pub skipped: Vec<String>,
+    /// What was done about node kinds (ZooKeeper containers and TTL nodes).
+    pub kinds: Option<String>,
     pub source: verify::Digest,
     pub target: verify::Digest,
     pub differences: u64,
@@ -169,6 +183,9 @@ impl std::fmt::Display for Summary {
                 shown.join(", "),
                 if self.skipped.len() > 10 { ", ..." } else { "" }
             )?;
+        }
+        if let Some(k) = &self.kinds {
+            writeln!(f, "{k}")?;
         }
         writeln!(f, "source: {}", self.source)?;
         writeln!(f, "janus:  {}", self.target)?;

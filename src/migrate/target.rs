@@ -75,6 +75,19 @@ impl Target {
         Ok(())
     }
 
+    /// The containers and TTL nodes janus holds under `prefix`.
+    pub async fn kinds(&mut self, prefix: &str) -> anyhow::Result<Vec<pb::NodeKind>> {
+        Ok(self
+            .client
+            .kinds(pb::KindsRequest {
+                prefix: prefix.as_bytes().to_vec(),
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("janus at {}: node kinds: {}", self.url, s.message()))?
+            .into_inner()
+            .nodes)
+    }
+
     pub async fn end(&mut self) -> anyhow::Result<()> {
         self.client
             .end(pb::EndRequest {})

@@ -11,12 +11,13 @@
 //! recovered from its stat as `(cversion + numChildren) / 2`, the inverse of
 //! ZooKeeper's `DataNode.copyStat`.
 //!
-//! What the client protocol cannot show is not copied: ephemerals (their
-//! sessions live on the source; skipped and reported), and whether a node
-//! is a container or TTL node (ZooKeeper 3.8 reports ephemeralOwner 0 for
-//! both), so those arrive as persistent nodes. Null data, which the client
-//! library reads as empty, is told apart by asking the source directly
-//! (`zk_null`).
+//! What the client protocol cannot show: ephemerals are not copied (their
+//! sessions live on the source; skipped and reported); whether a node is a
+//! container or TTL node (ZooKeeper 3.8 reports ephemeralOwner 0 for both)
+//! is read from the source's own snapshot and log with `--source-data-dir`
+//! (`zk_files`), else those arrive as persistent nodes. Null data, which
+//! the client library reads as empty, is told apart by asking the source
+//! directly (`zk_null`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -29,6 +30,7 @@ use zookeeper_client as zk;
 
 use super::target::Target;
 use super::verify::{self, Entry, Side};
+use super::zk_files::{Kind, Kinds};
 use super::{progress, Summary, ZkArgs};
 
 /// Requests in flight per walk step (the client pipelines them on one
@@ -44,6 +46,9 @@ struct Node {
     stat: zk::Stat,
     /// Null data (found by [`mark_null`]; the client reads it as empty).
     null: bool,
+    /// Container, TTL or neither (`None`: not known, no
+    /// `--source-data-dir`); set by [`mark_kinds`] / [`mark_target_kinds`].
+    kind: Option<Kind>,
 }
 
 fn perms(p: zk::Permission) -> i32 {
@@ -122,7 +127,75 @@ async fn read(client: &zk::Client, path: &str) -> anyhow::Result<Option<Node>> {
         acl,
         stat,
         null: false,
+        kind: None,
     }))
+}
+
+/// How long the source's files may lag behind what a client read from the
+/// source (another member's dataDir, a log write not yet visible).
+const KIND_WAIT: Duration = Duration::from_secs(10);
+
+/// Sets [`Node::kind`] of `nodes` from the source's files, reading the
+/// log's new tail when a node is newer than what was read.
+async fn mark_kinds(kinds: &mut Option<Kinds>, nodes: &mut [Node]) -> anyhow::Result<()> {
+    let Some(k) = kinds.as_mut() else {
+        return Ok(());
+    };
+    let deadline = Instant::now() + KIND_WAIT;
+    for n in nodes.iter_mut() {
+        if is_ephemeral(n) {
+            continue;
+        }
+        loop {
+            if let Some(kind) = k.kind(&n.path, n.stat.czxid) {
+                n.kind = Some(kind);
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{}: created at zxid {:#x}, but the source's files in {} end at zxid {:#x}: \
+                     is --source-data-dir the dataDir of this source (and --source-data-log-dir \
+                     its dataLogDir)?",
+                    n.path,
+                    n.stat.czxid,
+                    k.dir().display(),
+                    k.last_zxid
+                );
+            }
+            tokio::task::block_in_place(|| k.refresh())?;
+            if k.kind(&n.path, n.stat.czxid).is_none() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sets [`Node::kind`] of nodes read from janus (its Import service knows
+/// them).
+async fn mark_target_kinds(t: &mut Target, root: &str, nodes: &mut [Node]) -> anyhow::Result<()> {
+    let special: BTreeMap<Vec<u8>, Kind> = t
+        .kinds(root)
+        .await?
+        .into_iter()
+        .map(|k| {
+            let kind = match pb::znode::Kind::try_from(k.kind) {
+                Ok(pb::znode::Kind::Container) => Kind::Container,
+                Ok(pb::znode::Kind::Ttl) => Kind::Ttl(k.ttl_ms),
+                _ => Kind::Normal,
+            };
+            (k.path, kind)
+        })
+        .collect();
+    for n in nodes.iter_mut() {
+        n.kind = Some(
+            special
+                .get(n.path.as_bytes())
+                .copied()
+                .unwrap_or(Kind::Normal),
+        );
+    }
+    Ok(())
 }
 
 /// Sets [`Node::null`] on the nodes with empty data that are null on the
@@ -195,6 +268,27 @@ async fn walk(
 
 fn is_ephemeral(n: &Node) -> bool {
     n.stat.ephemeral_owner != 0
+}
+
+/// The summary's line about node kinds.
+fn kinds_note(kinds: &Option<Kinds>, nodes: &[Node]) -> String {
+    let Some(k) = kinds else {
+        return "kinds: not read (no --source-data-dir): containers and TTL nodes arrive as \
+                persistent nodes"
+            .to_string();
+    };
+    let count = |f: fn(&Kind) -> bool| {
+        nodes
+            .iter()
+            .filter(|n| n.kind.as_ref().is_some_and(f))
+            .count()
+    };
+    format!(
+        "kinds: {} containers, {} TTL nodes (read from {})",
+        count(|k| *k == Kind::Container),
+        count(|k| matches!(k, Kind::Ttl(_))),
+        k.dir().display()
+    )
 }
 
 /// Checks what janus could not take before anything is written: the node
@@ -273,8 +367,15 @@ fn item(n: &Node) -> pb::Item {
                 })
                 .collect(),
             aversion: s.aversion,
-            kind: pb::znode::Kind::Normal as i32,
-            ttl_ms: 0,
+            kind: match n.kind {
+                Some(Kind::Container) => pb::znode::Kind::Container,
+                Some(Kind::Ttl(_)) => pb::znode::Kind::Ttl,
+                Some(Kind::Normal) | None => pb::znode::Kind::Normal,
+            } as i32,
+            ttl_ms: match n.kind {
+                Some(Kind::Ttl(t)) => t,
+                _ => 0,
+            },
         }),
         tree: Some(counters),
     };
@@ -306,7 +407,7 @@ async fn last_zxid(hosts: &str) -> anyhow::Result<i64> {
 
 fn entry(n: &Node) -> Entry {
     let s = &n.stat;
-    Entry {
+    let mut e = Entry {
         data: n.data.clone(),
         acl: n
             .acl
@@ -325,7 +426,15 @@ fn entry(n: &Node) -> Entry {
             ("numChildren", s.num_children as i64),
             ("null data", i64::from(n.null)),
         ],
+    };
+    // Kinds are compared when they were read (both sides then have them).
+    match n.kind {
+        None => {}
+        Some(Kind::Normal) => e.other.extend([("container", 0), ("ttl ms", 0)]),
+        Some(Kind::Container) => e.other.extend([("container", 1), ("ttl ms", 0)]),
+        Some(Kind::Ttl(t)) => e.other.extend([("container", 0), ("ttl ms", t)]),
     }
+    e
 }
 
 /// The persistent nodes of a walk as a verification side.
@@ -379,6 +488,13 @@ pub async fn run(a: ZkArgs) -> anyhow::Result<Summary> {
             );
         }
     }
+    // The kinds first: a damaged file is refused before anything else.
+    let mut kinds = match &a.source_data_dir {
+        Some(d) => Some(tokio::task::block_in_place(|| {
+            Kinds::open(d, a.source_data_log_dir.as_deref())
+        })?),
+        None => None,
+    };
     // Watch first, then sync, then walk: no change between is missed.
     let mut watcher = source
         .watch(&a.path, zk::AddWatchMode::PersistentRecursive)
@@ -389,9 +505,13 @@ pub async fn run(a: ZkArgs) -> anyhow::Result<Summary> {
         .await
         .with_context(|| format!("source: sync {}", a.path))?;
     let bar = progress::bar("znodes", c.quiet);
-    let mut nodes = walk(&source, &a.path, |n| bar.inc(n)).await?;
+    let mut nodes = walk(&source, &a.path, |n| bar.inc(n))
+        .await
+        .with_context(|| format!("reading the source ZooKeeper at {}", a.from))?;
     bar.finish_and_clear();
     mark_null(&a.from, a.digest.as_deref(), &mut nodes).await?;
+    mark_kinds(&mut kinds, &mut nodes).await?;
+    summary.kinds = Some(kinds_note(&kinds, &nodes));
     if let Some(t) = target.as_mut() {
         check(&nodes, t.max_item_bytes)?;
         let lowest = nodes
@@ -411,6 +531,7 @@ pub async fn run(a: ZkArgs) -> anyhow::Result<Summary> {
             &a,
             &nodes,
             &mut summary,
+            &mut kinds,
         ))
         .catch_unwind()
         .await
@@ -426,7 +547,7 @@ pub async fn run(a: ZkArgs) -> anyhow::Result<Summary> {
             return Err(e);
         }
     }
-    verify_into(&source, &a, &mut summary).await?;
+    verify_into(&source, &a, &mut summary, &mut kinds).await?;
     if let Some(t) = target.as_mut() {
         t.end().await?;
     }
@@ -443,6 +564,7 @@ async fn copy_and_follow(
     a: &ZkArgs,
     nodes: &[Node],
     summary: &mut Summary,
+    kinds: &mut Option<Kinds>,
 ) -> anyhow::Result<()> {
     let c = &a.common;
     let started = Instant::now();
@@ -471,11 +593,11 @@ async fn copy_and_follow(
         } else {
             Some(Duration::ZERO)
         };
-        summary.followed = follow(source, watcher, t, a, idle, &mut summary.skipped).await?;
+        summary.followed = follow(source, watcher, t, a, idle, &mut summary.skipped, kinds).await?;
         // Last sync, then a reconciling pass (setACL fires no watch; a
         // reconnect may lose events, ZOOKEEPER-4698) before verifying.
         source.sync(&a.path).await.context("source: final sync")?;
-        reconcile(source, t, a, &mut summary.skipped).await?;
+        reconcile(source, t, a, &mut summary.skipped, kinds).await?;
         let zxid = last_zxid(&a.from).await.unwrap_or(0);
         t.apply(
             Vec::new(),
@@ -490,13 +612,27 @@ async fn copy_and_follow(
 }
 
 /// Verification: both sides walked as ZooKeeper clients.
-async fn verify_into(source: &zk::Client, a: &ZkArgs, summary: &mut Summary) -> anyhow::Result<()> {
+async fn verify_into(
+    source: &zk::Client,
+    a: &ZkArgs,
+    summary: &mut Summary,
+    kinds: &mut Option<Kinds>,
+) -> anyhow::Result<()> {
     source.sync(&a.path).await.context("source: sync")?;
-    let mut src_nodes = walk(source, &a.path, |_| {}).await?;
+    let mut src_nodes = walk(source, &a.path, |_| {})
+        .await
+        .with_context(|| format!("reading the source ZooKeeper at {}", a.from))?;
     mark_null(&a.from, a.digest.as_deref(), &mut src_nodes).await?;
+    mark_kinds(kinds, &mut src_nodes).await?;
     let janus = connect(&a.to_zk, a.digest.as_deref(), "janus").await?;
-    let mut dst_nodes = walk(&janus, &a.path, |_| {}).await?;
+    let mut dst_nodes = walk(&janus, &a.path, |_| {})
+        .await
+        .with_context(|| format!("reading janus at {}", a.to_zk))?;
     mark_null(&a.to_zk, a.digest.as_deref(), &mut dst_nodes).await?;
+    if kinds.is_some() {
+        let mut t = Target::connect(&a.common.to).await?;
+        mark_target_kinds(&mut t, &a.path, &mut dst_nodes).await?;
+    }
     let skipped: Vec<String> = src_nodes
         .iter()
         .filter(|n| is_ephemeral(n))
@@ -524,6 +660,7 @@ async fn follow(
     a: &ZkArgs,
     idle: Option<Duration>,
     skipped: &mut Vec<String>,
+    kinds: &mut Option<Kinds>,
 ) -> anyhow::Result<u64> {
     let mut followed = 0;
     let stop = super::stop_signal();
@@ -574,13 +711,13 @@ async fn follow(
             bail!("source: session {state:?}; the source ZooKeeper is gone or lost its quorum, the follow stops here");
         }
         if resync {
-            reconcile(source, t, a, skipped).await?;
+            reconcile(source, t, a, skipped, kinds).await?;
         }
         if paths.is_empty() {
             continue;
         }
         last_change = Instant::now();
-        followed += apply_changes(source, t, a, &paths, skipped).await?;
+        followed += apply_changes(source, t, a, &paths, skipped, kinds).await?;
     }
     Ok(followed)
 }
@@ -592,6 +729,7 @@ async fn apply_changes(
     a: &ZkArgs,
     paths: &BTreeSet<String>,
     skipped: &mut Vec<String>,
+    kinds: &mut Option<Kinds>,
 ) -> anyhow::Result<u64> {
     let mut want: BTreeSet<String> = paths.clone();
     for p in paths {
@@ -616,6 +754,7 @@ async fn apply_changes(
         }
     }
     mark_null(&a.from, a.digest.as_deref(), &mut found).await?;
+    mark_kinds(kinds, &mut found).await?;
     let mut now: BTreeMap<String, Option<Node>> = BTreeMap::new();
     for n in found {
         now.insert(n.path.clone(), Some(n));
@@ -680,12 +819,21 @@ async fn reconcile(
     t: &mut Target,
     a: &ZkArgs,
     skipped: &mut Vec<String>,
+    kinds: &mut Option<Kinds>,
 ) -> anyhow::Result<()> {
-    let mut src = walk(source, &a.path, |_| {}).await?;
+    let mut src = walk(source, &a.path, |_| {})
+        .await
+        .with_context(|| format!("reading the source ZooKeeper at {}", a.from))?;
     mark_null(&a.from, a.digest.as_deref(), &mut src).await?;
+    mark_kinds(kinds, &mut src).await?;
     let janus = connect(&a.to_zk, a.digest.as_deref(), "janus").await?;
-    let mut dst = walk(&janus, &a.path, |_| {}).await?;
+    let mut dst = walk(&janus, &a.path, |_| {})
+        .await
+        .with_context(|| format!("reading janus at {}", a.to_zk))?;
     mark_null(&a.to_zk, a.digest.as_deref(), &mut dst).await?;
+    if kinds.is_some() {
+        mark_target_kinds(t, &a.path, &mut dst).await?;
+    }
     let dst: BTreeMap<&str, &Node> = dst.iter().map(|n| (n.path.as_str(), n)).collect();
     let mut changed = BTreeSet::new();
     let mut present = BTreeSet::new();
@@ -708,7 +856,7 @@ async fn reconcile(
     }
     if !changed.is_empty() {
         tracing::info!(nodes = changed.len(), "reconciling");
-        apply_changes(source, t, a, &changed, skipped).await?;
+        apply_changes(source, t, a, &changed, skipped, kinds).await?;
     }
     Ok(())
 }
