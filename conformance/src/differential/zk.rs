@@ -159,12 +159,39 @@ struct CreateArgs {
     ttl: Option<Duration>,
 }
 
+/// The data argument at position `i`, repeated `--repeat=N` times (large
+/// values without writing them out).
+fn data_arg(o: &Opts, i: usize) -> Result<Vec<u8>> {
+    let d = data(o.pos.get(i).context("missing data")?);
+    Ok(match o.num("repeat")? {
+        Some(n) if n >= 0 => d.repeat(n as usize),
+        Some(n) => bail!("--repeat={n}: not a count"),
+        None => d,
+    })
+}
+
+/// A long answer in a few words: its length and an FNV-1a hash (the
+/// recording stays small, a difference in any byte still shows).
+fn summary(b: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &c in b {
+        h ^= u64::from(c);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("len={} fnv={h:016x}", b.len())
+}
+
+/// Sorted child names as one summary (`--summary`).
+fn names_summary(v: &[String]) -> String {
+    format!("n={} names({})", v.len(), summary(v.join("/").as_bytes()))
+}
+
 fn create_args(args: &[Tok]) -> Result<CreateArgs> {
     let o = Opts::split(args);
-    o.check(&["acl", "ttl"])?;
+    o.check(&["acl", "ttl", "repeat"])?;
     Ok(CreateArgs {
         path: o.arg(0, "path")?.to_string(),
-        data: data(o.pos.get(1).context("missing data")?),
+        data: data_arg(&o, 1)?,
         mode: parse_mode(o.pos.get(2).map(|t| t.s.as_str()).unwrap_or("persistent"))?,
         acls: parse_acls(o.val("acl").unwrap_or("open"))?,
         ttl: o.num("ttl")?.map(|ms| Duration::from_millis(ms as u64)),
@@ -263,6 +290,7 @@ impl Runner {
         timeout_ms: u64,
         auth: Option<&str>,
         version: (u32, u32, u32),
+        chroot: Option<&str>,
     ) -> Result<std::result::Result<zk::Client, zk::Error>> {
         let mut c = zk::Client::connector();
         c.session_timeout(Duration::from_millis(timeout_ms))
@@ -271,7 +299,8 @@ impl Runner {
             let (scheme, cred) = a.split_once(':').context("--auth=SCHEME:CRED")?;
             c.auth(scheme.to_string(), cred.as_bytes().to_vec());
         }
-        let res = timed(c.connect(&self.addr)).await?;
+        let target = format!("{}{}", self.addr, chroot.unwrap_or(""));
+        let res = timed(c.connect(&target)).await?;
         if let Ok(client) = &res {
             self.session_names
                 .insert(client.session_id().0, name.to_string());
@@ -285,7 +314,7 @@ impl Runner {
         if let Some(c) = self.clients.get(name) {
             return Ok(c.clone());
         }
-        match self.connect(name, 10_000, None, (3, 8, 0)).await? {
+        match self.connect(name, 10_000, None, (3, 8, 0), None).await? {
             Ok(c) => Ok(c),
             Err(e) => bail!("implicit connect of session {name}: {e:?}"),
         }
@@ -299,6 +328,7 @@ impl Runner {
             "close" => self.op_close(st).await,
             "sleep" => self.op_sleep(st).await,
             "create" => self.op_create(st).await,
+            "create-children" => self.op_create_children(st).await,
             "delete" => self.op_delete(st).await,
             "exists" => self.op_exists(st).await,
             "get" => self.op_get(st).await,
@@ -328,7 +358,7 @@ impl Runner {
     async fn op_connect(&mut self, st: &Step) -> Result<Vec<String>> {
         let o = Opts::split(&st.args);
         let mut out = Vec::new();
-        o.check(&["timeout", "auth", "assume-version"])?;
+        o.check(&["timeout", "auth", "assume-version", "chroot"])?;
         if self.clients.contains_key(&st.session) {
             bail!("session {} is already connected", st.session);
         }
@@ -343,7 +373,10 @@ impl Runner {
             [a, b, c] => (a, b, c),
             _ => bail!("--assume-version=X.Y.Z"),
         };
-        match self.connect(&st.session, t, o.val("auth"), v).await? {
+        match self
+            .connect(&st.session, t, o.val("auth"), v, o.val("chroot"))
+            .await?
+        {
             Ok(c) => out.push(format!(
                 "connected timeout={}ms",
                 c.session_timeout().as_millis()
@@ -402,6 +435,37 @@ impl Runner {
         Ok(out)
     }
 
+    /// `create-children PARENT N [--name-len=L]`: N persistent, empty
+    /// children named by their index, zero-padded to L characters
+    /// (default 10), created 64 at a time (pipelined on one session).
+    async fn op_create_children(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        o.check(&["name-len"])?;
+        let c = self.client(&st.session).await?;
+        let parent = o.arg(0, "parent")?.trim_end_matches('/').to_string();
+        let n: usize = o.arg(1, "count")?.parse().context("count")?;
+        let len = o.num("name-len")?.unwrap_or(10) as usize;
+        let opts = CreateMode::Persistent.with_acls(Acls::anyone_all());
+        let mut created = 0;
+        let mut first_err = None;
+        let paths: Vec<String> = (0..n).map(|i| format!("{parent}/{i:0>len$}")).collect();
+        for chunk in paths.chunks(64) {
+            let calls = chunk.iter().map(|p| c.create(p, b"", &opts));
+            for r in timed(futures::future::join_all(calls)).await? {
+                match r {
+                    Ok(_) => created += 1,
+                    Err(e) => {
+                        first_err.get_or_insert(zerr(&e));
+                    }
+                }
+            }
+        }
+        Ok(vec![match first_err {
+            None => format!("ok created={created}"),
+            Some(e) => format!("{e} created={created}"),
+        }])
+    }
+
     async fn op_delete(&mut self, st: &Step) -> Result<Vec<String>> {
         let o = Opts::split(&st.args);
         let mut out = Vec::new();
@@ -430,9 +494,12 @@ impl Runner {
     async fn op_get(&mut self, st: &Step) -> Result<Vec<String>> {
         let o = Opts::split(&st.args);
         let mut out = Vec::new();
-        o.check(&[])?;
+        o.check(&["summary"])?;
         let c = self.client(&st.session).await?;
         match timed(c.get_data(o.arg(0, "path")?)).await? {
+            Ok((d, s)) if o.has("summary") => {
+                out.push(format!("ok data({}) {}", summary(&d), self.stat(&s)))
+            }
             Ok((d, s)) => out.push(format!("ok {} {}", quote(&d), self.stat(&s))),
             Err(e) => out.push(zerr(&e)),
         }
@@ -442,9 +509,9 @@ impl Runner {
     async fn op_set(&mut self, st: &Step) -> Result<Vec<String>> {
         let o = Opts::split(&st.args);
         let mut out = Vec::new();
-        o.check(&[])?;
+        o.check(&["repeat"])?;
         let c = self.client(&st.session).await?;
-        let d = data(o.pos.get(1).context("missing data")?);
+        let d = data_arg(&o, 1)?;
         match timed(c.set_data(o.arg(0, "path")?, &d, version(&o, 2)?)).await? {
             Ok(s) => out.push(format!("ok {}", self.stat(&s))),
             Err(e) => out.push(zerr(&e)),
@@ -455,9 +522,13 @@ impl Runner {
     async fn op_children(&mut self, st: &Step) -> Result<Vec<String>> {
         let o = Opts::split(&st.args);
         let mut out = Vec::new();
-        o.check(&[])?;
+        o.check(&["summary"])?;
         let c = self.client(&st.session).await?;
         match timed(c.get_children(o.arg(0, "path")?)).await? {
+            Ok((mut v, s)) if o.has("summary") => {
+                v.sort();
+                out.push(format!("ok {} {}", names_summary(&v), self.stat(&s)))
+            }
             Ok((mut v, s)) => {
                 v.sort();
                 out.push(format!("ok [{}] {}", v.join(", "), self.stat(&s)))
@@ -470,9 +541,13 @@ impl Runner {
     async fn op_list(&mut self, st: &Step) -> Result<Vec<String>> {
         let o = Opts::split(&st.args);
         let mut out = Vec::new();
-        o.check(&[])?;
+        o.check(&["summary"])?;
         let c = self.client(&st.session).await?;
         match timed(c.list_children(o.arg(0, "path")?)).await? {
+            Ok(mut v) if o.has("summary") => {
+                v.sort();
+                out.push(format!("ok {}", names_summary(&v)))
+            }
             Ok(mut v) => {
                 v.sort();
                 out.push(format!("ok [{}]", v.join(", ")))
@@ -788,7 +863,7 @@ impl Runner {
                     }
                 }
                 "set" => {
-                    let d = data(ro.pos.get(1).context("missing data")?);
+                    let d = data_arg(&ro, 1)?;
                     if let Err(e) = w.add_set_data(ro.arg(0, "path")?, &d, version(&ro, 2)?) {
                         bail!("client refused multi set: {e:?}");
                     }
