@@ -251,6 +251,9 @@ impl RealEtcd {
 pub struct RealZk {
     proc: Proc,
     client: SocketAddr,
+    /// Quorum and election ports of a one-server quorum
+    /// ([`RealZk::start_reconfig`]).
+    quorum: Option<(u16, u16)>,
 }
 
 impl RealZk {
@@ -288,6 +291,25 @@ impl RealZk {
     /// (`-Dzookeeper....=...`: settings ZooKeeper reads only as system
     /// properties, such as `superDigest`).
     pub fn start_with_jvm(extra_cfg: &[&str], jvm: &[&str]) -> Result<RealZk, RefError> {
+        Self::launch(extra_cfg, jvm, false)
+    }
+
+    /// Starts ZooKeeper as a quorum of one participant (server.1, with
+    /// `QuorumPeerMain`) with `reconfigEnabled=true`,
+    /// `standaloneEnabled=false` and a dynamic configuration file, so
+    /// `reconfig` is served and `/zookeeper/config` holds the ensemble;
+    /// `jvm` as in [`RealZk::start_with_jvm`] (a superDigest).
+    pub fn start_reconfig(jvm: &[&str]) -> Result<RealZk, RefError> {
+        Self::launch(&[], jvm, true)
+    }
+
+    /// Quorum and election ports of the server started by
+    /// [`RealZk::start_reconfig`].
+    pub fn quorum_ports(&self) -> Option<(u16, u16)> {
+        self.quorum
+    }
+
+    fn launch(extra_cfg: &[&str], jvm: &[&str], quorum: bool) -> Result<RealZk, RefError> {
         let jars = Self::jar_dir();
         let main_jar = jars.join("zookeeper.jar");
         if !main_jar.exists() {
@@ -301,12 +323,33 @@ impl RealZk {
         std::fs::create_dir_all(&data)?;
         let client = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut cfg = format!(
-            "tickTime=2000\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
+            "tickTime=2000\ndataDir={}\n\
              forceSync=yes\nadmin.enableServer=false\n4lw.commands.whitelist=*\n\
              extendedTypesEnabled=true\nmaxClientCnxns=0\n",
             data.display(),
-            client.port()
         );
+        let ports = quorum.then(|| (free_port(), free_port()));
+        match ports {
+            None => cfg.push_str(&format!(
+                "clientPort={}\nclientPortAddress=127.0.0.1\n",
+                client.port()
+            )),
+            Some((q, e)) => {
+                let dynamic = dir.path().join("zoo.cfg.dynamic");
+                std::fs::write(
+                    &dynamic,
+                    format!(
+                        "server.1=127.0.0.1:{q}:{e}:participant;127.0.0.1:{}\n",
+                        client.port()
+                    ),
+                )?;
+                std::fs::write(data.join("myid"), "1\n")?;
+                cfg.push_str(&format!(
+                    "initLimit=10\nsyncLimit=5\nreconfigEnabled=true\nstandaloneEnabled=false\ndynamicConfigFile={}\n",
+                    dynamic.display()
+                ));
+            }
+        }
         for line in extra_cfg {
             cfg.push_str(line);
             cfg.push('\n');
@@ -331,7 +374,11 @@ impl RealZk {
             .args(jvm)
             .arg("-cp")
             .arg(cp)
-            .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
+            .arg(if quorum {
+                "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+            } else {
+                "org.apache.zookeeper.server.ZooKeeperServerMain"
+            })
             .arg(&cfg_path)
             .current_dir(dir.path());
         let mut proc = Proc::spawn("zookeeper", dir, &mut cmd)?;
@@ -342,7 +389,11 @@ impl RealZk {
                 .map(|s| s.contains("Mode:"))
                 .unwrap_or(false)
         })?;
-        Ok(RealZk { proc, client })
+        Ok(RealZk {
+            proc,
+            client,
+            quorum: ports,
+        })
     }
 
     /// `127.0.0.1:PORT` of the client port.

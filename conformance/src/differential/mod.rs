@@ -188,15 +188,45 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// The superuser of `option reconfig` scenarios: `auth digest super:test`.
+pub const SUPER_USER: &str = "super:test";
+
+/// Ports of the server under test and the names they are shown as in
+/// ZooKeeper's configuration text (`:CLIENT`, `:QUORUM`, `:ELECTION`).
+pub type PortNames = Vec<(u16, &'static str)>;
+
 /// Runs `sc` against a fresh server of `target` (started here on free
 /// loopback ports, stopped on return).
 pub fn run_scenario(sc: &Scenario, target: Target) -> Result<Transcript> {
     let rt = runtime()?;
+    let reconfig = sc.options.iter().any(|o| o == "reconfig");
+    let super_digest = digest::digest_id(SUPER_USER);
     match (target, sc.protocol) {
         (Target::Janus, p) => {
-            let j = start_janus();
+            let election = crate::harness::free_port();
+            let args: Vec<String> = if reconfig {
+                vec![
+                    "--zk-reconfig".into(),
+                    "--zk-standalone-enabled=false".into(),
+                    "--zk-super-digest".into(),
+                    super_digest.clone(),
+                    "--zk-server-id".into(),
+                    "1".into(),
+                    "--zk-election-port".into(),
+                    election.to_string(),
+                ]
+            } else {
+                Vec::new()
+            };
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let j = start_janus(&args);
+            let ports = vec![
+                (j.zk_addr().port(), "CLIENT"),
+                (j.peer_addr().port(), "QUORUM"),
+                (election, "ELECTION"),
+            ];
             let res = match p {
-                Protocol::Zk => rt.block_on(zk::run(&j.zk_addr().to_string(), sc)),
+                Protocol::Zk => rt.block_on(zk::run(&j.zk_addr().to_string(), ports, sc)),
                 Protocol::Etcd => rt.block_on(etcd::run(&j.etcd_endpoint(), sc)),
             };
             drop(rt);
@@ -205,8 +235,19 @@ pub fn run_scenario(sc: &Scenario, target: Target) -> Result<Transcript> {
             })
         }
         (Target::Reference, Protocol::Zk) => {
-            let z = RealZk::start()?;
-            let res = rt.block_on(zk::run(&z.connect_string(), sc));
+            let z = if reconfig {
+                RealZk::start_reconfig(&[&format!(
+                    "-Dzookeeper.DigestAuthenticationProvider.superDigest={super_digest}"
+                )])?
+            } else {
+                RealZk::start()?
+            };
+            let mut ports = vec![(z.addr().port(), "CLIENT")];
+            if let Some((q, e)) = z.quorum_ports() {
+                ports.push((q, "QUORUM"));
+                ports.push((e, "ELECTION"));
+            }
+            let res = rt.block_on(zk::run(&z.connect_string(), ports, sc));
             drop(rt);
             res.map_err(|e| {
                 anyhow::anyhow!(
@@ -229,11 +270,12 @@ pub fn run_scenario(sc: &Scenario, target: Target) -> Result<Transcript> {
     }
 }
 
-/// A fresh janus. From a test binary (`<target>/debug/deps/...`) this is
-/// [`Janus::start`]; from the `janus-differential` binary
-/// (`<target>/debug/janus-differential`) the `janus` binary is its sibling,
-/// which the harness's test-layout lookup does not find.
-fn start_janus() -> Janus {
+/// A fresh janus with `extra` flags. From a test binary
+/// (`<target>/debug/deps/...`) this is [`Janus::start_with`]; from the
+/// `janus-differential` binary (`<target>/debug/janus-differential`) the
+/// `janus` binary is its sibling, which the harness's test-layout lookup
+/// does not find.
+fn start_janus(extra: &[&str]) -> Janus {
     let exe = std::env::current_exe().ok();
     let dir = exe.as_deref().and_then(Path::parent);
     match dir {
@@ -248,9 +290,9 @@ fn start_janus() -> Janus {
                     .expect("cannot run cargo build for the janus binary");
                 assert!(status.success(), "building the janus binary failed");
             });
-            Janus::start_binary(&d.join("janus"), &[])
+            Janus::start_binary(&d.join("janus"), extra)
         }
-        _ => Janus::start(),
+        _ => Janus::start_with(extra),
     }
 }
 

@@ -74,6 +74,11 @@ pub struct Scenario {
     pub name: String,
     pub protocol: Protocol,
     pub steps: Vec<Step>,
+    /// `option NAME` lines: how the servers are started (`reconfig`: a
+    /// ZooKeeper quorum of one with reconfigEnabled, standaloneEnabled=false
+    /// and a superuser; janus with `--zk-reconfig`,
+    /// `--zk-standalone-enabled=false` and the same superuser).
+    pub options: Vec<String>,
 }
 
 /// Splits a line into tokens.
@@ -186,6 +191,7 @@ impl Scenario {
         let mut steps = Vec::new();
         let mut pending: Vec<Allow> = Vec::new();
         let mut protocol = None;
+        let mut options = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
             let t = raw.trim();
@@ -193,6 +199,13 @@ impl Scenario {
                 continue;
             }
             let ctx = || format!("{name}.scn:{line}: {t}");
+            if let Some(rest) = t.strip_prefix("option ") {
+                match rest.trim() {
+                    o @ "reconfig" => options.push(o.to_string()),
+                    o => bail!("{}: unknown option {o:?} (reconfig)", ctx()),
+                }
+                continue;
+            }
             if let Some(rest) = t.strip_prefix("allow ") {
                 pending.push(parse_allow(rest, false).with_context(ctx)?);
                 continue;
@@ -244,6 +257,7 @@ impl Scenario {
             name: name.to_string(),
             protocol,
             steps,
+            options,
         })
     }
 

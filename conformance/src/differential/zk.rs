@@ -42,11 +42,15 @@ struct Runner {
     session_names: HashMap<i64, String>,
     watches: BTreeMap<String, WatchEntry>,
     zxids: HashMap<i64, usize>,
+    /// The server's own ports, shown by name in configuration text.
+    ports: super::PortNames,
 }
 
-/// Runs `sc` against the ZooKeeper endpoint `addr` (`HOST:PORT`).
-pub async fn run(addr: &str, sc: &Scenario) -> Result<Transcript> {
+/// Runs `sc` against the ZooKeeper endpoint `addr` (`HOST:PORT`); `ports`
+/// name the server's own ports where its configuration shows them.
+pub async fn run(addr: &str, ports: super::PortNames, sc: &Scenario) -> Result<Transcript> {
     let mut r = Runner {
+        ports,
         addr: addr.to_string(),
         clients: BTreeMap::new(),
         session_names: HashMap::new(),
@@ -494,13 +498,17 @@ impl Runner {
     async fn op_get(&mut self, st: &Step) -> Result<Vec<String>> {
         let o = Opts::split(&st.args);
         let mut out = Vec::new();
-        o.check(&["summary"])?;
+        o.check(&["summary", "lines"])?;
         let c = self.client(&st.session).await?;
         match timed(c.get_data(o.arg(0, "path")?)).await? {
             Ok((d, s)) if o.has("summary") => {
                 out.push(format!("ok data({}) {}", summary(&d), self.stat(&s)))
             }
-            Ok((d, s)) => out.push(format!("ok {} {}", quote(&d), self.stat(&s))),
+            Ok((d, s)) if o.has("lines") => self.config_lines(&d, &s, &mut out),
+            Ok((d, s)) => {
+                let d = self.name_ports(&quote(&d));
+                out.push(format!("ok {d} {}", self.stat(&s)))
+            }
             Err(e) => out.push(zerr(&e)),
         }
         Ok(out)
@@ -661,7 +669,7 @@ impl Runner {
         o.check(&[])?;
         let c = self.client(&st.session).await?;
         match timed(c.get_config()).await? {
-            Ok((d, s)) => out.push(format!("ok {} {}", quote(&d), self.stat(&s))),
+            Ok((d, s)) => self.config_lines(&d, &s, &mut out),
             Err(e) => out.push(zerr(&e)),
         }
         Ok(out)
@@ -670,19 +678,100 @@ impl Runner {
     async fn op_reconfig(&mut self, st: &Step) -> Result<Vec<String>> {
         let o = Opts::split(&st.args);
         let mut out = Vec::new();
-        // `reconfig SERVER...`: a non-incremental reconfig to the
-        // given server lines (standalone servers refuse it).
-        o.check(&[])?;
+        // `reconfig SERVER...` (non-incremental: the new members), or
+        // `reconfig --add=SERVER,... --remove=ID,...` (incremental);
+        // `--from=VERSION` (hex, as the config's `version=` line) makes it
+        // conditional. Standalone servers refuse it.
+        o.check(&["add", "remove", "from"])?;
         let c = self.client(&st.session).await?;
-        let servers: Vec<&str> = o.pos.iter().map(|t| t.s.as_str()).collect();
-        let update = zk::EnsembleUpdate::New {
-            ensemble: servers.iter().copied(),
+        let list = |k: &str| -> Vec<String> {
+            o.val(k)
+                .map(|v| v.split(',').map(|s| self.port_numbers(s)).collect())
+                .unwrap_or_default()
         };
-        match timed(c.update_ensemble(update, None)).await? {
-            Ok((d, s)) => out.push(format!("ok {} {}", quote(&d), self.stat(&s))),
+        let (adds, removes) = (list("add"), list("remove"));
+        let servers: Vec<String> = o.pos.iter().map(|t| self.port_numbers(&t.s)).collect();
+        let servers: Vec<&str> = servers.iter().map(String::as_str).collect();
+        let from = o
+            .val("from")
+            .map(|v| i64::from_str_radix(v, 16).with_context(|| format!("--from={v}: hex")))
+            .transpose()?;
+        let update = if o.has("add") || o.has("remove") {
+            zk::EnsembleUpdate::Incremental {
+                joinings: adds.iter().map(String::as_str),
+                leavings: removes.iter().map(String::as_str),
+            }
+        } else {
+            // Its own call: the iterator types of the two arms differ.
+            return self.reconfig_new(&c, &servers, from).await;
+        };
+        match timed(c.update_ensemble(update, from)).await? {
+            Ok((d, s)) => self.config_lines(&d, &s, &mut out),
             Err(e) => out.push(zerr(&e)),
         }
         Ok(out)
+    }
+
+    async fn reconfig_new(
+        &mut self,
+        c: &zk::Client,
+        servers: &[&str],
+        from: Option<i64>,
+    ) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let update = zk::EnsembleUpdate::New {
+            ensemble: servers.iter().copied(),
+        };
+        match timed(c.update_ensemble(update, from)).await? {
+            Ok((d, s)) => self.config_lines(&d, &s, &mut out),
+            Err(e) => out.push(zerr(&e)),
+        }
+        Ok(out)
+    }
+
+    /// A configuration answer: `ok "" stat(...)` when empty, else
+    /// `ok stat(...)` and one line per line of the text, the server's own
+    /// ports shown by name (`:CLIENT`, `:QUORUM`, `:ELECTION`).
+    fn config_lines(&mut self, d: &[u8], s: &Stat, out: &mut Vec<String>) {
+        if d.is_empty() {
+            out.push(format!("ok \"\" {}", self.stat(s)));
+            return;
+        }
+        out.push(format!("ok {}", self.stat(s)));
+        for l in String::from_utf8_lossy(d).lines() {
+            out.push(format!("  {}", self.name_ports(l)));
+        }
+    }
+
+    /// `s` with `:CLIENT`, `:QUORUM`, `:ELECTION` replaced by the server's
+    /// own ports (a scenario names them so).
+    fn port_numbers(&self, s: &str) -> String {
+        let mut s = s.to_string();
+        for (p, name) in &self.ports {
+            s = s.replace(&format!(":{name}"), &format!(":{p}"));
+        }
+        s
+    }
+
+    /// `l` with each `:PORT` of the server's own ports replaced by its name.
+    fn name_ports(&self, l: &str) -> String {
+        let mut out = String::new();
+        let mut rest = l;
+        while let Some(i) = rest.find(':') {
+            out.push_str(&rest[..=i]);
+            rest = &rest[i + 1..];
+            let n = rest.bytes().take_while(u8::is_ascii_digit).count();
+            let name = rest[..n]
+                .parse::<u16>()
+                .ok()
+                .and_then(|p| self.ports.iter().find(|(q, _)| *q == p));
+            if let Some((_, name)) = name {
+                out.push_str(name);
+                rest = &rest[n..];
+            }
+        }
+        out.push_str(rest);
+        out
     }
 
     async fn op_watch(&mut self, st: &Step) -> Result<Vec<String>> {
