@@ -8,6 +8,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use common::{mh, Raw};
 use janus_conformance::differential::fields::{self, Field};
@@ -547,6 +548,125 @@ fn second_connection_of_a_session_as_zookeeper() {
     drop(zk);
     let janus = Janus::start();
     let got = second_connection_script(janus.zk_addr());
+    assert_eq!(got, expected, "janus (left) vs ZooKeeper 3.8 (right)");
+}
+
+/// Waits up to `within` for the next notification on `c` (replies are not
+/// expected meanwhile): its type and path, and how long it took.
+fn next_event(c: &mut Raw, within: Duration) -> Option<(i32, String, Duration)> {
+    let start = Instant::now();
+    if let Some((t, p)) = c.take_events().into_iter().next() {
+        return Some((t, p, start.elapsed()));
+    }
+    c.s.set_read_timeout(Some(within)).ok()?;
+    let b = common::read_frame(&mut c.s)?;
+    let (i, xid) = jute::int(&b).ok()?;
+    let (i, _zxid) = jute::long(i).ok()?;
+    let (i, _err) = jute::int(i).ok()?;
+    if xid != -1 {
+        return None;
+    }
+    let (i, t) = jute::int(i).ok()?;
+    let (i, _state) = jute::int(i).ok()?;
+    let (_, p) = jute::ustring(i).ok()?;
+    Some((t, p, start.elapsed()))
+}
+
+/// Whether the server closed `c` within `within` (end of stream or reset,
+/// nothing else read).
+fn closed_within(c: &mut Raw, within: Duration) -> bool {
+    use std::io::Read;
+    let _ = c.s.set_read_timeout(Some(within));
+    let mut b = [0u8; 1];
+    match c.s.read(&mut b) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+/// How a session's end reaches the clients: closed from a second
+/// connection of the same session, and expired (its client silent): the
+/// ephemeral's watcher gets NodeDeleted, the session's own connection is
+/// closed, each within a bound (at once for a close; for an expiry not
+/// before the timeout and within it plus two ticks, ZooKeeper's expiry
+/// granularity).
+fn session_end_script(addr: SocketAddr) -> Vec<String> {
+    let mut t = Vec::new();
+    let mut w = Raw::connect(addr, 30000);
+    let mut a = Raw::connect(addr, 30000);
+    let (e, _, _) = a.create("/se", b"", 1);
+    t.push(format!("create ephemeral: {e}"));
+    let (e, _) = w.exists("/se", true);
+    t.push(format!("watch: {e}"));
+    let mut b = Raw::resume(addr, a.session, &a.passwd, 30000).expect("resume");
+    t.push(format!(
+        "first connection after the session moved: closed={}",
+        closed_within(&mut a, Duration::from_secs(2))
+    ));
+    let r = b.call(op::CLOSE_SESSION, |_| {});
+    t.push(format!(
+        "closeSession on the second: {:?}",
+        r.map(|r| r.err)
+    ));
+    t.push(format!(
+        "second connection after closeSession: closed={}",
+        closed_within(&mut b, Duration::from_secs(2))
+    ));
+    match next_event(&mut w, Duration::from_secs(2)) {
+        Some((ty, p, took)) => t.push(format!(
+            "watcher: event {ty} {p} within 1s={}",
+            took < Duration::from_secs(1)
+        )),
+        None => t.push("watcher: no event within 2s".into()),
+    }
+
+    // Expiry: a session whose client sends nothing.
+    let mut d = Raw::connect(addr, 4000);
+    let timeout = Duration::from_millis(d.timeout as u64);
+    t.push(format!("negotiated timeout: {}", d.timeout));
+    let (e, _, _) = d.create("/sx", b"", 1);
+    t.push(format!("create ephemeral: {e}"));
+    let (e, _) = w.exists("/sx", true);
+    t.push(format!("watch: {e}"));
+    let start = Instant::now();
+    // tickTime 2000 in both (janus: --zk-tick-ms default).
+    let bound = timeout + Duration::from_millis(4000);
+    match next_event(&mut w, bound + Duration::from_secs(1)) {
+        Some((ty, p, _)) => {
+            let took = start.elapsed();
+            t.push(format!(
+                "expiry: event {ty} {p} not before the timeout={} within timeout + 2 ticks={}",
+                took + Duration::from_millis(100) >= timeout,
+                took <= bound
+            ));
+        }
+        None => t.push("expiry: no event".into()),
+    }
+    t.push(format!(
+        "expired session's connection: closed={}",
+        closed_within(&mut d, Duration::from_secs(2))
+    ));
+    let (e, _) = w.exists("/sx", false);
+    t.push(format!("ephemeral after expiry: {e}"));
+    t
+}
+
+#[test]
+fn session_end_is_delivered_as_zookeeper() {
+    let zk = RealZk::start().expect("real ZooKeeper 3.8 is needed: apt-get install zookeeper");
+    let t0 = Instant::now();
+    let expected = session_end_script(zk.addr());
+    println!("zookeeper: {:?}", t0.elapsed());
+    drop(zk);
+    let janus = Janus::start();
+    let t0 = Instant::now();
+    let got = session_end_script(janus.zk_addr());
+    println!("janus: {:?}", t0.elapsed());
+    println!("{}", expected.join("\n"));
     assert_eq!(got, expected, "janus (left) vs ZooKeeper 3.8 (right)");
 }
 
