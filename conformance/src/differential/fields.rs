@@ -16,7 +16,8 @@
 //!
 //! A field can be narrowed to the lines about one path (`of "/"`): lines
 //! that contain the path as a word, or every line of a step whose first
-//! argument is that path.
+//! argument is that path. (`outcome` is about the step's first line and is
+//! not narrowed.)
 
 /// Which part of a step's answer an allowance excuses.
 #[derive(Clone, Debug, PartialEq, Eq)]

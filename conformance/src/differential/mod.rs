@@ -402,7 +402,7 @@ fn diff(expected: &[String], got: &[String]) -> String {
 fn step_path(st: &script::Step) -> Option<&str> {
     st.args
         .first()
-        .filter(|t| !(t.s.starts_with("--") && !t.quoted))
+        .filter(|t| t.quoted || !t.s.starts_with("--"))
         .map(|t| t.s.as_str())
 }
 
