@@ -209,6 +209,10 @@ pub struct Args {
     /// is answered ReconfigDisabled.
     #[arg(long, env = "JANUS_ZK_RECONFIG")]
     pub zk_reconfig: bool,
+    /// ZooKeeper's standaloneEnabled: on (the default), a reconfig must
+    /// leave at least 2 voters; off, a single voter is a valid ensemble.
+    #[arg(long, env = "JANUS_ZK_STANDALONE_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub zk_standalone_enabled: bool,
     /// ZooKeeper read-only mode (ZooKeeper's readonlymode.enabled): cut off
     /// from the majority, keep serving reads to read-only clients.
     #[arg(long, env = "JANUS_ZK_READ_ONLY")]
@@ -522,6 +526,7 @@ impl Args {
             super_digest: self.zk_super_digest.clone(),
             tls: None,
             reconfig: self.zk_reconfig,
+            standalone_enabled: self.zk_standalone_enabled,
             read_only: self.zk_read_only,
             sasl_users: match &self.zk_jaas_config {
                 None => Vec::new(),

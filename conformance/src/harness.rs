@@ -171,6 +171,11 @@ impl Janus {
         self.etcd
     }
 
+    /// `127.0.0.1:PORT` of the peer (raft) listener.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
     /// `127.0.0.1:PORT` of the ZooKeeper endpoint.
     pub fn zk_addr(&self) -> SocketAddr {
         self.zk

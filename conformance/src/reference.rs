@@ -271,6 +271,9 @@ impl RealEtcd {
 pub struct RealZk {
     proc: Proc,
     client: SocketAddr,
+    /// Quorum and election ports of a one-server quorum
+    /// ([`RealZk::start_reconfig`]).
+    quorum: Option<(u16, u16)>,
     /// What starts it (for [`RealZk::restart`]).
     cfg_path: PathBuf,
     jvm: Vec<String>,
@@ -311,6 +314,25 @@ impl RealZk {
     /// (`-Dzookeeper....=...`: settings ZooKeeper reads only as system
     /// properties, such as `superDigest`).
     pub fn start_with_jvm(extra_cfg: &[&str], jvm: &[&str]) -> Result<RealZk, RefError> {
+        Self::launch(extra_cfg, jvm, false)
+    }
+
+    /// Starts ZooKeeper as a quorum of one participant (server.1, with
+    /// `QuorumPeerMain`) with `reconfigEnabled=true`,
+    /// `standaloneEnabled=false` and a dynamic configuration file, so
+    /// `reconfig` is served and `/zookeeper/config` holds the ensemble;
+    /// `jvm` as in [`RealZk::start_with_jvm`] (a superDigest).
+    pub fn start_reconfig(jvm: &[&str]) -> Result<RealZk, RefError> {
+        Self::launch(&[], jvm, true)
+    }
+
+    /// Quorum and election ports of the server started by
+    /// [`RealZk::start_reconfig`].
+    pub fn quorum_ports(&self) -> Option<(u16, u16)> {
+        self.quorum
+    }
+
+    fn launch(extra_cfg: &[&str], jvm: &[&str], quorum: bool) -> Result<RealZk, RefError> {
         let jars = Self::jar_dir();
         let main_jar = jars.join("zookeeper.jar");
         if !main_jar.exists() {
@@ -324,12 +346,33 @@ impl RealZk {
         std::fs::create_dir_all(&data)?;
         let client = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut cfg = format!(
-            "tickTime=2000\ndataDir={}\nclientPort={}\nclientPortAddress=127.0.0.1\n\
+            "tickTime=2000\ndataDir={}\n\
              forceSync=yes\nadmin.enableServer=false\n4lw.commands.whitelist=*\n\
              extendedTypesEnabled=true\nmaxClientCnxns=0\n",
             data.display(),
-            client.port()
         );
+        let ports = quorum.then(|| (free_port(), free_port()));
+        match ports {
+            None => cfg.push_str(&format!(
+                "clientPort={}\nclientPortAddress=127.0.0.1\n",
+                client.port()
+            )),
+            Some((q, e)) => {
+                let dynamic = dir.path().join("zoo.cfg.dynamic");
+                std::fs::write(
+                    &dynamic,
+                    format!(
+                        "server.1=127.0.0.1:{q}:{e}:participant;127.0.0.1:{}\n",
+                        client.port()
+                    ),
+                )?;
+                std::fs::write(data.join("myid"), "1\n")?;
+                cfg.push_str(&format!(
+                    "initLimit=10\nsyncLimit=5\nreconfigEnabled=true\nstandaloneEnabled=false\ndynamicConfigFile={}\n",
+                    dynamic.display()
+                ));
+            }
+        }
         for line in extra_cfg {
             cfg.push_str(line);
             cfg.push('\n');
@@ -337,12 +380,13 @@ impl RealZk {
         let cfg_path = dir.path().join("zoo.cfg");
         std::fs::write(&cfg_path, cfg)?;
         let jvm: Vec<String> = jvm.iter().map(|s| s.to_string()).collect();
-        let mut cmd = Self::command(&cfg_path, &jvm);
+        let mut cmd = Self::command(&cfg_path, &jvm, ports.is_some());
         let mut proc = Proc::spawn("zookeeper", dir, &mut cmd)?;
         Self::wait_serving(&mut proc, client)?;
         Ok(RealZk {
             proc,
             client,
+            quorum: ports,
             cfg_path,
             jvm,
         })
@@ -351,7 +395,7 @@ impl RealZk {
     /// SIGKILLs the server (if it runs) and starts it again on the same
     /// data dir and port.
     pub fn restart(&mut self) -> Result<(), RefError> {
-        let mut cmd = Self::command(&self.cfg_path, &self.jvm);
+        let mut cmd = Self::command(&self.cfg_path, &self.jvm, self.quorum.is_some());
         self.proc.respawn(&mut cmd)?;
         Self::wait_serving(&mut self.proc, self.client)
     }
@@ -366,7 +410,7 @@ impl RealZk {
         })
     }
 
-    fn command(cfg_path: &Path, jvm: &[String]) -> Command {
+    fn command(cfg_path: &Path, jvm: &[String], quorum: bool) -> Command {
         let jars = Self::jar_dir();
         let main_jar = jars.join("zookeeper.jar");
         // zookeeper.jar's manifest Class-Path lists its dependencies; only a
@@ -387,7 +431,11 @@ impl RealZk {
             .args(jvm)
             .arg("-cp")
             .arg(cp)
-            .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
+            .arg(if quorum {
+                "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+            } else {
+                "org.apache.zookeeper.server.ZooKeeperServerMain"
+            })
             .arg(cfg_path);
         if let Some(dir) = cfg_path.parent() {
             cmd.current_dir(dir);

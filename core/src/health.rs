@@ -52,6 +52,35 @@ pub fn serving(node: &Node) -> bool {
     node.leader() != 0 && !is_learner(node)
 }
 
+/// This member's part in the raft group now, as both protocols report it
+/// (ZooKeeper's four-letter words name it `Mode:` / `zk_server_state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// It is the leader.
+    Leader,
+    /// A voter that knows the leader.
+    Follower,
+    /// A learner (non-voting member) that knows the leader: ZooKeeper's
+    /// observer.
+    Learner,
+    /// No leader is known (an election, or cut off from the majority).
+    NoLeader,
+}
+
+/// The member's [`Role`]: leader if raft says so, else by whether a
+/// leader is known and whether the member is a learner.
+pub fn role(node: &Node) -> Role {
+    if node.is_leader() {
+        Role::Leader
+    } else if node.leader() == 0 {
+        Role::NoLeader
+    } else if is_learner(node) {
+        Role::Learner
+    } else {
+        Role::Follower
+    }
+}
+
 fn is_learner(node: &Node) -> bool {
     let me = node.member_id();
     node.members().iter().any(|m| m.id == me && m.is_learner)

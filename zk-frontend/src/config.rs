@@ -31,6 +31,9 @@ pub struct ZkConfig {
     /// Serve `reconfig` (ZooKeeper's `reconfigEnabled`); otherwise it is
     /// answered ReconfigDisabled.
     pub reconfig: bool,
+    /// ZooKeeper's `standaloneEnabled`: a reconfig must leave at least 2
+    /// voters; off, 1 is enough (a quorum of one).
+    pub standalone_enabled: bool,
     /// Read-only mode (ZooKeeper's `readonlymode.enabled`): a member cut
     /// off from the majority keeps serving reads to clients that asked for
     /// read-only sessions.
@@ -66,6 +69,7 @@ impl Default for ZkConfig {
             super_digest: None,
             tls: None,
             reconfig: false,
+            standalone_enabled: true,
             read_only: false,
             sasl_users: Vec::new(),
         }

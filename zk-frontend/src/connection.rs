@@ -208,7 +208,11 @@ impl Connection {
         let reg_id = self.shared.registry.register(sess.info.clone());
         let r = self.serve(&mut io, &mut sess).await;
         self.shared.registry.unregister(reg_id);
-        let _ = SinkExt::<Bytes>::flush(&mut io).await;
+        // Flush, then send FIN before the socket closes, as ZooKeeper's
+        // closeSock shuts its output down first: a client that is still
+        // writing (a frame over the limit) reads end-of-stream
+        // (ConnectionLoss) instead of a reset from unread input.
+        let _ = SinkExt::<Bytes>::close(&mut io).await;
         r
     }
 

@@ -167,6 +167,28 @@ impl Collector for ZkCollector {
     }
 }
 
+/// ZooKeeper's name for this member's state (`Mode:` in srvr,
+/// `zk_server_state` in mntr), from core's role: `standalone` where
+/// ZooKeeper would be standalone (the same rule as an empty
+/// `/zookeeper/config`), otherwise `leader`, `follower` or `observer` (a
+/// learner); `read-only` while serving read-only sessions without a
+/// leader; `None` when not serving at all.
+fn server_state(shared: &Shared) -> Option<&'static str> {
+    use janus_core::health::{role, Role};
+    let standalone = crate::cmd::system::config(&shared.node, &shared.cfg).is_none();
+    Some(match role(&shared.node) {
+        Role::NoLeader if shared.cfg.read_only => "read-only",
+        Role::NoLeader => return None,
+        Role::Leader if standalone => "standalone",
+        Role::Leader => "leader",
+        Role::Follower => "follower",
+        Role::Learner => "observer",
+    })
+}
+
+/// ZooKeeper's answer to srvr, stat and mntr while not serving.
+const NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests\n";
+
 fn srvr_body(shared: &Shared, out: &mut String) {
     let conns = shared.registry.snapshot();
     let _ = writeln!(out, "Zookeeper version: {VERSION}");
@@ -181,7 +203,11 @@ fn srvr_body(shared: &Shared, out: &mut String) {
     let _ = writeln!(out, "Connections: {}", conns.len());
     let _ = writeln!(out, "Outstanding: 0");
     let _ = writeln!(out, "Zxid: 0x{:x}", shared.node.revision());
-    let _ = writeln!(out, "Mode: standalone");
+    let _ = writeln!(
+        out,
+        "Mode: {}",
+        server_state(shared).unwrap_or("standalone")
+    );
     let _ = writeln!(out, "Node count: {}", node_count(shared));
     let _ = writeln!(out, "Janus version: {JANUS_VERSION}");
 }
@@ -197,6 +223,9 @@ fn cons_line(c: &crate::session::ConnInfo, out: &mut String) {
 /// The text answer to `word`.
 pub fn answer(shared: &Shared, word: &str) -> String {
     let mut out = String::new();
+    if matches!(word, "srvr" | "stat" | "mntr") && server_state(shared).is_none() {
+        return NOT_SERVING.to_string();
+    }
     match word {
         // Liveness, as etcd's /livez: the process answers.
         "ruok" => out.push_str("imok"),
@@ -234,7 +263,10 @@ pub fn answer(shared: &Shared, word: &str) -> String {
             let st = stats(shared);
             let rows: Vec<(&str, String)> = vec![
                 ("zk_version", VERSION.to_string()),
-                ("zk_server_state", "standalone".into()),
+                (
+                    "zk_server_state",
+                    server_state(shared).unwrap_or("standalone").into(),
+                ),
                 ("zk_avg_latency", format!("{:.4}", st.latency.avg_ms)),
                 ("zk_max_latency", st.latency.max_ms.to_string()),
                 ("zk_min_latency", st.latency.min_ms.to_string()),

@@ -5,11 +5,14 @@
 //! step is a client word (`zk`, `zk@NAME`, `etcd`) followed by an op and its
 //! arguments, split on whitespace; double quotes make one argument of text
 //! with spaces (`""` is the empty string, `\"` and `\\` escape). The
-//! directive `allow "<README row>": <why>` attaches a known, deliberate
-//! difference to the next step; `bug "<title>": <detail>` a known janus
-//! bug (tolerated, reported, and failing the strict run).
+//! directive `allow "<README row>" on FIELD[, FIELD] [of PATH]: <why>`
+//! attaches a known, deliberate difference in the named fields (see
+//! [`super::fields`]) to the next step; `bug "<title>" on FIELD: <detail>`
+//! a known janus bug (tolerated, reported, and failing the strict run).
 
 use anyhow::{bail, Context, Result};
+
+use super::fields::Field;
 
 /// Which reference server a scenario runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,8 +45,12 @@ pub struct Allow {
     /// For `bug`: the bug's title.
     pub row: String,
     pub why: String,
-    /// Written as `bug "<title>": <detail>`.
+    /// Written as `bug "<title>" on ...: <detail>`.
     pub bug: bool,
+    /// The fields it excuses; everything else of the step is compared.
+    pub fields: Vec<Field>,
+    /// Only on the lines about this path (`of PATH`).
+    pub of: Option<String>,
 }
 
 /// One line of a scenario.
@@ -67,6 +74,11 @@ pub struct Scenario {
     pub name: String,
     pub protocol: Protocol,
     pub steps: Vec<Step>,
+    /// `option NAME` lines: how the servers are started (`reconfig`: a
+    /// ZooKeeper quorum of one with reconfigEnabled, standaloneEnabled=false
+    /// and a superuser; janus with `--zk-reconfig`,
+    /// `--zk-standalone-enabled=false` and the same superuser).
+    pub options: Vec<String>,
 }
 
 /// Splits a line into tokens.
@@ -109,26 +121,68 @@ pub fn tokenize(line: &str) -> Result<Vec<Tok>> {
     Ok(out)
 }
 
-/// Parses `allow "ROW": why` (the colon and reason are required: an
-/// allowed difference must say why).
+/// Parses `"ROW" on FIELD[, FIELD] [of PATH]: why` (after `allow` or
+/// `bug`). The fields and the reason are required: an allowance names
+/// what differs and says why.
 fn parse_allow(rest: &str, bug: bool) -> Result<Allow> {
+    const FORM: &str = "allow \"<README row>\" on FIELD[, FIELD] [of PATH]: <why>";
     let rest = rest.trim();
     let Some(rest) = rest.strip_prefix('"') else {
-        bail!("allow needs a quoted README row: allow \"<area>\": <why>");
+        bail!("allow needs a quoted README row: {FORM}");
     };
     let Some(end) = rest.find('"') else {
         bail!("unterminated README row name");
     };
     let row = rest[..end].to_string();
-    let why = rest[end + 1..].trim_start();
-    let Some(why) = why.strip_prefix(':') else {
+    let rest = rest[end + 1..].trim_start();
+    let Some(rest) = rest.strip_prefix("on ") else {
+        bail!("allow \"{row}\" must name the fields it excuses: {FORM}");
+    };
+    // The head ends at the first `:` outside quotes.
+    let mut in_quote = false;
+    let colon = rest.char_indices().find_map(|(i, c)| {
+        if c == '"' {
+            in_quote = !in_quote;
+        }
+        (c == ':' && !in_quote).then_some(i)
+    });
+    let Some(colon) = colon else {
         bail!("allow \"{row}\" needs ': <why>'");
     };
-    let why = why.trim().to_string();
+    let head = &rest[..colon];
+    let why = rest[colon + 1..].trim().to_string();
     if why.is_empty() {
         bail!("allow \"{row}\" needs a reason");
     }
-    Ok(Allow { row, why, bug })
+    let (names, of) = match head.split_once(" of ") {
+        Some((n, p)) => {
+            let p = p.trim();
+            let p = p
+                .strip_prefix('"')
+                .and_then(|p| p.strip_suffix('"'))
+                .unwrap_or(p);
+            if p.is_empty() {
+                bail!("allow \"{row}\": `of` needs a path");
+            }
+            (n, Some(p.to_string()))
+        }
+        None => (head, None),
+    };
+    let mut fields = Vec::new();
+    for n in names.split(',') {
+        let n = n.trim();
+        match Field::parse(n) {
+            Some(f) => fields.push(f),
+            None => bail!("allow \"{row}\": {n:?} is not a field name (outcome, message, or NAME of NAME=value)"),
+        }
+    }
+    Ok(Allow {
+        row,
+        why,
+        bug,
+        fields,
+        of,
+    })
 }
 
 impl Scenario {
@@ -137,6 +191,7 @@ impl Scenario {
         let mut steps = Vec::new();
         let mut pending: Vec<Allow> = Vec::new();
         let mut protocol = None;
+        let mut options = Vec::new();
         for (i, raw) in text.lines().enumerate() {
             let line = i + 1;
             let t = raw.trim();
@@ -144,6 +199,13 @@ impl Scenario {
                 continue;
             }
             let ctx = || format!("{name}.scn:{line}: {t}");
+            if let Some(rest) = t.strip_prefix("option ") {
+                match rest.trim() {
+                    o @ "reconfig" => options.push(o.to_string()),
+                    o => bail!("{}: unknown option {o:?} (reconfig)", ctx()),
+                }
+                continue;
+            }
             if let Some(rest) = t.strip_prefix("allow ") {
                 pending.push(parse_allow(rest, false).with_context(ctx)?);
                 continue;
@@ -195,6 +257,7 @@ impl Scenario {
             name: name.to_string(),
             protocol,
             steps,
+            options,
         })
     }
 
@@ -285,11 +348,20 @@ mod tests {
         );
         let sc = Scenario::parse(
             "t",
-            "# c\nallow \"setACL\": no zxid\nzk set-acl /a open\nzk@s2 get /a\n",
+            "# c\nallow \"setACL\" on mzxid, pzxid of \"/a\": no zxid\nzk set-acl /a open\nzk@s2 get /a\n",
         )
         .unwrap();
         assert_eq!(sc.protocol, Protocol::Zk);
         assert_eq!(sc.steps[0].allow[0].row, "setACL");
+        assert_eq!(
+            sc.steps[0].allow[0].fields,
+            [Field::Named("mzxid".into()), Field::Named("pzxid".into())]
+        );
+        assert_eq!(sc.steps[0].allow[0].of.as_deref(), Some("/a"));
+        assert_eq!(sc.steps[0].allow[0].why, "no zxid");
+        // A whole-step allowance is no longer accepted.
+        assert!(Scenario::parse("t", "allow \"x\": why\nzk get /\n").is_err());
+        assert!(Scenario::parse("t", "allow \"x\" on a-b: why\nzk get /\n").is_err());
         assert_eq!(sc.steps[0].line, 3);
         assert_eq!(sc.steps[1].session, "s2");
         assert!(sc.steps[1].allow.is_empty());

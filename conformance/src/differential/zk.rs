@@ -42,11 +42,15 @@ struct Runner {
     session_names: HashMap<i64, String>,
     watches: BTreeMap<String, WatchEntry>,
     zxids: HashMap<i64, usize>,
+    /// The server's own ports, shown by name in configuration text.
+    ports: super::PortNames,
 }
 
-/// Runs `sc` against the ZooKeeper endpoint `addr` (`HOST:PORT`).
-pub async fn run(addr: &str, sc: &Scenario) -> Result<Transcript> {
+/// Runs `sc` against the ZooKeeper endpoint `addr` (`HOST:PORT`); `ports`
+/// name the server's own ports where its configuration shows them.
+pub async fn run(addr: &str, ports: super::PortNames, sc: &Scenario) -> Result<Transcript> {
     let mut r = Runner {
+        ports,
         addr: addr.to_string(),
         clients: BTreeMap::new(),
         session_names: HashMap::new(),
@@ -159,12 +163,39 @@ struct CreateArgs {
     ttl: Option<Duration>,
 }
 
+/// The data argument at position `i`, repeated `--repeat=N` times (large
+/// values without writing them out).
+fn data_arg(o: &Opts, i: usize) -> Result<Vec<u8>> {
+    let d = data(o.pos.get(i).context("missing data")?);
+    Ok(match o.num("repeat")? {
+        Some(n) if n >= 0 => d.repeat(n as usize),
+        Some(n) => bail!("--repeat={n}: not a count"),
+        None => d,
+    })
+}
+
+/// A long answer in a few words: its length and an FNV-1a hash (the
+/// recording stays small, a difference in any byte still shows).
+fn summary(b: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &c in b {
+        h ^= u64::from(c);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("len={} fnv={h:016x}", b.len())
+}
+
+/// Sorted child names as one summary (`--summary`).
+fn names_summary(v: &[String]) -> String {
+    format!("n={} names({})", v.len(), summary(v.join("/").as_bytes()))
+}
+
 fn create_args(args: &[Tok]) -> Result<CreateArgs> {
     let o = Opts::split(args);
-    o.check(&["acl", "ttl"])?;
+    o.check(&["acl", "ttl", "repeat"])?;
     Ok(CreateArgs {
         path: o.arg(0, "path")?.to_string(),
-        data: data(o.pos.get(1).context("missing data")?),
+        data: data_arg(&o, 1)?,
         mode: parse_mode(o.pos.get(2).map(|t| t.s.as_str()).unwrap_or("persistent"))?,
         acls: parse_acls(o.val("acl").unwrap_or("open"))?,
         ttl: o.num("ttl")?.map(|ms| Duration::from_millis(ms as u64)),
@@ -263,6 +294,7 @@ impl Runner {
         timeout_ms: u64,
         auth: Option<&str>,
         version: (u32, u32, u32),
+        chroot: Option<&str>,
     ) -> Result<std::result::Result<zk::Client, zk::Error>> {
         let mut c = zk::Client::connector();
         c.session_timeout(Duration::from_millis(timeout_ms))
@@ -271,7 +303,8 @@ impl Runner {
             let (scheme, cred) = a.split_once(':').context("--auth=SCHEME:CRED")?;
             c.auth(scheme.to_string(), cred.as_bytes().to_vec());
         }
-        let res = timed(c.connect(&self.addr)).await?;
+        let target = format!("{}{}", self.addr, chroot.unwrap_or(""));
+        let res = timed(c.connect(&target)).await?;
         if let Ok(client) = &res {
             self.session_names
                 .insert(client.session_id().0, name.to_string());
@@ -285,7 +318,7 @@ impl Runner {
         if let Some(c) = self.clients.get(name) {
             return Ok(c.clone());
         }
-        match self.connect(name, 10_000, None, (3, 8, 0)).await? {
+        match self.connect(name, 10_000, None, (3, 8, 0), None).await? {
             Ok(c) => Ok(c),
             Err(e) => bail!("implicit connect of session {name}: {e:?}"),
         }
@@ -299,6 +332,7 @@ impl Runner {
             "close" => self.op_close(st).await,
             "sleep" => self.op_sleep(st).await,
             "create" => self.op_create(st).await,
+            "create-children" => self.op_create_children(st).await,
             "delete" => self.op_delete(st).await,
             "exists" => self.op_exists(st).await,
             "get" => self.op_get(st).await,
@@ -328,7 +362,7 @@ impl Runner {
     async fn op_connect(&mut self, st: &Step) -> Result<Vec<String>> {
         let o = Opts::split(&st.args);
         let mut out = Vec::new();
-        o.check(&["timeout", "auth", "assume-version"])?;
+        o.check(&["timeout", "auth", "assume-version", "chroot"])?;
         if self.clients.contains_key(&st.session) {
             bail!("session {} is already connected", st.session);
         }
@@ -343,7 +377,10 @@ impl Runner {
             [a, b, c] => (a, b, c),
             _ => bail!("--assume-version=X.Y.Z"),
         };
-        match self.connect(&st.session, t, o.val("auth"), v).await? {
+        match self
+            .connect(&st.session, t, o.val("auth"), v, o.val("chroot"))
+            .await?
+        {
             Ok(c) => out.push(format!(
                 "connected timeout={}ms",
                 c.session_timeout().as_millis()
@@ -402,6 +439,37 @@ impl Runner {
         Ok(out)
     }
 
+    /// `create-children PARENT N [--name-len=L]`: N persistent, empty
+    /// children named by their index, zero-padded to L characters
+    /// (default 10), created 64 at a time (pipelined on one session).
+    async fn op_create_children(&mut self, st: &Step) -> Result<Vec<String>> {
+        let o = Opts::split(&st.args);
+        o.check(&["name-len"])?;
+        let c = self.client(&st.session).await?;
+        let parent = o.arg(0, "parent")?.trim_end_matches('/').to_string();
+        let n: usize = o.arg(1, "count")?.parse().context("count")?;
+        let len = o.num("name-len")?.unwrap_or(10) as usize;
+        let opts = CreateMode::Persistent.with_acls(Acls::anyone_all());
+        let mut created = 0;
+        let mut first_err = None;
+        let paths: Vec<String> = (0..n).map(|i| format!("{parent}/{i:0>len$}")).collect();
+        for chunk in paths.chunks(64) {
+            let calls = chunk.iter().map(|p| c.create(p, b"", &opts));
+            for r in timed(futures::future::join_all(calls)).await? {
+                match r {
+                    Ok(_) => created += 1,
+                    Err(e) => {
+                        first_err.get_or_insert(zerr(&e));
+                    }
+                }
+            }
+        }
+        Ok(vec![match first_err {
+            None => format!("ok created={created}"),
+            Some(e) => format!("{e} created={created}"),
+        }])
+    }
+
     async fn op_delete(&mut self, st: &Step) -> Result<Vec<String>> {
         let o = Opts::split(&st.args);
         let mut out = Vec::new();
@@ -430,10 +498,17 @@ impl Runner {
     async fn op_get(&mut self, st: &Step) -> Result<Vec<String>> {
         let o = Opts::split(&st.args);
         let mut out = Vec::new();
-        o.check(&[])?;
+        o.check(&["summary", "lines"])?;
         let c = self.client(&st.session).await?;
         match timed(c.get_data(o.arg(0, "path")?)).await? {
-            Ok((d, s)) => out.push(format!("ok {} {}", quote(&d), self.stat(&s))),
+            Ok((d, s)) if o.has("summary") => {
+                out.push(format!("ok data({}) {}", summary(&d), self.stat(&s)))
+            }
+            Ok((d, s)) if o.has("lines") => self.config_lines(&d, &s, &mut out),
+            Ok((d, s)) => {
+                let d = self.name_ports(&quote(&d));
+                out.push(format!("ok {d} {}", self.stat(&s)))
+            }
             Err(e) => out.push(zerr(&e)),
         }
         Ok(out)
@@ -442,9 +517,9 @@ impl Runner {
     async fn op_set(&mut self, st: &Step) -> Result<Vec<String>> {
         let o = Opts::split(&st.args);
         let mut out = Vec::new();
-        o.check(&[])?;
+        o.check(&["repeat"])?;
         let c = self.client(&st.session).await?;
-        let d = data(o.pos.get(1).context("missing data")?);
+        let d = data_arg(&o, 1)?;
         match timed(c.set_data(o.arg(0, "path")?, &d, version(&o, 2)?)).await? {
             Ok(s) => out.push(format!("ok {}", self.stat(&s))),
             Err(e) => out.push(zerr(&e)),
@@ -455,9 +530,13 @@ impl Runner {
     async fn op_children(&mut self, st: &Step) -> Result<Vec<String>> {
         let o = Opts::split(&st.args);
         let mut out = Vec::new();
-        o.check(&[])?;
+        o.check(&["summary"])?;
         let c = self.client(&st.session).await?;
         match timed(c.get_children(o.arg(0, "path")?)).await? {
+            Ok((mut v, s)) if o.has("summary") => {
+                v.sort();
+                out.push(format!("ok {} {}", names_summary(&v), self.stat(&s)))
+            }
             Ok((mut v, s)) => {
                 v.sort();
                 out.push(format!("ok [{}] {}", v.join(", "), self.stat(&s)))
@@ -470,9 +549,13 @@ impl Runner {
     async fn op_list(&mut self, st: &Step) -> Result<Vec<String>> {
         let o = Opts::split(&st.args);
         let mut out = Vec::new();
-        o.check(&[])?;
+        o.check(&["summary"])?;
         let c = self.client(&st.session).await?;
         match timed(c.list_children(o.arg(0, "path")?)).await? {
+            Ok(mut v) if o.has("summary") => {
+                v.sort();
+                out.push(format!("ok {}", names_summary(&v)))
+            }
             Ok(mut v) => {
                 v.sort();
                 out.push(format!("ok [{}]", v.join(", ")))
@@ -586,7 +669,7 @@ impl Runner {
         o.check(&[])?;
         let c = self.client(&st.session).await?;
         match timed(c.get_config()).await? {
-            Ok((d, s)) => out.push(format!("ok {} {}", quote(&d), self.stat(&s))),
+            Ok((d, s)) => self.config_lines(&d, &s, &mut out),
             Err(e) => out.push(zerr(&e)),
         }
         Ok(out)
@@ -595,19 +678,100 @@ impl Runner {
     async fn op_reconfig(&mut self, st: &Step) -> Result<Vec<String>> {
         let o = Opts::split(&st.args);
         let mut out = Vec::new();
-        // `reconfig SERVER...`: a non-incremental reconfig to the
-        // given server lines (standalone servers refuse it).
-        o.check(&[])?;
+        // `reconfig SERVER...` (non-incremental: the new members), or
+        // `reconfig --add=SERVER,... --remove=ID,...` (incremental);
+        // `--from=VERSION` (hex, as the config's `version=` line) makes it
+        // conditional. Standalone servers refuse it.
+        o.check(&["add", "remove", "from"])?;
         let c = self.client(&st.session).await?;
-        let servers: Vec<&str> = o.pos.iter().map(|t| t.s.as_str()).collect();
-        let update = zk::EnsembleUpdate::New {
-            ensemble: servers.iter().copied(),
+        let list = |k: &str| -> Vec<String> {
+            o.val(k)
+                .map(|v| v.split(',').map(|s| self.port_numbers(s)).collect())
+                .unwrap_or_default()
         };
-        match timed(c.update_ensemble(update, None)).await? {
-            Ok((d, s)) => out.push(format!("ok {} {}", quote(&d), self.stat(&s))),
+        let (adds, removes) = (list("add"), list("remove"));
+        let servers: Vec<String> = o.pos.iter().map(|t| self.port_numbers(&t.s)).collect();
+        let servers: Vec<&str> = servers.iter().map(String::as_str).collect();
+        let from = o
+            .val("from")
+            .map(|v| i64::from_str_radix(v, 16).with_context(|| format!("--from={v}: hex")))
+            .transpose()?;
+        let update = if o.has("add") || o.has("remove") {
+            zk::EnsembleUpdate::Incremental {
+                joinings: adds.iter().map(String::as_str),
+                leavings: removes.iter().map(String::as_str),
+            }
+        } else {
+            // Its own call: the iterator types of the two arms differ.
+            return self.reconfig_new(&c, &servers, from).await;
+        };
+        match timed(c.update_ensemble(update, from)).await? {
+            Ok((d, s)) => self.config_lines(&d, &s, &mut out),
             Err(e) => out.push(zerr(&e)),
         }
         Ok(out)
+    }
+
+    async fn reconfig_new(
+        &mut self,
+        c: &zk::Client,
+        servers: &[&str],
+        from: Option<i64>,
+    ) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let update = zk::EnsembleUpdate::New {
+            ensemble: servers.iter().copied(),
+        };
+        match timed(c.update_ensemble(update, from)).await? {
+            Ok((d, s)) => self.config_lines(&d, &s, &mut out),
+            Err(e) => out.push(zerr(&e)),
+        }
+        Ok(out)
+    }
+
+    /// A configuration answer: `ok "" stat(...)` when empty, else
+    /// `ok stat(...)` and one line per line of the text, the server's own
+    /// ports shown by name (`:CLIENT`, `:QUORUM`, `:ELECTION`).
+    fn config_lines(&mut self, d: &[u8], s: &Stat, out: &mut Vec<String>) {
+        if d.is_empty() {
+            out.push(format!("ok \"\" {}", self.stat(s)));
+            return;
+        }
+        out.push(format!("ok {}", self.stat(s)));
+        for l in String::from_utf8_lossy(d).lines() {
+            out.push(format!("  {}", self.name_ports(l)));
+        }
+    }
+
+    /// `s` with `:CLIENT`, `:QUORUM`, `:ELECTION` replaced by the server's
+    /// own ports (a scenario names them so).
+    fn port_numbers(&self, s: &str) -> String {
+        let mut s = s.to_string();
+        for (p, name) in &self.ports {
+            s = s.replace(&format!(":{name}"), &format!(":{p}"));
+        }
+        s
+    }
+
+    /// `l` with each `:PORT` of the server's own ports replaced by its name.
+    fn name_ports(&self, l: &str) -> String {
+        let mut out = String::new();
+        let mut rest = l;
+        while let Some(i) = rest.find(':') {
+            out.push_str(&rest[..=i]);
+            rest = &rest[i + 1..];
+            let n = rest.bytes().take_while(u8::is_ascii_digit).count();
+            let name = rest[..n]
+                .parse::<u16>()
+                .ok()
+                .and_then(|p| self.ports.iter().find(|(q, _)| *q == p));
+            if let Some((_, name)) = name {
+                out.push_str(name);
+                rest = &rest[n..];
+            }
+        }
+        out.push_str(rest);
+        out
     }
 
     async fn op_watch(&mut self, st: &Step) -> Result<Vec<String>> {
@@ -788,7 +952,7 @@ impl Runner {
                     }
                 }
                 "set" => {
-                    let d = data(ro.pos.get(1).context("missing data")?);
+                    let d = data_arg(&ro, 1)?;
                     if let Err(e) = w.add_set_data(ro.arg(0, "path")?, &d, version(&ro, 2)?) {
                         bail!("client refused multi set: {e:?}");
                     }

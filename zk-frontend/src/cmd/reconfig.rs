@@ -11,7 +11,8 @@
 //! address is BadArguments, a server id or leaving id that is not a number
 //! is MarshallingError (ZooKeeper's uncaught NumberFormatException), a
 //! joiner without a client port is BadArguments; fewer than 2 voters is
-//! BadArguments (ZooKeeper's standaloneEnabled rule); voters without a
+//! BadArguments (ZooKeeper's standaloneEnabled rule, `--zk-standalone-enabled`;
+//! off, fewer than 1); voters without a
 //! quorum among current members is NewConfigNoQuorum; only then the
 //! caller's WRITE permission on `/zookeeper/config`, whose ACL is
 //! `world:anyone` READ, so only the superuser passes (NoAuth). The answer
@@ -28,8 +29,15 @@ use super::{system, Ctx, Reply};
 use crate::proto::code;
 use crate::proto::jute::Writer;
 
-/// ZooKeeper's fewest voters of a configuration (`standaloneEnabled`).
-const MIN_VOTERS: usize = 2;
+/// ZooKeeper's fewest voters of a configuration: 2 with
+/// `standaloneEnabled` (its default), else 1.
+fn min_voters(standalone_enabled: bool) -> usize {
+    if standalone_enabled {
+        2
+    } else {
+        1
+    }
+}
 
 /// A server of the request: `server.<id>=<spec>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +165,26 @@ fn parse_members(s: &str) -> Result<Vec<Server>, Refusal> {
     Ok(out)
 }
 
+/// ZooKeeper's `QuorumPeerConfig.parseDynamicConfig` on a non-incremental
+/// member list: no participant (with standaloneEnabled off, or with
+/// observers), or one participant with observers under standaloneEnabled,
+/// throws an IllegalArgumentException that reconfig does not catch, which
+/// clients see as MarshallingError. Other counts are left to the voter
+/// minimum (BadArguments).
+fn check_new_members(servers: &[Server], standalone_enabled: bool) -> Result<(), Refusal> {
+    let observers = servers.iter().filter(|s| s.observer).count();
+    let voters = servers.len() - observers;
+    let invalid = match voters {
+        0 => !standalone_enabled || observers > 0,
+        1 => standalone_enabled && observers > 0,
+        _ => false,
+    };
+    if invalid {
+        return Err(code::MARSHALLING_ERROR);
+    }
+    Ok(())
+}
+
 fn joining(s: &Server) -> Joining {
     Joining {
         peer_urls: vec![format!("http://{}:{}", s.host, s.quorum_port)],
@@ -191,6 +219,7 @@ fn request(
     let (servers, mut leaving) = match new_members {
         Some(nm) => {
             let servers = parse_members(nm)?;
+            check_new_members(&servers, ctx.cfg.standalone_enabled)?;
             let zk = ctx.node.zk_servers();
             let keep: Vec<u64> = servers.iter().map(|s| s.id).collect();
             let leaving = ctx
@@ -230,7 +259,7 @@ fn request(
         from_version,
         leaving,
         joining: joiners,
-        min_voters: MIN_VOTERS,
+        min_voters: min_voters(ctx.cfg.standalone_enabled),
     })
 }
 
@@ -298,6 +327,23 @@ pub async fn reconfig(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn member_lists_zookeeper_cannot_parse_are_marshalling_errors() {
+        let list = |spec: &str| parse_members(spec).unwrap();
+        let obs = "server.3=127.0.0.1:1:2:observer;127.0.0.1:3";
+        let part = "server.1=127.0.0.1:4:5:participant;127.0.0.1:6";
+        let both = format!("{part},{obs}");
+        let m = Err(code::MARSHALLING_ERROR);
+        // standaloneEnabled off: no participant at all.
+        assert_eq!(check_new_members(&list(obs), false), m);
+        assert_eq!(check_new_members(&list(&both), false), Ok(()));
+        assert_eq!(check_new_members(&list(part), false), Ok(()));
+        // standaloneEnabled on: observers need 2 participants.
+        assert_eq!(check_new_members(&list(obs), true), m);
+        assert_eq!(check_new_members(&list(&both), true), m);
+        assert_eq!(check_new_members(&list(part), true), Ok(()));
+    }
 
     #[test]
     fn joiners_parse_as_quorum_server() {
