@@ -100,6 +100,20 @@ pub struct Args {
     /// How often `revision` mode compacts (etcd: fixed 5 minutes).
     #[arg(long, env = "JANUS_AUTO_COMPACTION_INTERVAL", default_value = "5m")]
     pub auto_compaction_interval: String,
+    /// How often the leader compares every member's HashKV and raises
+    /// CORRUPT on a mismatch (a Go duration such as `1m` or `30s`; `0s`:
+    /// off, etcd's default).
+    #[arg(
+        long,
+        env = "JANUS_EXPERIMENTAL_CORRUPT_CHECK_TIME",
+        default_value = "0s"
+    )]
+    pub experimental_corrupt_check_time: String,
+    /// Compare this member's HashKV with every peer's before serving
+    /// clients, and refuse to start on a mismatch (etcd's flag, off by
+    /// default).
+    #[arg(long, env = "JANUS_EXPERIMENTAL_INITIAL_CORRUPT_CHECK")]
+    pub experimental_initial_corrupt_check: bool,
     /// Raft entries kept when the log is truncated, so a slow follower
     /// catches up without a snapshot (etcd 3.5's
     /// --experimental-snapshot-catchup-entries).
@@ -397,6 +411,21 @@ impl Args {
             ),
         };
         Ok((retention, interval))
+    }
+
+    /// The periodic corruption check's interval (`None`: off).
+    pub fn corrupt_check_time(&self) -> anyhow::Result<Option<Duration>> {
+        let s = self.experimental_corrupt_check_time.trim();
+        if s == "0" {
+            return Ok(None);
+        }
+        match janus_core::compactor::parse_go_duration(s) {
+            Some(d) if d.is_zero() => Ok(None),
+            Some(d) => Ok(Some(d)),
+            None => {
+                bail!("invalid --experimental-corrupt-check-time {s:?} (a duration such as 5m)")
+            }
+        }
     }
 
     pub fn metrics_listen_addrs(&self) -> anyhow::Result<Vec<SocketAddr>> {
