@@ -4,7 +4,7 @@
 //! A scenario is a list of steps, one per non-blank, non-comment line. A
 //! step is a client word (`zk`, `zk@NAME`, `etcd`) followed by an op and its
 //! arguments, split on whitespace; double quotes make one argument of text
-//! with spaces (`""` is the empty string, `\"` and `\\` escape). The
+//! with spaces (`""` is the empty string, `\"` and `\\` escape, `\n` and `\0` are a newline and a NUL). The
 //! directive `allow "<README row>": <why>` attaches a known, deliberate
 //! difference to the next step; `bug "<title>": <detail>` a known janus
 //! bug (tolerated, reported, and failing the strict run).
@@ -87,6 +87,7 @@ pub fn tokenize(line: &str) -> Result<Vec<Tok>> {
                     Some('"') => break,
                     Some('\\') => match chars.next() {
                         Some('n') => s.push('\n'),
+                        Some('0') => s.push('\0'),
                         Some(c) => s.push(c),
                         None => bail!("unterminated escape"),
                     },
