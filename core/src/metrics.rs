@@ -83,7 +83,9 @@ fn rtt_histogram() -> Histogram {
 }
 
 /// Smoothed round-trip time to each peer, recorded by the peer prober.
-static PEER_RTT: LazyLock<Family<PeerLabel, Histogram, fn() -> Histogram>> =
+type PeerHistograms = Family<PeerLabel, Histogram, fn() -> Histogram>;
+
+static PEER_RTT: LazyLock<PeerHistograms> =
     LazyLock::new(|| Family::new_with_constructor(rtt_histogram as fn() -> Histogram));
 
 /// Bytes written to each peer's raft link.
