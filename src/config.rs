@@ -89,6 +89,14 @@ pub struct Args {
         default_value_t = 600_000
     )]
     pub watch_progress_notify_interval_ms: u64,
+    /// The same under etcd's name, as a duration (`10m`, `500ms`); wins
+    /// over `--watch-progress-notify-interval-ms` when given.
+    #[arg(
+        long,
+        env = "JANUS_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL",
+        value_parser = go_duration
+    )]
+    pub experimental_watch_progress_notify_interval: Option<Duration>,
     /// How `--auto-compaction-retention` is read: `periodic` (a duration; a
     /// bare number is hours) or `revision` (a number of revisions).
     #[arg(long, env = "JANUS_AUTO_COMPACTION_MODE", default_value = "periodic")]
@@ -414,6 +422,7 @@ impl Args {
     }
 
     /// The periodic corruption check's interval (`None`: off).
+    /// (Parsed here rather than by clap so that `0` and `0s` mean off.)
     pub fn corrupt_check_time(&self) -> anyhow::Result<Option<Duration>> {
         let s = self.experimental_corrupt_check_time.trim();
         if s == "0" {
@@ -449,9 +458,12 @@ impl Args {
             max_txn_ops: self.max_txn_ops,
             client_urls: split(&self.advertise_client_urls),
             peer_urls: split(&self.initial_advertise_peer_urls),
-            watch_progress_notify_interval: Duration::from_millis(
-                self.watch_progress_notify_interval_ms.max(1),
-            ),
+            watch_progress_notify_interval: self
+                .experimental_watch_progress_notify_interval
+                .filter(|d| !d.is_zero())
+                .unwrap_or(Duration::from_millis(
+                    self.watch_progress_notify_interval_ms.max(1),
+                )),
             tls: self.client_tls(listen),
             jwt: self.jwt().ok().flatten(),
             // etcd treats a TTL of 0 as its default.
@@ -561,4 +573,10 @@ impl Args {
             },
         })
     }
+}
+
+/// A Go duration flag (`time.ParseDuration`'s units h, m, s, ms).
+fn go_duration(s: &str) -> Result<Duration, String> {
+    janus_core::compactor::parse_go_duration(s.trim())
+        .ok_or_else(|| format!("{s:?} is not a duration (such as 10m or 500ms)"))
 }

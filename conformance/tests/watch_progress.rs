@@ -4,7 +4,8 @@
 //! progress notifications on a watch that gets no events, one
 //! RequestProgress answer per stream (watch id -1) on a stream of several
 //! watchers, and a watch from a compacted revision answered with the
-//! compact revision and canceled. Where Debian's etcd 3.4.23 predates a fix
+//! compact revision and canceled. (A watcher that falls behind a
+//! compaction loses no event: `core/tests/watch.rs`.) Where Debian's etcd 3.4.23 predates a fix
 //! (RequestProgress on a stream with no synced watcher, 3.4.31's
 //! `progressIfSync`), janus follows the later etcd and the step is checked
 //! on janus only.
@@ -153,8 +154,8 @@ async fn progress_and_compaction_match_etcd() {
         Ok(e) => e,
         Err(e) => panic!("reference etcd: {e}"),
     };
-    let interval_ms = INTERVAL_MS.to_string();
-    let j = Janus::start_with(&["--watch-progress-notify-interval-ms", &interval_ms]);
+    // etcd's flag name and duration syntax.
+    let j = Janus::start_with(&["--experimental-watch-progress-notify-interval", &interval]);
     let want = scenario(&etcd.endpoint()).await;
     let got = scenario(&j.etcd_endpoint()).await;
     assert_eq!(got, want, "janus (left) vs etcd 3.4 (right)");
