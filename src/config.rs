@@ -89,6 +89,14 @@ pub struct Args {
         default_value_t = 600_000
     )]
     pub watch_progress_notify_interval_ms: u64,
+    /// The same under etcd's name, as a duration (`10m`, `500ms`); wins
+    /// over `--watch-progress-notify-interval-ms` when given.
+    #[arg(
+        long,
+        env = "JANUS_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL",
+        value_parser = go_duration
+    )]
+    pub experimental_watch_progress_notify_interval: Option<Duration>,
     /// How `--auto-compaction-retention` is read: `periodic` (a duration; a
     /// bare number is hours) or `revision` (a number of revisions).
     #[arg(long, env = "JANUS_AUTO_COMPACTION_MODE", default_value = "periodic")]
@@ -100,6 +108,20 @@ pub struct Args {
     /// How often `revision` mode compacts (etcd: fixed 5 minutes).
     #[arg(long, env = "JANUS_AUTO_COMPACTION_INTERVAL", default_value = "5m")]
     pub auto_compaction_interval: String,
+    /// How often the leader compares every member's HashKV and raises
+    /// CORRUPT on a mismatch (a Go duration such as `1m` or `30s`; `0s`:
+    /// off, etcd's default).
+    #[arg(
+        long,
+        env = "JANUS_EXPERIMENTAL_CORRUPT_CHECK_TIME",
+        default_value = "0s"
+    )]
+    pub experimental_corrupt_check_time: String,
+    /// Compare this member's HashKV with every peer's before serving
+    /// clients, and refuse to start on a mismatch (etcd's flag, off by
+    /// default).
+    #[arg(long, env = "JANUS_EXPERIMENTAL_INITIAL_CORRUPT_CHECK")]
+    pub experimental_initial_corrupt_check: bool,
     /// Raft entries kept when the log is truncated, so a slow follower
     /// catches up without a snapshot (etcd 3.5's
     /// --experimental-snapshot-catchup-entries).
@@ -403,6 +425,22 @@ impl Args {
         Ok((retention, interval))
     }
 
+    /// The periodic corruption check's interval (`None`: off).
+    /// (Parsed here rather than by clap so that `0` and `0s` mean off.)
+    pub fn corrupt_check_time(&self) -> anyhow::Result<Option<Duration>> {
+        let s = self.experimental_corrupt_check_time.trim();
+        if s == "0" {
+            return Ok(None);
+        }
+        match janus_core::compactor::parse_go_duration(s) {
+            Some(d) if d.is_zero() => Ok(None),
+            Some(d) => Ok(Some(d)),
+            None => {
+                bail!("invalid --experimental-corrupt-check-time {s:?} (a duration such as 5m)")
+            }
+        }
+    }
+
     pub fn metrics_listen_addrs(&self) -> anyhow::Result<Vec<SocketAddr>> {
         split(&self.listen_metrics_urls)
             .iter()
@@ -424,9 +462,12 @@ impl Args {
             max_txn_ops: self.max_txn_ops,
             client_urls: split(&self.advertise_client_urls),
             peer_urls: split(&self.initial_advertise_peer_urls),
-            watch_progress_notify_interval: Duration::from_millis(
-                self.watch_progress_notify_interval_ms.max(1),
-            ),
+            watch_progress_notify_interval: self
+                .experimental_watch_progress_notify_interval
+                .filter(|d| !d.is_zero())
+                .unwrap_or(Duration::from_millis(
+                    self.watch_progress_notify_interval_ms.max(1),
+                )),
             tls: self.client_tls(listen),
             jwt: self.jwt().ok().flatten(),
             // etcd treats a TTL of 0 as its default.
@@ -537,4 +578,10 @@ impl Args {
             },
         })
     }
+}
+
+/// A Go duration flag (`time.ParseDuration`'s units h, m, s, ms).
+fn go_duration(s: &str) -> Result<Duration, String> {
+    janus_core::compactor::parse_go_duration(s.trim())
+        .ok_or_else(|| format!("{s:?} is not a duration (such as 10m or 500ms)"))
 }

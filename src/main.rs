@@ -41,6 +41,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     args.jwt()?;
     let node_cfg = args.node_config()?;
     let (retention, compaction_interval) = args.compaction()?;
+    let corrupt_check_time = args.corrupt_check_time()?;
     tracing::info!(
         name = %node_cfg.name,
         member_id = format!("{:x}", node_cfg.member_id),
@@ -50,7 +51,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let node = janus_core::Node::start(node_cfg)
         .with_context(|| format!("cannot open data dir {}", args.data_dir().display()))?;
 
+    if args.experimental_initial_corrupt_check {
+        // Before serving clients, as etcd checks before it starts serving.
+        if let Err(e) = janus_core::corrupt_check::initial_check(&node).await {
+            let n = node.clone();
+            let _ = tokio::task::spawn_blocking(move || n.stop()).await;
+            return Err(anyhow::anyhow!("initial corruption check failed: {e}"));
+        }
+    }
     // Aborted when dropped, before the node stops.
+    let corrupt_check = corrupt_check_time.map(|t| {
+        AbortOnDrop(tokio::spawn(janus_core::corrupt_check::run(
+            node.clone(),
+            t,
+        )))
+    });
     let compactor = retention.map(|r| {
         tracing::info!(retention = ?r, "auto-compaction on");
         AbortOnDrop(tokio::spawn(janus_core::compactor::run(
@@ -130,6 +145,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let drain = async { while tasks.join_next().await.is_some() {} };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
     drop(compactor);
+    drop(corrupt_check);
     let n = node.clone();
     tokio::task::spawn_blocking(move || n.stop()).await?;
     tracing::info!("stopped");

@@ -148,6 +148,12 @@ impl Cluster {
     }
 
     fn spawn(&mut self, i: usize, state: &str) {
+        self.spawn_with(i, state, &[]);
+    }
+
+    /// Starts member `i` (not running) with `extra` flags after the
+    /// cluster's own, without waiting for it (it may be expected to exit).
+    pub fn spawn_with(&mut self, i: usize, state: &str, extra: &[&str]) {
         let initial = self.initial_cluster.clone();
         let m = &mut self.members[i];
         let log = std::fs::OpenOptions::new()
@@ -178,6 +184,7 @@ impl Cluster {
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
             .args(["--zk-tick-ms", "500"])
             .args(&self.extra)
+            .args(extra)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -224,6 +231,23 @@ impl Cluster {
             .map(|m| m.zk.to_string())
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// SIGTERM member `i` and wait for it: a clean stop, which syncs its
+    /// store (a test that edits the data dir afterwards sees everything).
+    pub fn terminate(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            signal(c.id(), "-TERM");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// SIGKILL member `i`.

@@ -182,6 +182,14 @@ impl RealEtcd {
     /// Starts an etcd whose data dir `etcdctl snapshot restore` wrote from
     /// `snapshot` first (`None`: a fresh one).
     pub fn start_from(snapshot: Option<&std::path::Path>) -> Result<RealEtcd, RefError> {
+        Self::start_with(snapshot, &[])
+    }
+
+    /// [`RealEtcd::start_from`] with `extra` flags after the usual ones.
+    pub fn start_with(
+        snapshot: Option<&std::path::Path>,
+        extra: &[&str],
+    ) -> Result<RealEtcd, RefError> {
         let bin = Self::binary();
         if !bin.exists() {
             return Err(RefError::NotInstalled(format!(
@@ -234,7 +242,8 @@ impl RealEtcd {
             .arg("--log-level")
             .arg("warn")
             .arg("--logger")
-            .arg("zap");
+            .arg("zap")
+            .args(extra);
         let mut proc = Proc::spawn("etcd", dir, &mut cmd)?;
         proc.wait_ready(client, 30, || http_get_ok(client, "/health"))?;
         Ok(RealEtcd { proc, client })

@@ -394,6 +394,13 @@ async fn metrics_move_with_the_load_on_both_protocols() {
     assert_eq!(delta("etcd_debugging_mvcc_keys_total", &[]), 70.0);
     assert_eq!(delta("etcd_debugging_mvcc_current_revision", &[]), 70.0);
     assert!(delta("etcd_server_proposals_applied_total", &[]) >= 70.0);
+    assert!(delta("etcd_server_proposals_committed_total", &[]) >= 70.0);
+    assert!(
+        value(&after, "etcd_server_proposals_committed_total", &[])
+            >= value(&after, "etcd_server_proposals_applied_total", &[])
+    );
+    assert_eq!(value(&after, "etcd_server_proposals_pending", &[]), 0.0);
+    assert_eq!(delta("etcd_server_proposals_failed_total", &[]), 0.0);
     assert!(value(&after, "etcd_mvcc_db_total_size_in_bytes", &[]) > 0.0);
     assert_eq!(
         value(&after, "etcd_server_leader_changes_seen_total", &[]),
@@ -617,4 +624,127 @@ async fn quota_fills_nospace_on_both_protocols_then_disarm() {
     z.set_data("/after", b"w", None)
         .await
         .expect("setData after disarm");
+}
+
+/// The count of histogram `metric` whose labels include `labels`.
+fn histogram_count(s: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == metric)
+        .filter(|x| labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match &x.value {
+            prometheus_parse::Value::Histogram(b) => b.last().map_or(0.0, |c| c.count),
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// Peer and proposal metrics on a real 3-member cluster: commits counted
+/// on every member, bytes to and from each peer, round-trip times from
+/// the peer prober (first recorded 5 s in, as etcd's), and a proposal
+/// that fails once the member has lost its quorum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_metrics_count_commits_peer_traffic_rtt_and_failed_proposals() {
+    let mut c = janus_conformance::cluster::Cluster::start(3);
+    let mut ids = Vec::new();
+    let mut leader = 0;
+    let mut leader_known = false;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !leader_known {
+        ids.clear();
+        leader_known = true;
+        for m in &c.members {
+            let mut cl = etcd::Client::connect([m.etcd_endpoint()], None)
+                .await
+                .expect("connect");
+            let st = cl.status().await.expect("status");
+            ids.push(st.header().expect("header").member_id());
+            leader_known &= st.leader() != 0 && (leader == 0 || leader == st.leader());
+            leader = st.leader();
+        }
+        assert!(std::time::Instant::now() < deadline, "no leader");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let addrs: Vec<std::net::SocketAddr> = c.members.iter().map(|m| m.etcd).collect();
+    let scrape_all = |addrs: Vec<std::net::SocketAddr>| async move {
+        tokio::task::spawn_blocking(move || addrs.iter().map(|a| scrape(*a)).collect::<Vec<_>>())
+            .await
+            .expect("scrape")
+    };
+    let before = scrape_all(addrs.clone()).await;
+    let mut cl = etcd::Client::connect([c.members[0].etcd_endpoint()], None)
+        .await
+        .expect("connect");
+    const N: usize = 30;
+    for i in 0..N {
+        cl.put(format!("p/{i}"), "v", None).await.expect("put");
+    }
+    // The prober's first record comes 5 s after a member links its peers.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let after = scrape_all(addrs.clone()).await;
+    for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+        let committed = value(a, "etcd_server_proposals_committed_total", &[])
+            - value(b, "etcd_server_proposals_committed_total", &[]);
+        assert!(committed >= N as f64, "member {i}: committed +{committed}");
+        assert_eq!(value(a, "etcd_server_proposals_pending", &[]), 0.0);
+        for (j, id) in ids.iter().enumerate() {
+            let hex = format!("{id:x}");
+            if j == i {
+                assert_eq!(
+                    histogram_count(
+                        a,
+                        "etcd_network_peer_round_trip_time_seconds",
+                        &[("To", &hex)]
+                    ),
+                    0.0
+                );
+                continue;
+            }
+            let rtt = histogram_count(
+                a,
+                "etcd_network_peer_round_trip_time_seconds",
+                &[("To", &hex)],
+            );
+            assert!(rtt >= 1.0, "member {i}: no round trip to {hex} recorded");
+            // Raft traffic flows between the leader and each follower.
+            if ids[i] != leader && *id != leader {
+                continue;
+            }
+            let sent = value(a, "etcd_network_peer_sent_bytes_total", &[("To", &hex)]);
+            assert!(sent > 0.0, "member {i} sent nothing to {hex}");
+            let received = value(
+                a,
+                "etcd_network_peer_received_bytes_total",
+                &[("From", &hex)],
+            );
+            assert!(received > 0.0, "member {i} received nothing from {hex}");
+        }
+    }
+
+    // Without its quorum a member refuses proposals: each one fails.
+    c.kill(1);
+    c.kill(2);
+    let m0 = c.members[0].etcd;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while tokio::task::spawn_blocking(move || http_get(m0, "/readyz").0)
+        .await
+        .expect("readyz")
+        != 503
+    {
+        assert!(std::time::Instant::now() < deadline, "still ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let failed_before = value(
+        &scrape_all(vec![m0]).await[0],
+        "etcd_server_proposals_failed_total",
+        &[],
+    );
+    let put = cl.put("p/lost", "v", None).await;
+    assert!(put.is_err(), "{put:?}");
+    let last = &scrape_all(vec![m0]).await[0];
+    assert!(
+        value(last, "etcd_server_proposals_failed_total", &[]) >= failed_before + 1.0,
+        "{put:?}"
+    );
+    assert_eq!(value(last, "etcd_server_proposals_pending", &[]), 0.0);
 }

@@ -86,7 +86,7 @@ impl Retention {
 
 /// Go's `time.ParseDuration` for the units a retention uses (`h`, `m`,
 /// `s`, `ms`), in any combination (`1h30m`, `90s`, `1.5h`).
-fn parse_go_duration(s: &str) -> Option<Duration> {
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
     if s.is_empty() {
         return None;
     }

@@ -43,6 +43,7 @@ pub mod backup;
 pub mod checkpoint;
 pub(crate) mod command;
 pub mod compactor;
+pub mod corrupt_check;
 pub(crate) mod dedup;
 pub(crate) mod disk_usage;
 pub mod engine;
@@ -84,7 +85,8 @@ pub use command::{Applied, Command, CommandResult, Proposal};
 pub use error::{CoreError, KvError, MembershipError, ZkError};
 pub use members::{Member, ZkServer};
 pub use node::{
-    Header, Joining, Node, NodeConfig, ReconfigPlan, ReconfigRequest, Status, DEFAULT_QUOTA_BYTES,
+    HashKv, Header, Joining, Node, NodeConfig, ReconfigPlan, ReconfigRequest, Status,
+    DEFAULT_QUOTA_BYTES,
 };
 pub use peer::PeerTls;
 pub use watch::{Event, EventKind, WatchRequest, Watcher};

@@ -10,13 +10,14 @@
 //! time from the member's own state are exact; a metric janus cannot
 //! measure yet is left out rather than reported as 0.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
@@ -57,6 +58,86 @@ pub(crate) static WAL_FSYNC: LazyLock<Histogram> =
 pub(crate) static BACKEND_COMMIT: LazyLock<Histogram> =
     LazyLock::new(|| Histogram::new(exponential_buckets(0.001, 2.0, 14)));
 
+/// The raft commit index of the last hard state this member persisted
+/// (etcd's `proposals_committed_total`, a gauge despite its name).
+pub(crate) static PROPOSALS_COMMITTED: AtomicU64 = AtomicU64::new(0);
+
+/// Proposals this member made that have not been answered yet.
+pub(crate) static PROPOSALS_PENDING: AtomicI64 = AtomicI64::new(0);
+
+/// Proposals this member made that failed: refused by raft (no leader,
+/// dropped) or not applied in time (etcd counts both).
+pub(crate) static PROPOSALS_FAILED: AtomicU64 = AtomicU64::new(0);
+
+/// Label set of the per-peer metrics: `To` or `From` and the peer's member
+/// id in hex, as etcd's `types.ID` prints it.
+type PeerLabel = Vec<(&'static str, String)>;
+
+fn peer_label(key: &'static str, id: u64) -> PeerLabel {
+    vec![(key, format!("{id:x}"))]
+}
+
+fn rtt_histogram() -> Histogram {
+    // etcd's buckets: 0.1 ms doubling 16 times (about 3.3 s).
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+/// Smoothed round-trip time to each peer, recorded by the peer prober.
+type PeerHistograms = Family<PeerLabel, Histogram, fn() -> Histogram>;
+
+static PEER_RTT: LazyLock<PeerHistograms> =
+    LazyLock::new(|| Family::new_with_constructor(rtt_histogram as fn() -> Histogram));
+
+/// Bytes written to each peer's raft link.
+static PEER_SENT: LazyLock<Family<PeerLabel, Counter>> = LazyLock::new(Family::default);
+
+/// Bytes of raft messages received from each peer.
+static PEER_RECEIVED: LazyLock<Family<PeerLabel, Counter>> = LazyLock::new(Family::default);
+
+pub(crate) fn peer_rtt(to: u64, seconds: f64) {
+    PEER_RTT
+        .get_or_create(&peer_label("To", to))
+        .observe(seconds);
+}
+
+pub(crate) fn peer_sent(to: u64, bytes: usize) {
+    PEER_SENT
+        .get_or_create(&peer_label("To", to))
+        .inc_by(bytes as u64);
+}
+
+pub(crate) fn peer_received(from: u64, bytes: usize) {
+    PEER_RECEIVED
+        .get_or_create(&peer_label("From", from))
+        .inc_by(bytes as u64);
+}
+
+/// Counts one proposal from start to answer in `proposals_pending`, and in
+/// `proposals_failed_total` if it failed (dropped on an early return too).
+pub(crate) struct PendingProposal {
+    failed: bool,
+}
+
+impl PendingProposal {
+    pub(crate) fn start() -> PendingProposal {
+        PROPOSALS_PENDING.fetch_add(1, Ordering::Relaxed);
+        PendingProposal { failed: true }
+    }
+
+    pub(crate) fn succeeded(mut self) {
+        self.failed = false;
+    }
+}
+
+impl Drop for PendingProposal {
+    fn drop(&mut self) {
+        PROPOSALS_PENDING.fetch_sub(1, Ordering::Relaxed);
+        if self.failed {
+            PROPOSALS_FAILED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Records `d` in `h`.
 pub(crate) fn observe(h: &Histogram, d: Duration) {
     h.observe(d.as_secs_f64());
@@ -76,6 +157,21 @@ pub fn register_node(node: Node) {
             "etcd_disk_backend_commit_duration_seconds",
             "The latency distributions of commit called by backend.",
             BACKEND_COMMIT.clone(),
+        );
+        r.register(
+            "etcd_network_peer_round_trip_time_seconds",
+            "Round-Trip-Time histogram between peers",
+            PEER_RTT.clone(),
+        );
+        r.register(
+            "etcd_network_peer_sent_bytes",
+            "The total number of bytes sent to peers.",
+            PEER_SENT.clone(),
+        );
+        r.register(
+            "etcd_network_peer_received_bytes",
+            "The total number of bytes received from peers.",
+            PEER_RECEIVED.clone(),
         );
     });
 }
@@ -151,6 +247,24 @@ impl Collector for NodeCollector {
             "etcd_server_proposals_applied_total",
             "The total number of consensus proposals applied.",
             st.applied_index,
+        )?;
+        gauge(
+            &mut e,
+            "etcd_server_proposals_committed_total",
+            "The total number of consensus proposals committed.",
+            PROPOSALS_COMMITTED.load(Ordering::Relaxed),
+        )?;
+        gauge(
+            &mut e,
+            "etcd_server_proposals_pending",
+            "The current number of pending proposals to commit.",
+            PROPOSALS_PENDING.load(Ordering::Relaxed).max(0),
+        )?;
+        counter(
+            &mut e,
+            "etcd_server_proposals_failed",
+            "The total number of failed proposals seen.",
+            PROPOSALS_FAILED.load(Ordering::Relaxed) as f64,
         )?;
         counter(
             &mut e,

@@ -1,12 +1,17 @@
 //! Peer transport: raft messages and the few member-to-member requests
-//! (forwarded lease keepalives, snapshot streams) over TCP with
-//! length-delimited frames.
+//! (forwarded lease keepalives, snapshot streams, HashKV for the
+//! corruption check, round-trip probes) over TCP with length-delimited
+//! frames.
 //!
 //! Every peer has one outbound link: a task that connects (with backoff),
 //! writes queued frames and reconnects on error. Sending never blocks the
 //! raft loop: a full queue drops the frame (raft retransmits), and a dead
 //! peer only fills its own queue. Snapshots go over a connection of their
-//! own so that a large stream does not delay heartbeats.
+//! own so that a large stream does not delay heartbeats; so do the two
+//! request/answer exchanges, HashKV ([`Peers::hash_kv`]) and the prober
+//! that measures each peer's round-trip time for
+//! `etcd_network_peer_round_trip_time_seconds`, as etcd's rafthttp probes
+//! its peers.
 //!
 //! Frame: `[len: u32 BE][type: u8][payload]`.
 //!
@@ -31,6 +36,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
+use crate::corrupt_check::{PeerHash, PeerHashError};
 use crate::transport::{Chunks, Outbox};
 use crate::CoreError;
 
@@ -39,6 +45,27 @@ const KEEPALIVE: u8 = 2;
 const SNAP_HEADER: u8 = 3;
 const SNAP_CHUNK: u8 = 4;
 const SNAP_END: u8 = 5;
+/// HashKV request: the revision (i64 BE); answered by [`HASHKV_ANSWER`].
+const HASHKV: u8 = 6;
+const HASHKV_ANSWER: u8 = 7;
+/// Round-trip probe: an opaque payload, echoed back in [`PROBE_ANSWER`].
+const PROBE: u8 = 8;
+const PROBE_ANSWER: u8 = 9;
+
+/// How often each peer is probed (etcd's `proberInterval`: its connection
+/// read timeout, 5 s, less one second).
+const PROBE_INTERVAL: Duration = Duration::from_secs(4);
+/// How long a probe may wait for its answer (etcd's `ConnReadTimeout`).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// When the smoothed round-trip time is first recorded, and again after an
+/// unhealthy probe (etcd's `statusErrorInterval`).
+const RTT_RECORD_SOON: Duration = Duration::from_secs(5);
+/// How often it is recorded while the peer answers (etcd's
+/// `statusMonitoringInterval`).
+const RTT_RECORD_EVERY: Duration = Duration::from_secs(30);
+/// Weight of the newest probe in the smoothed round-trip time (RFC 2988's
+/// alpha, which etcd's prober uses).
+const SRTT_ALPHA: f64 = 0.125;
 
 /// Largest frame (a raft message is bounded by max_size_per_msg).
 const MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -63,6 +90,9 @@ pub enum PeerEvent {
 }
 
 type Deliver = Arc<dyn Fn(PeerEvent) + Send + Sync>;
+
+/// What answers a peer's HashKV request: this member's hash at a revision.
+pub type HashSource = Arc<dyn Fn(i64) -> Result<PeerHash, PeerHashError> + Send + Sync>;
 
 /// TLS of the peer port (serving) and of links to `https://` peers
 /// (dialling).
@@ -122,6 +152,8 @@ pub struct Peers {
     staged: Mutex<HashMap<(u64, u64), Vec<u8>>>,
     /// Set once on shutdown: the listener and inbound connections end.
     closed: tokio::sync::watch::Sender<bool>,
+    /// Answers HashKV requests, once the member is open.
+    hash_source: std::sync::OnceLock<HashSource>,
 }
 
 fn frame(kind: u8, payload: &[u8]) -> Bytes {
@@ -160,7 +192,59 @@ impl Peers {
             tls,
             staged: Mutex::new(HashMap::new()),
             closed: tokio::sync::watch::channel(false).0,
+            hash_source: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets what answers peers' HashKV requests (once; later calls are
+    /// ignored). Until then they are answered with an error.
+    pub fn set_hash_source(&self, f: HashSource) {
+        let _ = self.hash_source.set(f);
+    }
+
+    fn url_of(&self, to: u64) -> Option<String> {
+        self.links
+            .lock()
+            .ok()
+            .and_then(|l| l.get(&to).map(|l| l.url.clone()))
+    }
+
+    /// Asks peer `to` for its HashKV at `revision` (etcd's
+    /// `getPeerHashKVHTTP`), on a connection of its own, giving up after
+    /// `timeout`.
+    pub fn hash_kv(
+        &self,
+        to: u64,
+        revision: i64,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<PeerHash, PeerHashError>> + Send + 'static {
+        let url = self.url_of(to);
+        let tls = self.tls.clone();
+        async move {
+            let url = url.ok_or_else(|| PeerHashError::Unreachable(format!("no peer {to:x}")))?;
+            let answer = tokio::time::timeout(timeout, async {
+                let stream = dial(&url, tls.as_ref()).await?;
+                let mut framed = Framed::new(stream, codec());
+                framed
+                    .send(frame(HASHKV, &revision.to_be_bytes()))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match framed.next().await {
+                    Some(Ok(f)) => Ok(f),
+                    Some(Err(e)) => Err(e.to_string()),
+                    None => Err("peer closed the connection".to_string()),
+                }
+            })
+            .await
+            .map_err(|_| PeerHashError::Unreachable(format!("{url}: timed out")))?
+            .map_err(PeerHashError::Unreachable)?;
+            match answer.split_first() {
+                Some((&HASHKV_ANSWER, body)) => decode_hash_answer(body),
+                _ => Err(PeerHashError::Unreachable(format!(
+                    "{url}: not a HashKV answer"
+                ))),
+            }
+        }
     }
 
     /// Closes the listener, every inbound connection and every link.
@@ -188,6 +272,12 @@ impl Peers {
                 self.tls.clone(),
                 rx,
                 Arc::clone(&self.deliver),
+            ));
+            self.rt.spawn(probe_task(
+                *id,
+                url.clone(),
+                self.tls.clone(),
+                tx.downgrade(),
             ));
             links.insert(
                 *id,
@@ -225,11 +315,7 @@ impl Peers {
         chunks: impl Iterator<Item = Result<Vec<u8>, CoreError>> + Send + 'static,
     ) {
         let to = msg.to;
-        let url = self
-            .links
-            .lock()
-            .ok()
-            .and_then(|l| l.get(&to).map(|l| l.url.clone()));
+        let url = self.url_of(to);
         let deliver = Arc::clone(&self.deliver);
         let tls = self.tls.clone();
         let Some(url) = url else {
@@ -334,7 +420,29 @@ impl Peers {
             match kind {
                 RAFT => {
                     let m = Message::parse_from_bytes(payload).map_err(|e| e.to_string())?;
+                    crate::metrics::peer_received(m.from, f.len() + 4);
                     (self.deliver)(PeerEvent::Raft(m));
+                }
+                HASHKV => {
+                    let b: [u8; 8] = payload.try_into().map_err(|_| "bad HashKV frame")?;
+                    let revision = i64::from_be_bytes(b);
+                    let answer = match self.hash_source.get().cloned() {
+                        // A scan of the store: off the async threads.
+                        Some(f) => tokio::task::spawn_blocking(move || f(revision))
+                            .await
+                            .unwrap_or_else(|e| Err(PeerHashError::Unreachable(e.to_string()))),
+                        None => Err(PeerHashError::Unreachable("member not open yet".into())),
+                    };
+                    framed
+                        .send(frame(HASHKV_ANSWER, &encode_hash_answer(&answer)))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                PROBE => {
+                    framed
+                        .send(frame(PROBE_ANSWER, payload))
+                        .await
+                        .map_err(|e| e.to_string())?;
                 }
                 KEEPALIVE => {
                     let b: [u8; 8] = payload.try_into().map_err(|_| "bad keepalive frame")?;
@@ -402,11 +510,13 @@ async fn link_task(
         let mut framed = Framed::new(stream, codec());
         loop {
             let Some(f) = rx.recv().await else { return };
+            let mut bytes = f.len() + 4;
             if framed.feed(f).await.is_err() {
                 break;
             }
             // Batch whatever else is queued into one flush.
             while let Ok(f) = rx.try_recv() {
+                bytes += f.len() + 4;
                 if framed.feed(f).await.is_err() {
                     break;
                 }
@@ -415,8 +525,145 @@ async fn link_task(
                 deliver(PeerEvent::Unreachable(to));
                 break;
             }
+            crate::metrics::peer_sent(to, bytes);
         }
     }
+}
+
+/// HashKV answer: `0`, member id (u64), revision (i64), compact revision
+/// (i64), hash (u32), all big-endian; or `1` compacted, `2` future
+/// revision, `3` and a reason.
+fn encode_hash_answer(a: &Result<PeerHash, PeerHashError>) -> Vec<u8> {
+    let mut b = Vec::with_capacity(29);
+    match a {
+        Ok(h) => {
+            b.push(0);
+            b.extend_from_slice(&h.member_id.to_be_bytes());
+            b.extend_from_slice(&h.revision.to_be_bytes());
+            b.extend_from_slice(&h.compact_revision.to_be_bytes());
+            b.extend_from_slice(&h.hash.to_be_bytes());
+        }
+        Err(PeerHashError::Compacted) => b.push(1),
+        Err(PeerHashError::FutureRevision) => b.push(2),
+        Err(PeerHashError::Unreachable(why)) => {
+            b.push(3);
+            b.extend_from_slice(why.as_bytes());
+        }
+    }
+    b
+}
+
+fn decode_hash_answer(b: &[u8]) -> Result<PeerHash, PeerHashError> {
+    let bad = || PeerHashError::Unreachable("malformed HashKV answer".into());
+    let (&tag, rest) = b.split_first().ok_or_else(bad)?;
+    match tag {
+        0 if rest.len() == 28 => {
+            let u64_at = |i: usize| {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(&rest[i..i + 8]);
+                u64::from_be_bytes(a)
+            };
+            let mut h = [0u8; 4];
+            h.copy_from_slice(&rest[24..28]);
+            Ok(PeerHash {
+                member_id: u64_at(0),
+                revision: u64_at(8) as i64,
+                compact_revision: u64_at(16) as i64,
+                hash: u32::from_be_bytes(h),
+            })
+        }
+        1 => Err(PeerHashError::Compacted),
+        2 => Err(PeerHashError::FutureRevision),
+        3 => Err(PeerHashError::Unreachable(
+            String::from_utf8_lossy(rest).into_owned(),
+        )),
+        _ => Err(bad()),
+    }
+}
+
+/// Probes peer `to` every [`PROBE_INTERVAL`] over a connection of its own
+/// and records the smoothed round-trip time as etcd's
+/// `monitorProbingStatus` does: first after [`RTT_RECORD_SOON`], then every
+/// [`RTT_RECORD_EVERY`] while the peer answers (sooner again after a failed
+/// probe). Nothing is recorded before a probe has been answered (etcd
+/// records its initial 0). Ends when the peer's link is removed.
+async fn probe_task(to: u64, url: String, tls: Option<PeerTls>, alive: mpsc::WeakSender<Bytes>) {
+    use tokio::time::Instant;
+    let mut conn: Option<Framed<PeerStream, LengthDelimitedCodec>> = None;
+    let mut srtt: Option<f64> = None;
+    let mut healthy = false;
+    let start = Instant::now();
+    let mut next_probe = start;
+    let mut next_record = start + RTT_RECORD_SOON;
+    loop {
+        if alive.upgrade().is_none() {
+            return;
+        }
+        let now = Instant::now();
+        if now >= next_probe {
+            next_probe = now + PROBE_INTERVAL;
+            match probe(&mut conn, &url, tls.as_ref()).await {
+                Ok(rtt) => {
+                    let rtt = rtt.as_secs_f64();
+                    srtt = Some(srtt.map_or(rtt, |s| (1.0 - SRTT_ALPHA) * s + SRTT_ALPHA * rtt));
+                    healthy = true;
+                }
+                Err(e) => {
+                    tracing::trace!(to, "peer probe failed: {e}");
+                    conn = None;
+                    healthy = false;
+                }
+            }
+        }
+        let now = Instant::now();
+        if now >= next_record {
+            if let Some(s) = srtt {
+                crate::metrics::peer_rtt(to, s);
+            }
+            next_record = now
+                + if healthy {
+                    RTT_RECORD_EVERY
+                } else {
+                    RTT_RECORD_SOON
+                };
+        }
+        tokio::time::sleep_until(next_probe.min(next_record)).await;
+    }
+}
+
+/// One probe on `conn` (dialled first if needed): the time from sending a
+/// [`PROBE`] to reading its echo.
+async fn probe(
+    conn: &mut Option<Framed<PeerStream, LengthDelimitedCodec>>,
+    url: &str,
+    tls: Option<&PeerTls>,
+) -> Result<Duration, String> {
+    let framed = match conn {
+        Some(f) => f,
+        None => {
+            let stream = tokio::time::timeout(PROBE_TIMEOUT, dial(url, tls))
+                .await
+                .map_err(|_| format!("{url}: dial timed out"))??;
+            conn.insert(Framed::new(stream, codec()))
+        }
+    };
+    let started = std::time::Instant::now();
+    let token = rand::random::<u64>().to_be_bytes();
+    tokio::time::timeout(PROBE_TIMEOUT, async {
+        framed
+            .send(frame(PROBE, &token))
+            .await
+            .map_err(|e| e.to_string())?;
+        match framed.next().await {
+            Some(Ok(f)) if f.first() == Some(&PROBE_ANSWER) && f[1..] == token => Ok(()),
+            Some(Ok(_)) => Err("unexpected probe answer".to_string()),
+            Some(Err(e)) => Err(e.to_string()),
+            None => Err("peer closed the probe connection".to_string()),
+        }
+    })
+    .await
+    .map_err(|_| format!("{url}: probe timed out"))??;
+    Ok(started.elapsed())
 }
 
 impl Outbox for Peers {
@@ -442,5 +689,40 @@ impl Outbox for Peers {
 
     fn shutdown(&self) {
         Peers::shutdown(self)
+    }
+
+    fn hash_kv(
+        &self,
+        to: u64,
+        revision: i64,
+        timeout: Duration,
+    ) -> futures::future::BoxFuture<'static, Result<PeerHash, PeerHashError>> {
+        Box::pin(Peers::hash_kv(self, to, revision, timeout))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_answers_round_trip() {
+        let ok = Ok(PeerHash {
+            member_id: u64::MAX - 1,
+            revision: 42,
+            compact_revision: -1,
+            hash: 0xdead_beef,
+        });
+        for a in [
+            ok,
+            Err(PeerHashError::Compacted),
+            Err(PeerHashError::FutureRevision),
+            Err(PeerHashError::Unreachable("why".into())),
+        ] {
+            assert_eq!(decode_hash_answer(&encode_hash_answer(&a)), a);
+        }
+        assert!(decode_hash_answer(&[]).is_err());
+        assert!(decode_hash_answer(&[0, 1, 2]).is_err());
+        assert!(decode_hash_answer(&[9]).is_err());
     }
 }

@@ -4,8 +4,12 @@
 //! ([`crate::sim`]). Inbound traffic does not go through this trait: a
 //! transport hands what it receives to the loop as [`crate::peer::PeerEvent`]s.
 
+use std::time::Duration;
+
+use futures::future::BoxFuture;
 use raft::prelude::Message;
 
+use crate::corrupt_check::{PeerHash, PeerHashError};
 use crate::CoreError;
 
 /// A snapshot's data, chunk by chunk, read lazily from a consistent view.
@@ -37,4 +41,19 @@ pub trait Outbox: Send + Sync {
 
     /// Stops sending and receiving (member stop). Idempotent.
     fn shutdown(&self) {}
+
+    /// Asks peer `to` for its HashKV at `revision` (the corruption check,
+    /// [`crate::corrupt_check`]). A transport without member-to-member
+    /// requests answers that the peer cannot be reached, which the check
+    /// skips, as etcd skips a peer it cannot ask.
+    fn hash_kv(
+        &self,
+        to: u64,
+        _revision: i64,
+        _timeout: Duration,
+    ) -> BoxFuture<'static, Result<PeerHash, PeerHashError>> {
+        Box::pin(std::future::ready(Err(PeerHashError::Unreachable(
+            format!("no requests to peer {to:x} on this transport"),
+        ))))
+    }
 }

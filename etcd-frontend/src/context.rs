@@ -11,7 +11,7 @@ use crate::EtcdConfig;
 
 /// The etcd version janus reports (Status, `/version`): the API generation
 /// it implements, which clients use to pick features.
-pub const ETCD_VERSION: &str = "3.4.23";
+pub const ETCD_VERSION: &str = "3.4.31";
 /// The cluster version reported by `/version`.
 pub const CLUSTER_VERSION: &str = "3.4.0";
 

@@ -105,8 +105,8 @@ where
             }
         }
     }
-    for (_, task) in stream.watchers.drain() {
-        task.abort();
+    for (_, w) in stream.watchers.drain() {
+        w.task.abort();
     }
 }
 
@@ -115,9 +115,23 @@ struct StreamState {
     tx: Out,
     /// Watch id → its pump task (kept after a compaction ends it, so the
     /// id is not reused and a later cancel is still answered, as in etcd).
-    watchers: HashMap<i64, JoinHandle<()>>,
+    watchers: HashMap<i64, Running>,
     next_id: i64,
 }
+
+/// A watcher's pump and how to ask it whether it is synced.
+struct Running {
+    task: JoinHandle<()>,
+    progress: mpsc::Sender<ProgressQuery>,
+}
+
+/// Asks a pump for the revision up to which it has put every event of its
+/// watcher into the stream (`None`: it has not, it is catching up).
+type ProgressQuery = tokio::sync::oneshot::Sender<Option<i64>>;
+
+/// How long a progress request waits for the stream's watchers to answer;
+/// one that does not answer in time is busy sending, so not synced.
+const PROGRESS_QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl StreamState {
     /// Handles one client request; false once the client is gone.
@@ -126,10 +140,10 @@ impl StreamState {
         match req.request_union {
             Some(U::CreateRequest(c)) => self.create(c).await,
             Some(U::CancelRequest(c)) => {
-                let Some(task) = self.watchers.remove(&c.watch_id) else {
+                let Some(w) = self.watchers.remove(&c.watch_id) else {
                     return true;
                 };
-                task.abort();
+                w.task.abort();
                 let resp = pb::WatchResponse {
                     header: self.s.header(None),
                     watch_id: c.watch_id,
@@ -139,8 +153,11 @@ impl StreamState {
                 self.tx.send(Ok(resp)).await.is_ok()
             }
             Some(U::ProgressRequest(_)) => {
+                let Some(revision) = self.synced_revision().await else {
+                    return true;
+                };
                 let resp = pb::WatchResponse {
-                    header: self.s.header(None),
+                    header: self.s.header(Some(revision)),
                     watch_id: INVALID_WATCH_ID,
                     ..Default::default()
                 };
@@ -149,6 +166,42 @@ impl StreamState {
             // etcd ignores requests it does not understand.
             None => true,
         }
+    }
+
+    /// etcd's `progressIfSync` for a RequestProgress (3.4.31 / 3.5.13, the
+    /// versions Kubernetes requires for it): one response for the whole
+    /// stream, with watch id -1, and only when every watcher of the stream
+    /// has sent every event up to its revision; otherwise none (the client
+    /// asks again), so the revision never runs ahead of the events the
+    /// stream delivered. The revision is the lowest the watchers reported,
+    /// and the response is queued after their events up to it. A stream
+    /// with no running watcher gets no response either (etcd 3.4.23
+    /// answered at once in every case).
+    async fn synced_revision(&self) -> Option<i64> {
+        let mut answers = Vec::new();
+        for w in self.watchers.values() {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            // A pump that ended (compacted, canceled) no longer watches.
+            if w.progress.try_send(tx).is_ok() {
+                answers.push(rx);
+            }
+        }
+        if answers.is_empty() {
+            return None;
+        }
+        let all = futures::future::join_all(answers);
+        let answers = tokio::time::timeout(PROGRESS_QUERY_TIMEOUT, all)
+            .await
+            .ok()?;
+        let mut min: Option<i64> = None;
+        for a in answers {
+            match a {
+                Ok(Some(rev)) => min = Some(min.map_or(rev, |m| m.min(rev))),
+                // Not synced, or ended while asked: no progress.
+                _ => return None,
+            }
+        }
+        min
     }
 
     async fn create(&mut self, c: pb::WatchCreateRequest) -> bool {
@@ -246,6 +299,7 @@ impl StreamState {
         if self.tx.send(Ok(created)).await.is_err() {
             return false;
         }
+        let (progress, queries) = mpsc::channel(4);
         let pump = Pump {
             s: self.s.clone(),
             tx: self.tx.clone(),
@@ -254,7 +308,7 @@ impl StreamState {
             created_rev: wsrev,
         };
         let task = match watcher {
-            Ok(w) => tokio::spawn(pump.run(w)),
+            Ok(w) => tokio::spawn(pump.run(w, queries)),
             // Too old a start revision: created, then the compacted
             // cancellation, as etcd's synchronizer sends it.
             Err(KvError::Compacted { compact_revision }) => {
@@ -262,7 +316,7 @@ impl StreamState {
             }
             Err(e) => tokio::spawn(async move { pump.cancel_with(e.to_string()).await }),
         };
-        self.watchers.insert(id, task);
+        self.watchers.insert(id, Running { task, progress });
         true
     }
 }
@@ -279,7 +333,7 @@ struct Pump {
 }
 
 impl Pump {
-    async fn run(self, mut w: Watcher) {
+    async fn run(self, mut w: Watcher, mut queries: mpsc::Receiver<ProgressQuery>) {
         let mut ticker = tokio::time::interval(self.s.progress_interval);
         ticker.tick().await;
         let mut sent_since_tick = false;
@@ -298,6 +352,11 @@ impl Pump {
                     Err(KvError::Compacted { compact_revision }) => return self.compacted(compact_revision).await,
                     Err(e) => return self.cancel_with(e.to_string()).await,
                 },
+                // Between batches every event taken from core is in the
+                // stream: synced if core holds none for it either.
+                Some(q) = queries.recv() => {
+                    let _ = q.send(w.progress_revision());
+                }
                 _ = ticker.tick(), if self.opts.progress_notify => {
                     // etcd elides a progress notification after events.
                     if !sent_since_tick {

@@ -120,7 +120,7 @@ fn endpoint_status_health_member_list() {
     ))
     .expect("status json");
     let st = &status[0]["Status"];
-    assert_eq!(st["version"], "3.4.23");
+    assert_eq!(st["version"], "3.4.31");
     assert_eq!(st["header"]["revision"], 2);
     assert_eq!(st["leader"], st["header"]["member_id"]);
     assert!(st["raftIndex"].as_u64().unwrap_or(0) >= 1);

@@ -38,7 +38,7 @@ fn version_and_health() {
     let j = Janus::start();
     let (v, code) = curl(&format!("{}/version", j.etcd_endpoint()), None, None);
     assert_eq!(code, "200");
-    assert_eq!(v, r#"{"etcdserver":"3.4.23","etcdcluster":"3.4.0"}"#);
+    assert_eq!(v, r#"{"etcdserver":"3.4.31","etcdcluster":"3.4.0"}"#);
     // Healthy once the member has elected itself (right after start it may
     // answer {"health":"false"} with 503, as etcd does without a leader).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -4,9 +4,10 @@
 //! A scenario is a list of steps, one per non-blank, non-comment line. A
 //! step is a client word (`zk`, `zk@NAME`, `etcd`) followed by an op and its
 //! arguments, split on whitespace; double quotes make one argument of text
-//! with spaces (`""` is the empty string, `\"` and `\\` escape). The
-//! directive `allow "<README row>" on FIELD[, FIELD] [of PATH]: <why>`
-//! attaches a known, deliberate difference in the named fields (see
+//! with spaces (`""` is the empty string, `\"` and `\\` escape, `\n` and
+//! `\0` are a newline and a NUL). The directive
+//! `allow "<README row>" on FIELD[, FIELD] [of PATH]: <why>` attaches a
+//! known, deliberate difference in the named fields (see
 //! [`super::fields`]) to the next step; `bug "<title>" on FIELD: <detail>`
 //! a known janus bug (tolerated, reported, and failing the strict run).
 
@@ -99,6 +100,7 @@ pub fn tokenize(line: &str) -> Result<Vec<Tok>> {
                     Some('"') => break,
                     Some('\\') => match chars.next() {
                         Some('n') => s.push('\n'),
+                        Some('0') => s.push('\0'),
                         Some(c) => s.push(c),
                         None => bail!("unterminated escape"),
                     },

@@ -157,6 +157,17 @@ pub struct Status {
     pub db_size: i64,
 }
 
+/// A member's HashKV ([`Node::hash_kv_at`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashKv {
+    pub hash: u32,
+    /// The revision hashed.
+    pub revision: i64,
+    /// The member's revision when it hashed.
+    pub current_revision: i64,
+    pub compact_revision: i64,
+}
+
 /// A running member.
 #[derive(Clone)]
 pub struct Node {
@@ -444,6 +455,15 @@ impl Node {
             Clock::Real,
             rand::random(),
         )?;
+        // Peers' HashKV requests; weak, so the transport does not keep the
+        // member alive.
+        let weak = Arc::downgrade(&inner);
+        peers.set_hash_source(Arc::new(move |revision| {
+            let inner = weak.upgrade().ok_or_else(|| {
+                crate::corrupt_check::PeerHashError::Unreachable("member stopped".into())
+            })?;
+            crate::corrupt_check::answer(&Node { inner }, revision)
+        }));
         if let Some(addr) = inner.cfg.peer_listen {
             let _guard = rt.enter();
             let l = crate::sockets::listen(addr)
@@ -528,13 +548,18 @@ impl Node {
         if let Command::Zk { ops, .. } = &command {
             self.raise_nospace_before(crate::alarm::zk_cost(ops));
         }
+        let pending = crate::metrics::PendingProposal::start();
         let (reply, rx) = oneshot::channel();
         self.send_proposal(command, Some(reply))?;
-        match tokio::time::timeout(self.inner.cfg.request_timeout, rx).await {
+        let answer = match tokio::time::timeout(self.inner.cfg.request_timeout, rx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(CoreError::Stopped),
             Err(_) => Err(CoreError::Timeout),
+        };
+        if answer.is_ok() {
+            pending.succeeded();
         }
+        answer
     }
 
     fn send_proposal(
@@ -794,6 +819,14 @@ impl Node {
     /// (0 = current), in revision order. Members with the same history have
     /// the same hash. Returns (hash, compact_revision, revision).
     pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64), KvError> {
+        let h = self.hash_kv_at(revision)?;
+        Ok((h.hash, h.compact_revision, h.revision))
+    }
+
+    /// [`Node::hash_kv`] with the member's current revision read under the
+    /// same lock (what etcd's `HashByRev` returns and its HashKV header
+    /// carries, which the corruption check compares).
+    pub fn hash_kv_at(&self, revision: i64) -> Result<HashKv, KvError> {
         let st = self.state();
         let rev = st.read_revision(revision)?;
         let mut h = crc32fast::Hasher::new();
@@ -803,7 +836,23 @@ impl Node {
             h.update(&k);
             h.update(&v);
         }
-        Ok((h.finalize(), st.compact_revision, rev))
+        Ok(HashKv {
+            hash: h.finalize(),
+            revision: rev,
+            current_revision: st.revision,
+            compact_revision: st.compact_revision,
+        })
+    }
+
+    /// Peer `to`'s HashKV at `revision` over the peer transport (the
+    /// corruption check, [`crate::corrupt_check`]).
+    pub async fn peer_hash_kv(
+        &self,
+        to: u64,
+        revision: i64,
+        timeout: Duration,
+    ) -> Result<crate::corrupt_check::PeerHash, crate::corrupt_check::PeerHashError> {
+        self.inner.peers.hash_kv(to, revision, timeout).await
     }
 
     /// A consistent export of the member's state, in chunks: every keyspace

@@ -443,6 +443,7 @@ impl Runner {
         self.raw.mut_store().append(ready.entries(), ready.hs())?;
         if let Some(hs) = ready.hs() {
             self.inner.term.store(hs.term, Ordering::Release);
+            crate::metrics::PROPOSALS_COMMITTED.store(hs.commit, Ordering::Relaxed);
         }
         self.inner
             .last_index
@@ -467,6 +468,7 @@ impl Runner {
         let mut light = self.raw.advance(ready);
         if let Some(commit) = light.commit_index() {
             self.raw.mut_store().set_commit(commit)?;
+            crate::metrics::PROPOSALS_COMMITTED.store(commit, Ordering::Relaxed);
         }
         self.send_messages(light.take_messages());
         self.apply(light.take_committed_entries())?;
@@ -518,6 +520,7 @@ impl Runner {
         self.raw.mut_store().append(ready.entries(), ready.hs())?;
         if let Some(hs) = ready.hs() {
             self.inner.term.store(hs.term, Ordering::Release);
+            crate::metrics::PROPOSALS_COMMITTED.store(hs.commit, Ordering::Relaxed);
         }
         self.inner
             .last_index
