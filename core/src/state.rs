@@ -471,7 +471,7 @@ impl State {
         }
         self.put_applied(&mut g.batch);
         self.engine.commit(g.batch)?;
-        for events in &g.events {
+        for events in g.events {
             self.hub.publish(events);
         }
         Ok(())
@@ -507,7 +507,7 @@ impl State {
         self.put_applied(&mut batch);
         self.engine.commit(batch)?;
         if !events.is_empty() {
-            self.hub.publish(&events);
+            self.hub.publish(events);
         }
         Ok(())
     }

@@ -79,7 +79,9 @@ struct Sub {
     key: Vec<u8>,
     range_end: Vec<u8>,
     tree_events: bool,
-    tx: mpsc::Sender<Vec<Event>>,
+    /// One revision's events, shared by every subscriber that wants any of
+    /// them; each subscriber picks its own out on its own task.
+    tx: mpsc::Sender<Arc<Vec<Event>>>,
     /// Not fed live; catches up from history when polled.
     lagging: AtomicBool,
 }
@@ -136,20 +138,19 @@ impl Hub {
     }
 
     /// Hands one revision's events to every live subscriber that wants
-    /// them, never waiting: a full channel marks the subscriber lagging.
-    pub fn publish(&self, events: &[Event]) {
+    /// any of them, never waiting: a full channel marks the subscriber
+    /// lagging. The events are shared, not copied per subscriber: this runs
+    /// in the apply path, and every ZooKeeper session subscribes.
+    pub fn publish(&self, events: Vec<Event>) {
         let Ok(mut subs) = self.subs.lock() else {
             return;
         };
+        let events = Arc::new(events);
         subs.retain(|s| {
-            if s.lagging.load(Ordering::Acquire) {
+            if s.lagging.load(Ordering::Acquire) || !events.iter().any(|e| s.wants(e)) {
                 return !s.tx.is_closed();
             }
-            let mine: Vec<Event> = events.iter().filter(|e| s.wants(e)).cloned().collect();
-            if mine.is_empty() {
-                return !s.tx.is_closed();
-            }
-            match s.tx.try_send(mine) {
+            match s.tx.try_send(Arc::clone(&events)) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     s.lagging.store(true, Ordering::Release);
@@ -179,7 +180,7 @@ impl Hub {
 pub struct Watcher {
     state: Arc<RwLock<State>>,
     sub: Arc<Sub>,
-    rx: mpsc::Receiver<Vec<Event>>,
+    rx: mpsc::Receiver<Arc<Vec<Event>>>,
     /// Next revision to hand out; earlier events are dropped.
     next_rev: i64,
     done: bool,
@@ -279,8 +280,12 @@ impl Watcher {
         idle.then_some(st.revision.max(self.next_rev - 1))
     }
 
-    fn accept(&mut self, mut batch: Vec<Event>) -> Option<Vec<Event>> {
-        batch.retain(|e| e.kv.mod_revision >= self.next_rev);
+    fn accept(&mut self, shared: Arc<Vec<Event>>) -> Option<Vec<Event>> {
+        let batch: Vec<Event> = shared
+            .iter()
+            .filter(|e| e.kv.mod_revision >= self.next_rev && self.sub.wants(e))
+            .cloned()
+            .collect();
         let last = batch.last()?.kv.mod_revision;
         self.next_rev = last + 1;
         Some(batch)
