@@ -2,6 +2,8 @@
 //! ZooKeeper CLI (`zkCli.sh` from Debian's `zookeeper`). Both tools are
 //! required: a missing tool fails the test with the install command.
 
+mod common;
+
 use std::process::Command;
 
 use janus_conformance::harness::Janus;
@@ -160,41 +162,10 @@ fn kazoo_null_data_as_zookeeper() {
     assert!(out.contains("create None: None dataLength=0"), "{out}");
 }
 
-/// A CA and, signed by it, the server's certificate (127.0.0.1) and
-/// client certificates with the given subjects (O then CN, so Java writes
-/// them `CN=...,O=acme`), as `<name>.pem`/`<name>.key` in `dir`.
-fn write_x509_certs(dir: &std::path::Path, clients: &[&str]) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().expect("key");
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "test ca");
-    let ca = ca.self_signed(&ca_key).expect("ca");
-    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write");
-    let leaf = |name: &str, sans: Vec<String>, cn: &str| {
-        let key = KeyPair::generate().expect("key");
-        let mut p = CertificateParams::new(sans).expect("params");
-        p.distinguished_name = rcgen::DistinguishedName::new();
-        p.distinguished_name.push(DnType::OrganizationName, "acme");
-        p.distinguished_name.push(DnType::CommonName, cn);
-        let cert = p.signed_by(&key, &ca, &ca_key).expect("sign");
-        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).expect("write");
-        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).expect("write");
-    };
-    leaf(
-        "server",
-        vec!["127.0.0.1".into(), "localhost".into()],
-        "server",
-    );
-    for c in clients {
-        leaf(c, Vec::new(), c);
-    }
-}
-
 #[test]
 fn kazoo_client_certificates_are_x509_identities() {
     let dir = tempfile::tempdir().expect("tempdir");
-    write_x509_certs(dir.path(), &["client", "other", "admin"]);
+    common::write_x509_certs(dir.path(), &["client", "other", "admin"]);
     let secure =
         std::net::SocketAddr::from(([127, 0, 0, 1], janus_conformance::harness::free_port()));
     let p = |f: &str| dir.path().join(f).display().to_string();
