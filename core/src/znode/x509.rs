@@ -304,11 +304,7 @@ fn valid_ava(ava: &str) -> bool {
     let mut chars = value.chars();
     while let Some(c) = chars.next() {
         match c {
-            '\\' => {
-                if chars.next().is_none() {
-                    return false;
-                }
-            }
+            '\\' if chars.next().is_none() => return false,
             '"' => return false,
             _ => {}
         }
