@@ -227,6 +227,11 @@ pub struct Args {
     /// zookeeper.DigestAuthenticationProvider.superDigest).
     #[arg(long, env = "JANUS_ZK_SUPER_DIGEST")]
     pub zk_super_digest: Option<String>,
+    /// ZooKeeper superuser by client certificate subject, RFC 2253 as Java
+    /// writes it (`CN=admin,O=acme`; ZooKeeper's
+    /// zookeeper.X509AuthenticationProvider.superUser).
+    #[arg(long, env = "JANUS_ZK_X509_SUPER_USER")]
+    pub zk_x509_super_user: Option<String>,
     /// Serve ZooKeeper's reconfig (ZooKeeper's reconfigEnabled); off, it
     /// is answered ReconfigDisabled.
     #[arg(long, env = "JANUS_ZK_RECONFIG")]
@@ -565,6 +570,7 @@ impl Args {
             ttl_nodes: self.zk_ttl_nodes,
             max_connections: self.zk_max_connections,
             super_digest: self.zk_super_digest.clone(),
+            x509_super_user: self.zk_x509_super_user.clone(),
             tls: None,
             reconfig: self.zk_reconfig,
             standalone_enabled: self.zk_standalone_enabled,

@@ -433,6 +433,20 @@ impl RealZk {
                 break;
             }
         }
+        // Debian's manifest leaves out Netty's codec and transport jars,
+        // which the Netty connection factory (the secure port) needs.
+        for extra in [
+            "netty-codec.jar",
+            "netty-handler.jar",
+            "netty-transport-native-unix-common.jar",
+            "netty-transport-classes-epoll.jar",
+        ] {
+            let p = jars.join(extra);
+            if p.exists() {
+                cp.push(':');
+                cp.push_str(&p.display().to_string());
+            }
+        }
         let mut cmd = Command::new(Self::java());
         cmd.arg("-Dorg.slf4j.simpleLogger.defaultLogLevel=warn")
             .arg("-Dzookeeper.admin.enableServer=false")

@@ -4,7 +4,8 @@
 //! comes from another CA is added but never receives a byte of the store,
 //! and joins once it is given a certificate from the cluster's CA. The
 //! client port's certificate is replaced on disk while janus runs and new
-//! connections get the new one.
+//! connections get the new one, while clients connected before the rotation
+//! (etcd client port and secure ZooKeeper port) keep working.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -307,4 +308,65 @@ fn client_certificates_are_reloaded_without_a_restart() {
         "the old certificate is still served after rotation"
     );
     assert!(janus.log().contains("TLS certificates reloaded"));
+}
+
+/// Clients connected before a rotation keep working; new connections on
+/// the etcd client port and the secure ZooKeeper port get the new
+/// certificate, and clients trusting only the new CA connect
+/// (`tests/py/cert_rotation.py` drives both ports).
+#[test]
+fn connected_clients_survive_a_certificate_rotation_on_both_ports() {
+    use std::io::{BufRead, BufReader, Write};
+    let python = "/usr/bin/python3";
+    if !Command::new(python)
+        .args(["-c", "import kazoo"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        eprintln!("skipping: kazoo is not installed (apt-get install python3-kazoo)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let first = ca(d, "first-ca");
+    let second = ca(d, "second-ca");
+    let (cert, key) = leaf(d, &first, "server");
+    let secure = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let janus = Janus::start_https(&[
+        "--cert-file",
+        &cert.display().to_string(),
+        "--key-file",
+        &key.display().to_string(),
+        "--listen-zk-secure-addr",
+        &secure.to_string(),
+    ]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/cert_rotation.py");
+    let mut child = Command::new(python)
+        .arg(script)
+        .arg(janus.etcd_addr().to_string())
+        .arg(secure.to_string())
+        .arg(d)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("read");
+    if line.trim() == "READY" {
+        leaf(d, &second, "server");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"rotated\n").expect("write");
+        drop(stdin);
+    }
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success() && rest.contains("all ok"),
+        "rotation with connected clients failed\nstdout:\n{line}{rest}\nstderr:\n{}\njanus log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        janus.log()
+    );
 }

@@ -25,6 +25,10 @@ pub struct ZkConfig {
     /// ZooKeeper's `superDigest` (`user:base64(sha1(user:password))`): a
     /// digest login with that identity is the superuser.
     pub super_digest: Option<String>,
+    /// ZooKeeper's `zookeeper.X509AuthenticationProvider.superUser`: a
+    /// client whose verified certificate has this subject (RFC 2253, as
+    /// `X500Principal.getName()`) is the superuser.
+    pub x509_super_user: Option<String>,
     /// TLS for this endpoint (ZooKeeper's `secureClientPort`): every
     /// connection starts with a TLS handshake.
     pub tls: Option<Tls>,
@@ -67,6 +71,7 @@ impl Default for ZkConfig {
             ttl_nodes: true,
             max_connections: 1024,
             super_digest: None,
+            x509_super_user: None,
             tls: None,
             reconfig: false,
             standalone_enabled: true,

@@ -96,6 +96,9 @@ pub struct Connection {
     socket: Option<Stream>,
     peer: SocketAddr,
     stop: broadcast::Receiver<()>,
+    /// Identities the TLS handshake proved (the x509 scheme), ahead of
+    /// everything the session learns later.
+    tls_ids: Vec<Id>,
     /// When each request not yet answered was read, oldest first (request
     /// latency, see `latency.rs`).
     received_at: Mutex<VecDeque<Instant>>,
@@ -149,14 +152,25 @@ impl Connection {
         socket: Stream,
         peer: SocketAddr,
         stop: broadcast::Receiver<()>,
+        tls_ids: Vec<Id>,
     ) -> Connection {
         Connection {
             shared,
             socket: Some(socket),
             peer,
             stop,
+            tls_ids,
             received_at: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// A new session's identities: the certificate's (ZooKeeper
+    /// authenticates them during the handshake, before the
+    /// ConnectRequest), then the client's address.
+    fn initial_auth(&self) -> Vec<Id> {
+        let mut auth = self.tls_ids.clone();
+        auth.push(Id::new("ip", &self.peer.ip().to_string()));
+        auth
     }
 
     pub async fn run(mut self) -> Result<(), ZkFrontendError> {
@@ -276,7 +290,7 @@ impl Connection {
             id,
             read_only: true,
             timeout_ms: timeout,
-            auth: vec![Id::new("ip", &self.peer.ip().to_string())],
+            auth: self.initial_auth(),
             watches: WatchTable::default(),
             watcher,
             last_zxid: creq.last_zxid_seen.max(0),
@@ -393,7 +407,7 @@ impl Connection {
             id,
             read_only: false,
             timeout_ms: timeout,
-            auth: vec![Id::new("ip", &self.peer.ip().to_string())],
+            auth: self.initial_auth(),
             watches: WatchTable::default(),
             watcher,
             last_zxid: creq.last_zxid_seen.max(0),

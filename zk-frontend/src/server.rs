@@ -65,11 +65,28 @@ pub async fn serve(
             .as_ref()
             .map(|t| tokio_rustls::TlsAcceptor::from(t.0.current()));
         tasks.spawn(async move {
-            let stream: crate::connection::Stream = match acceptor {
-                None => Box::new(socket),
+            let (stream, tls_ids): (crate::connection::Stream, _) = match acceptor {
+                None => (Box::new(socket), Vec::new()),
                 Some(a) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, a.accept(socket)).await {
-                        Ok(Ok(tls)) => Box::new(tls),
+                        Ok(Ok(tls)) => {
+                            // rustls verified the chain against the trusted
+                            // CA before the handshake finished.
+                            let ids = match tls.get_ref().1.peer_certificates() {
+                                None | Some([]) => Vec::new(),
+                                Some([leaf, ..]) => match janus_core::znode::x509::ids(
+                                    leaf.as_ref(),
+                                    shared.cfg.x509_super_user.as_deref(),
+                                ) {
+                                    Some(ids) => ids,
+                                    None => {
+                                        debug!(%peer, "client certificate has no readable subject");
+                                        return;
+                                    }
+                                },
+                            };
+                            (Box::new(tls), ids)
+                        }
                         Ok(Err(e)) => {
                             debug!(%peer, error = %e, "TLS handshake failed");
                             return;
@@ -81,7 +98,7 @@ pub async fn serve(
                     }
                 }
             };
-            let conn = Connection::new(shared, stream, peer, stop);
+            let conn = Connection::new(shared, stream, peer, stop, tls_ids);
             if let Err(e) = conn.run().await {
                 debug!(%peer, error = %e, "connection closed");
             }

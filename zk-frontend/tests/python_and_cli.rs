@@ -2,6 +2,8 @@
 //! ZooKeeper CLI (`zkCli.sh` from Debian's `zookeeper`). Both tools are
 //! required: a missing tool fails the test with the install command.
 
+mod common;
+
 use std::process::Command;
 
 use janus_conformance::harness::Janus;
@@ -158,4 +160,41 @@ fn kazoo_differential(name: &str) -> String {
 fn kazoo_null_data_as_zookeeper() {
     let out = kazoo_differential("null_data.py");
     assert!(out.contains("create None: None dataLength=0"), "{out}");
+}
+
+#[test]
+fn kazoo_client_certificates_are_x509_identities() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    common::write_x509_certs(dir.path(), &["client", "other", "admin"]);
+    let secure =
+        std::net::SocketAddr::from(([127, 0, 0, 1], janus_conformance::harness::free_port()));
+    let p = |f: &str| dir.path().join(f).display().to_string();
+    let j = Janus::start_with(&[
+        "--listen-zk-secure-addr",
+        &secure.to_string(),
+        "--zk-cert-file",
+        &p("server.pem"),
+        "--zk-key-file",
+        &p("server.key"),
+        "--zk-trusted-ca-file",
+        &p("ca.pem"),
+        "--zk-client-cert-auth",
+        "--zk-x509-super-user",
+        "CN=admin,O=acme",
+    ]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/kazoo_x509.py");
+    let out = Command::new(PYTHON)
+        .arg(script)
+        .arg(secure.to_string())
+        .arg(j.zk_addr().to_string())
+        .arg(dir.path())
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("all ok"),
+        "kazoo x509 failed\nstdout:\n{stdout}\nstderr:\n{stderr}\njanus log:\n{}",
+        j.log()
+    );
 }

@@ -89,6 +89,9 @@ pub fn fixup(acl: &[Acl], auth: &[Id]) -> Result<Vec<Acl>, ZkError> {
             // (`name[/host][@REALM]`). janus always has the SASL provider,
             // as a ZooKeeper configured with `authProvider.N` for it.
             "sasl" if sasl_name_valid(&a.id.id) => push(a.clone()),
+            // X509AuthenticationProvider.isValid: a distinguished name.
+            // janus always has the x509 provider (on its secure port).
+            super::x509::SCHEME if super::x509::valid_name(&a.id.id) => push(a.clone()),
             _ => return Err(ZkError::InvalidAcl),
         }
     }

@@ -9,6 +9,7 @@ pub mod path;
 mod read;
 mod tree;
 mod types;
+pub mod x509;
 
 pub use meta::{NodeKind, ZMeta};
 pub use read::SYSTEM_CHILD;

@@ -84,7 +84,8 @@ pub fn sasl(ctx: &mut Ctx<'_>, token: &[u8]) -> Reply {
 }
 
 /// whoAmI: one ClientInfo (scheme, user) per identity; a digest's user is
-/// the part before `:` (DigestAuthenticationProvider.getUserName). The
+/// the part before `:` (DigestAuthenticationProvider.getUserName), the
+/// superuser's is empty. The
 /// order is ZooKeeper's: its connection keeps identities in a
 /// `ConcurrentHashMap`-backed set, so they come out by hash bucket.
 pub fn who_am_i(ctx: &mut Ctx<'_>) -> Reply {
@@ -95,6 +96,10 @@ pub fn who_am_i(ctx: &mut Ctx<'_>) -> Reply {
     for id in ids {
         let user = if id.scheme == "digest" {
             id.id.split(':').next().unwrap_or_default()
+        } else if id.scheme == janus_core::znode::acl::SUPER {
+            // No provider is named `super`: ZooKeeper lists the x509
+            // superuser's `super:<subject>` with an empty user.
+            ""
         } else {
             id.id.as_str()
         };

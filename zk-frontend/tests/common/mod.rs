@@ -363,3 +363,41 @@ pub fn four_letter(addr: SocketAddr, word: &str) -> String {
 pub fn decode_connect(b: &[u8]) -> ConnectRequest {
     ConnectRequest::decode(b).expect("connect request")
 }
+
+/// A CA and, signed by it, the server's certificate (127.0.0.1) and
+/// client certificates with the given subjects (O then CN, so Java writes
+/// them `CN=...,O=acme`), as `<name>.pem`/`<name>.key` (and both in `<name>.both.pem`) in `dir`,
+/// with the CA in `ca.pem`.
+pub fn write_x509_certs(dir: &std::path::Path, clients: &[&str]) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "test ca");
+    let ca = ca.self_signed(&ca_key).expect("ca");
+    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write");
+    let leaf = |name: &str, sans: Vec<String>, cn: &str| {
+        let key = KeyPair::generate().expect("key");
+        let mut p = CertificateParams::new(sans).expect("params");
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(DnType::OrganizationName, "acme");
+        p.distinguished_name.push(DnType::CommonName, cn);
+        let cert = p.signed_by(&key, &ca, &ca_key).expect("sign");
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).expect("write");
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).expect("write");
+        // Java's PEM key store wants the key and the chain in one file.
+        std::fs::write(
+            dir.join(format!("{name}.both.pem")),
+            format!("{}{}", key.serialize_pem(), cert.pem()),
+        )
+        .expect("write");
+    };
+    leaf(
+        "server",
+        vec!["127.0.0.1".into(), "localhost".into()],
+        "server",
+    );
+    for c in clients {
+        leaf(c, Vec::new(), c);
+    }
+}
