@@ -150,12 +150,13 @@ pub fn register_node(node: Node) {
         r.register_collector(Box::new(ProcessCollector));
         r.register(
             "etcd_disk_wal_fsync_duration_seconds",
-            "The latency distributions of fsync called by WAL.",
+            // prometheus-client ends every help text with its own ".".
+            "The latency distributions of fsync called by WAL",
             WAL_FSYNC.clone(),
         );
         r.register(
             "etcd_disk_backend_commit_duration_seconds",
-            "The latency distributions of commit called by backend.",
+            "The latency distributions of commit called by backend",
             BACKEND_COMMIT.clone(),
         );
         r.register(
@@ -165,12 +166,12 @@ pub fn register_node(node: Node) {
         );
         r.register(
             "etcd_network_peer_sent_bytes",
-            "The total number of bytes sent to peers.",
+            "The total number of bytes sent to peers",
             PEER_SENT.clone(),
         );
         r.register(
             "etcd_network_peer_received_bytes",
-            "The total number of bytes received from peers.",
+            "The total number of bytes received from peers",
             PEER_RECEIVED.clone(),
         );
     });

@@ -49,12 +49,12 @@ static GRPC: LazyLock<Grpc> = LazyLock::new(|| {
     janus_core::metrics::register(|r| {
         r.register(
             "grpc_server_started",
-            "Total number of RPCs started on the server.",
+            "Total number of RPCs started on the server",
             g.started.clone(),
         );
         r.register(
             "grpc_server_handled",
-            "Total number of RPCs completed on the server, regardless of success or failure.",
+            "Total number of RPCs completed on the server, regardless of success or failure",
             g.handled.clone(),
         );
     });
