@@ -170,21 +170,7 @@ fn java_client_x509_who_am_i_matches_zookeeper() {
             x509_ids(&classes, &certs, "admin", zk_secure),
         )
     };
-    let secure =
-        std::net::SocketAddr::from(([127, 0, 0, 1], janus_conformance::harness::free_port()));
-    let j = Janus::start_with(&[
-        "--listen-zk-secure-addr",
-        &secure.to_string(),
-        "--zk-cert-file",
-        &p("server.pem"),
-        "--zk-key-file",
-        &p("server.key"),
-        "--zk-trusted-ca-file",
-        &p("ca.pem"),
-        "--zk-client-cert-auth",
-        "--zk-x509-super-user",
-        super_user,
-    ]);
+    let (j, secure) = common::janus_with_client_certs(&certs, super_user);
     let ours = (
         x509_ids(&classes, &certs, "client", secure),
         x509_ids(&classes, &certs, "admin", secure),

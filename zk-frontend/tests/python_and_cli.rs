@@ -23,19 +23,7 @@ fn kazoo_recipes_under_concurrency() {
         "kazoo missing: apt-get install -y python3-kazoo"
     );
     let j = Janus::start();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/kazoo_recipes.py");
-    let out = Command::new(PYTHON)
-        .arg(script)
-        .arg(j.zk_addr().to_string())
-        .output()
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("all ok"),
-        "kazoo recipes failed\nstdout:\n{stdout}\nstderr:\n{stderr}\njanus log:\n{}",
-        j.log()
-    );
+    kazoo_script("kazoo_recipes.py", &[&j.zk_addr().to_string()], || j.log());
 }
 
 #[test]
@@ -43,19 +31,10 @@ fn kazoo_over_tls_on_the_secure_port() {
     let secure =
         std::net::SocketAddr::from(([127, 0, 0, 1], janus_conformance::harness::free_port()));
     let j = Janus::start_with(&["--listen-zk-secure-addr", &secure.to_string(), "--auto-tls"]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/kazoo_ssl.py");
-    let out = Command::new(PYTHON)
-        .arg(script)
-        .arg(secure.to_string())
-        .arg(j.zk_addr().to_string())
-        .output()
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("all ok"),
-        "kazoo over TLS failed\nstdout:\n{stdout}\nstderr:\n{stderr}\njanus log:\n{}",
-        j.log()
+    kazoo_script(
+        "kazoo_ssl.py",
+        &[&secure.to_string(), &j.zk_addr().to_string()],
+        || j.log(),
     );
 }
 
@@ -125,19 +104,20 @@ fn zkcli_commands() {
     );
 }
 
-/// Runs a kazoo script (`tests/py/NAME`, given the server address) and
-/// returns its stdout; fails the test if the script fails.
-fn kazoo_script(name: &str, addr: &str, log: impl Fn() -> String) -> String {
+/// Runs a kazoo script (`tests/py/NAME` with `args`, the server address
+/// first) and returns its stdout; fails the test unless the script exits
+/// 0 and prints `all ok`.
+fn kazoo_script(name: &str, args: &[&str], log: impl Fn() -> String) -> String {
     let script = format!("{}/tests/py/{name}", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new(PYTHON)
         .arg(&script)
-        .arg(addr)
+        .args(args)
         .output()
         .expect("run python");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success() && stdout.contains("all ok"),
-        "{name} against {addr} failed\nstdout:\n{stdout}\nstderr:\n{}\nserver log:\n{}",
+        "{name} {args:?} failed\nstdout:\n{stdout}\nstderr:\n{}\nserver log:\n{}",
         String::from_utf8_lossy(&out.stderr),
         log()
     );
@@ -148,9 +128,9 @@ fn kazoo_script(name: &str, addr: &str, log: impl Fn() -> String) -> String {
 /// transcripts must be equal.
 fn kazoo_differential(name: &str) -> String {
     let zk = janus_conformance::reference::RealZk::start().expect("ZooKeeper 3.8 starts");
-    let want = kazoo_script(name, &zk.connect_string(), || zk.log());
+    let want = kazoo_script(name, &[&zk.connect_string()], || zk.log());
     let j = Janus::start();
-    let got = kazoo_script(name, &j.zk_addr().to_string(), || j.log());
+    let got = kazoo_script(name, &[&j.zk_addr().to_string()], || j.log());
     assert_eq!(got, want, "janus (left) differs from ZooKeeper (right)");
     got
 }
@@ -166,35 +146,11 @@ fn kazoo_null_data_as_zookeeper() {
 fn kazoo_client_certificates_are_x509_identities() {
     let dir = tempfile::tempdir().expect("tempdir");
     common::write_x509_certs(dir.path(), &["client", "other", "admin"]);
-    let secure =
-        std::net::SocketAddr::from(([127, 0, 0, 1], janus_conformance::harness::free_port()));
-    let p = |f: &str| dir.path().join(f).display().to_string();
-    let j = Janus::start_with(&[
-        "--listen-zk-secure-addr",
-        &secure.to_string(),
-        "--zk-cert-file",
-        &p("server.pem"),
-        "--zk-key-file",
-        &p("server.key"),
-        "--zk-trusted-ca-file",
-        &p("ca.pem"),
-        "--zk-client-cert-auth",
-        "--zk-x509-super-user",
-        "CN=admin,O=acme",
-    ]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/kazoo_x509.py");
-    let out = Command::new(PYTHON)
-        .arg(script)
-        .arg(secure.to_string())
-        .arg(j.zk_addr().to_string())
-        .arg(dir.path())
-        .output()
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("all ok"),
-        "kazoo x509 failed\nstdout:\n{stdout}\nstderr:\n{stderr}\njanus log:\n{}",
-        j.log()
+    let (j, secure) = common::janus_with_client_certs(dir.path(), "CN=admin,O=acme");
+    let certs = dir.path().display().to_string();
+    kazoo_script(
+        "kazoo_x509.py",
+        &[&secure.to_string(), &j.zk_addr().to_string(), &certs],
+        || j.log(),
     );
 }

@@ -401,3 +401,29 @@ pub fn write_x509_certs(dir: &std::path::Path, clients: &[&str]) {
         leaf(c, Vec::new(), c);
     }
 }
+
+/// A janus whose ZooKeeper secure port verifies client certificates
+/// (`ca.pem`, `server.pem`, `server.key` in `certs`, as
+/// [`write_x509_certs`] writes them), with `super_user` as the x509
+/// superuser. Returns janus and the secure port's address.
+pub fn janus_with_client_certs(
+    certs: &std::path::Path,
+    super_user: &str,
+) -> (janus_conformance::harness::Janus, SocketAddr) {
+    let secure = SocketAddr::from(([127, 0, 0, 1], janus_conformance::harness::free_port()));
+    let p = |f: &str| certs.join(f).display().to_string();
+    let j = janus_conformance::harness::Janus::start_with(&[
+        "--listen-zk-secure-addr",
+        &secure.to_string(),
+        "--zk-cert-file",
+        &p("server.pem"),
+        "--zk-key-file",
+        &p("server.key"),
+        "--zk-trusted-ca-file",
+        &p("ca.pem"),
+        "--zk-client-cert-auth",
+        "--zk-x509-super-user",
+        super_user,
+    ]);
+    (j, secure)
+}
