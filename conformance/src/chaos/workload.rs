@@ -852,6 +852,9 @@ impl Workload {
             t.await.expect("abandon task panicked");
         }
         leader_index(c, Duration::from_secs(30)).await;
+        // A new leader restarts every session's clock (D9), so an
+        // abandoned session may live a full timeout past the last fault.
+        let settled = sh.clock.now();
         let running: Vec<usize> = (0..c.members.len())
             .filter(|&i| c.members[i].is_running())
             .collect();
@@ -916,7 +919,8 @@ impl Workload {
             .map(|o| (o.path.clone(), o.alive_until))
             .collect();
         let latest = abandoned.iter().map(|a| a.1).max().unwrap_or(0);
-        let deadline = latest + nanos(Duration::from_secs(25));
+        let deadline =
+            latest.max(settled + nanos(SESSION_TIMEOUT)) + nanos(Duration::from_secs(25));
         loop {
             let gone = {
                 let r = sh.rec.lock().unwrap();
