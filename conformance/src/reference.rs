@@ -494,6 +494,149 @@ impl RealZk {
     }
 }
 
+/// A real etcd 3.4 cluster of several members on loopback, for the
+/// three-member benchmarks: same flags and durability as [`RealEtcd`].
+pub struct RealEtcdCluster {
+    procs: Vec<Proc>,
+    clients: Vec<SocketAddr>,
+}
+
+impl RealEtcdCluster {
+    /// Starts `n` members bootstrapping a new cluster and waits until each
+    /// reports itself healthy (which needs a leader).
+    pub fn start(n: usize) -> Result<RealEtcdCluster, RefError> {
+        let bin = RealEtcd::binary();
+        if !bin.exists() {
+            return Err(RefError::NotInstalled(format!(
+                "{} (apt-get install etcd-server)",
+                bin.display()
+            )));
+        }
+        let addr = || SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let clients: Vec<SocketAddr> = (0..n).map(|_| addr()).collect();
+        let peers: Vec<SocketAddr> = (0..n).map(|_| addr()).collect();
+        let initial = peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("ref{i}=http://{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut procs = Vec::new();
+        for i in 0..n {
+            let dir = tempfile::Builder::new().prefix("ref-etcd").tempdir()?;
+            let (client, peer) = (clients[i], peers[i]);
+            let mut cmd = Command::new(&bin);
+            cmd.arg("--name")
+                .arg(format!("ref{i}"))
+                .arg("--data-dir")
+                .arg(dir.path().join("data"))
+                .arg("--listen-client-urls")
+                .arg(format!("http://{client}"))
+                .arg("--advertise-client-urls")
+                .arg(format!("http://{client}"))
+                .arg("--listen-peer-urls")
+                .arg(format!("http://{peer}"))
+                .arg("--initial-advertise-peer-urls")
+                .arg(format!("http://{peer}"))
+                .arg("--initial-cluster")
+                .arg(&initial)
+                .arg("--initial-cluster-state")
+                .arg("new")
+                .arg("--log-level")
+                .arg("warn")
+                .arg("--logger")
+                .arg("zap");
+            procs.push(Proc::spawn("etcd", dir, &mut cmd)?);
+        }
+        for (p, c) in procs.iter_mut().zip(&clients) {
+            p.wait_ready(*c, 60, || http_get_ok(*c, "/health"))?;
+        }
+        Ok(RealEtcdCluster { procs, clients })
+    }
+
+    /// Every member's `http://127.0.0.1:PORT`, comma-separated.
+    pub fn endpoints(&self) -> String {
+        self.clients
+            .iter()
+            .map(|c| format!("http://{c}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.procs.iter().filter_map(Proc::pid).collect()
+    }
+}
+
+/// A real ZooKeeper 3.8 ensemble of several participants on loopback
+/// (`QuorumPeerMain`, `forceSync=yes`), for the three-member benchmarks.
+pub struct RealZkEnsemble {
+    procs: Vec<Proc>,
+    clients: Vec<SocketAddr>,
+}
+
+impl RealZkEnsemble {
+    /// Starts `n` servers (ids 1..=n) and waits until each serves as
+    /// leader or follower.
+    pub fn start(n: usize) -> Result<RealZkEnsemble, RefError> {
+        let main_jar = RealZk::jar_dir().join("zookeeper.jar");
+        if !main_jar.exists() {
+            return Err(RefError::NotInstalled(format!(
+                "{} (apt-get install zookeeper)",
+                main_jar.display()
+            )));
+        }
+        let addr = || SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let clients: Vec<SocketAddr> = (0..n).map(|_| addr()).collect();
+        let servers: String = (0..n)
+            .map(|i| {
+                format!(
+                    "server.{}=127.0.0.1:{}:{}\n",
+                    i + 1,
+                    free_port(),
+                    free_port()
+                )
+            })
+            .collect();
+        let mut procs = Vec::new();
+        for (i, client) in clients.iter().enumerate() {
+            let dir = tempfile::Builder::new().prefix("ref-zk").tempdir()?;
+            let data = dir.path().join("data");
+            std::fs::create_dir_all(&data)?;
+            std::fs::write(data.join("myid"), format!("{}\n", i + 1))?;
+            let cfg = format!(
+                "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\n\
+                 forceSync=yes\nadmin.enableServer=false\n4lw.commands.whitelist=*\n\
+                 extendedTypesEnabled=true\nmaxClientCnxns=0\n\
+                 clientPort={}\nclientPortAddress=127.0.0.1\n{servers}",
+                data.display(),
+                client.port()
+            );
+            let cfg_path = dir.path().join("zoo.cfg");
+            std::fs::write(&cfg_path, cfg)?;
+            let mut cmd = RealZk::command(&cfg_path, &[], true);
+            procs.push(Proc::spawn("zookeeper", dir, &mut cmd)?);
+        }
+        for (p, c) in procs.iter_mut().zip(&clients) {
+            RealZk::wait_serving(p, *c)?;
+        }
+        Ok(RealZkEnsemble { procs, clients })
+    }
+
+    /// `127.0.0.1:P1,127.0.0.1:P2,...`, for ZooKeeper clients.
+    pub fn connect_string(&self) -> String {
+        self.clients
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.procs.iter().filter_map(Proc::pid).collect()
+    }
+}
+
 /// Sends a ZooKeeper four-letter word and returns the whole answer.
 pub fn four_letter(addr: SocketAddr, word: &str) -> std::io::Result<String> {
     use std::io::{Read, Write};

@@ -92,6 +92,10 @@ async fn a_dead_endpoint_is_an_error_not_a_panic() {
 /// compare mode end to end: fresh reference + fresh janus at two levels,
 /// table and SVG. Skipped (loudly) where the reference is not installed.
 fn compare_smoke(workload: Workload) {
+    compare_smoke_members(workload, &[1, 4], 1);
+}
+
+fn compare_smoke_members(workload: Workload, levels: &[usize], members: usize) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -99,8 +103,8 @@ fn compare_smoke(workload: Workload) {
         .expect("runtime");
     let mut base = config(workload, String::new());
     base.limit = Limit::Ops(100);
-    let rows = compare::compare(&rt, &base, &[1, 4], janus_binary()).expect("compare runs");
-    assert_eq!(rows.len(), 2);
+    let rows = compare::compare(&rt, &base, levels, janus_binary(), members).expect("compare runs");
+    assert_eq!(rows.len(), levels.len());
     for row in &rows {
         check_n(&row.janus, 100);
         check_n(&row.reference, 100);
@@ -108,7 +112,7 @@ fn compare_smoke(workload: Workload) {
     }
     let table = compare::table(workload, &rows);
     eprintln!("{table}");
-    assert_eq!(table.lines().count(), 4);
+    assert_eq!(table.lines().count(), 2 + levels.len());
     let svg = compare::svg(workload, &rows);
     assert!(svg.contains("<polyline"));
 }
@@ -135,4 +139,16 @@ fn compare_mode_runs_against_real_zookeeper() {
         return;
     }
     compare_smoke(Workload::Zk(ZkWorkload::Set));
+}
+
+/// `--members 3`: a three-member janus against a three-member etcd cluster
+/// and a three-server ZooKeeper ensemble, clients spread over the members.
+#[test]
+fn compare_mode_runs_three_member_clusters() {
+    if !RealEtcd::available() || !RealZk::available() {
+        eprintln!("SKIP: etcd 3.4 or ZooKeeper 3.8 not installed");
+        return;
+    }
+    compare_smoke_members(Workload::Etcd(EtcdWorkload::Put), &[4], 3);
+    compare_smoke_members(Workload::Zk(ZkWorkload::Create), &[4], 3);
 }

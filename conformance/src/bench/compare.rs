@@ -11,14 +11,19 @@ use tokio::runtime::Runtime;
 
 use super::plot::{self, Series};
 use super::{etcd, run, BenchError, RunConfig, RunResult, Workload};
+use crate::cluster::{Cluster, ClusterOptions};
 use crate::harness::Janus;
-use crate::reference::{rss_bytes, RealEtcd, RealZk};
+use crate::reference::{rss_bytes, RealEtcd, RealEtcdCluster, RealZk, RealZkEnsemble};
 
-/// A server under test, started fresh.
+/// A server under test, started fresh: one process, or a cluster of them
+/// on loopback (clients spread over every member).
 pub enum Server {
     Janus(Janus),
     Etcd(RealEtcd),
     Zk(RealZk),
+    JanusCluster(Cluster),
+    EtcdCluster(RealEtcdCluster),
+    ZkEnsemble(RealZkEnsemble),
 }
 
 impl Server {
@@ -29,16 +34,41 @@ impl Server {
             (Server::Janus(j), Workload::Zk(_)) => j.zk_addr().to_string(),
             (Server::Etcd(e), _) => e.endpoint(),
             (Server::Zk(z), _) => z.connect_string(),
+            (Server::JanusCluster(c), Workload::Etcd(_)) => c.etcd_endpoints().join(","),
+            (Server::JanusCluster(c), Workload::Zk(_)) => c.zk_connect_string(),
+            (Server::EtcdCluster(e), _) => e.endpoints(),
+            (Server::ZkEnsemble(z), _) => z.connect_string(),
         }
     }
 
+    /// The data dir of a single-process server.
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        match self {
+            Server::Janus(j) => Some(j.data_dir()),
+            Server::Etcd(e) => Some(e.data_dir()),
+            Server::Zk(z) => Some(z.data_dir()),
+            _ => None,
+        }
+    }
+
+    /// The (first) process's pid.
     pub fn pid(&self) -> Option<u32> {
         match self {
             Server::Janus(j) => j.pid(),
             Server::Etcd(e) => e.pid(),
             Server::Zk(z) => z.pid(),
+            Server::JanusCluster(c) => c.members.first().and_then(|m| m.pid()),
+            Server::EtcdCluster(e) => e.pids().first().copied(),
+            Server::ZkEnsemble(z) => z.pids().first().copied(),
         }
     }
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".into())
 }
 
 /// Starts janus from `bin` (no panic escapes: a failed start is an error).
@@ -46,25 +76,51 @@ pub fn start_janus(bin: &Path) -> Result<Server, BenchError> {
     let bin = bin.to_path_buf();
     std::panic::catch_unwind(move || Janus::start_binary(&bin, &[]))
         .map(Server::Janus)
-        .map_err(|p| {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic".into());
-            BenchError::Setup(format!("starting janus: {msg}"))
-        })
+        .map_err(|p| BenchError::Setup(format!("starting janus: {}", panic_message(p))))
 }
 
-/// Starts the reference server for `workload`'s protocol.
-pub fn start_reference(workload: Workload) -> Result<Server, BenchError> {
-    match workload {
-        Workload::Etcd(_) => RealEtcd::start()
-            .map(Server::Etcd)
-            .map_err(|e| BenchError::Setup(e.to_string())),
-        Workload::Zk(_) => RealZk::start()
-            .map(Server::Zk)
-            .map_err(|e| BenchError::Setup(e.to_string())),
+/// Starts `members` janus processes from `bin` as one cluster on loopback
+/// and waits until they agree on a leader.
+pub fn start_janus_cluster(rt: &Runtime, bin: &Path, members: usize) -> Result<Server, BenchError> {
+    let opts = ClusterOptions {
+        bin: Some(bin.to_path_buf()),
+        ..ClusterOptions::default()
+    };
+    let c = std::panic::catch_unwind(move || Cluster::start_with(members, opts))
+        .map_err(|p| BenchError::Setup(format!("starting janus: {}", panic_message(p))))?;
+    let waited = std::panic::AssertUnwindSafe(|| {
+        rt.block_on(crate::chaos::workload::leader_index(
+            &c,
+            Duration::from_secs(30),
+        ))
+    });
+    std::panic::catch_unwind(waited)
+        .map_err(|p| BenchError::Setup(format!("janus cluster: {}", panic_message(p))))?;
+    Ok(Server::JanusCluster(c))
+}
+
+/// Starts janus as one process (`members` 1) or a cluster.
+pub fn start_janus_members(rt: &Runtime, bin: &Path, members: usize) -> Result<Server, BenchError> {
+    if members > 1 {
+        start_janus_cluster(rt, bin, members)
+    } else {
+        start_janus(bin)
+    }
+}
+
+/// Starts the reference server for `workload`'s protocol: standalone
+/// (`members` 1) or a cluster / ensemble of `members`.
+pub fn start_reference(workload: Workload, members: usize) -> Result<Server, BenchError> {
+    let setup = |e: crate::reference::RefError| BenchError::Setup(e.to_string());
+    match (workload, members) {
+        (Workload::Etcd(_), 0 | 1) => RealEtcd::start().map(Server::Etcd).map_err(setup),
+        (Workload::Zk(_), 0 | 1) => RealZk::start().map(Server::Zk).map_err(setup),
+        (Workload::Etcd(_), n) => RealEtcdCluster::start(n)
+            .map(Server::EtcdCluster)
+            .map_err(setup),
+        (Workload::Zk(_), n) => RealZkEnsemble::start(n)
+            .map(Server::ZkEnsemble)
+            .map_err(setup),
     }
 }
 
@@ -113,12 +169,14 @@ fn ratio(a: f64, b: f64) -> f64 {
 
 /// Runs `base` at every level in `levels` (as the client count; the
 /// connection count is `min(base.connections, level)`), each time against a
-/// fresh reference server and then a fresh janus.
+/// fresh reference server and then a fresh janus, each of `members`
+/// processes.
 pub fn compare(
     rt: &Runtime,
     base: &RunConfig,
     levels: &[usize],
     janus_bin: &Path,
+    members: usize,
 ) -> Result<Vec<Row>, BenchError> {
     let mut rows = Vec::new();
     for &level in levels {
@@ -126,7 +184,7 @@ pub fn compare(
         cfg.clients = level;
         cfg.connections = base.connections.clamp(1, level);
         let reference = {
-            let server = start_reference(base.workload)?;
+            let server = start_reference(base.workload, members)?;
             cfg.endpoint = server.endpoint(base.workload);
             eprintln!(
                 "== {} vs {}: {level} clients",
@@ -137,7 +195,7 @@ pub fn compare(
         };
         eprintln!("{reference}");
         let janus = {
-            let server = start_janus(janus_bin)?;
+            let server = start_janus_members(rt, janus_bin, members)?;
             cfg.endpoint = server.endpoint(base.workload);
             eprintln!("== janus: {level} clients");
             rt.block_on(run(&cfg))?
@@ -220,7 +278,30 @@ pub struct MemoryReport {
     pub value_size: usize,
     pub rss_idle: u64,
     pub rss_loaded: u64,
+    /// Bytes allocated on disk by the whole data dir (WAL included) after
+    /// loading and settling.
+    pub disk: u64,
     pub load: RunResult,
+}
+
+/// Bytes allocated on disk under `dir` (what `du` counts: blocks, not
+/// file lengths, so preallocated and sparse files count what they hold).
+pub fn disk_usage(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                total += meta.blocks() * 512;
+            }
+        }
+    }
+    Ok(total)
 }
 
 impl std::fmt::Display for MemoryReport {
@@ -228,12 +309,13 @@ impl std::fmt::Display for MemoryReport {
         let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
         write!(
             f,
-            "{}: {} keys x {} B: RSS idle {:.1} MiB, after load {:.1} MiB (load: {:.0} puts/s, {} errors)",
+            "{}: {} keys x {} B: RSS idle {:.1} MiB, after load {:.1} MiB, disk {:.1} MiB (load: {:.0} puts/s, {} errors)",
             self.system,
             self.keys,
             self.value_size,
             mb(self.rss_idle),
             mb(self.rss_loaded),
+            mb(self.disk),
             self.load.throughput(),
             self.load.errors
         )
@@ -265,6 +347,11 @@ pub fn memory(
     ))?;
     std::thread::sleep(settle);
     let rss_loaded = rss(pid)?;
+    let dir = server
+        .data_dir()
+        .ok_or_else(|| BenchError::Setup("server has no data dir".into()))?;
+    let disk = disk_usage(&dir)
+        .map_err(|e| BenchError::Setup(format!("disk usage of {}: {e}", dir.display())))?;
     drop(server);
     Ok(MemoryReport {
         system: system.to_string(),
@@ -272,6 +359,7 @@ pub fn memory(
         value_size,
         rss_idle,
         rss_loaded,
+        disk,
         load,
     })
 }

@@ -98,6 +98,11 @@ pub struct RunConfig {
     pub progress: bool,
     /// Per-operation timeout (an operation over it counts as an error).
     pub op_timeout: Duration,
+    /// ZooKeeper workloads: this many more sessions, each holding one
+    /// watch on a znode of its own that the load never touches, open for
+    /// the whole run (what a write costs when many clients watch other
+    /// paths).
+    pub watching_sessions: usize,
 }
 
 impl RunConfig {
@@ -113,6 +118,7 @@ impl RunConfig {
             keys: 1000,
             progress: true,
             op_timeout: Duration::from_secs(10),
+            watching_sessions: 0,
         }
     }
 }

@@ -18,6 +18,8 @@ pub struct Prepared {
     conns: Vec<zk::Client>,
     workload: ZkWorkload,
     value: Arc<Vec<u8>>,
+    /// The watching sessions and their watches, kept for the run.
+    _watching: Arc<Vec<(zk::Client, zk::OneshotWatcher)>>,
 }
 
 fn dir(workload: ZkWorkload) -> String {
@@ -87,11 +89,45 @@ pub(super) async fn prepare(cfg: &RunConfig, workload: ZkWorkload) -> Result<Pre
         }
         ZkWorkload::Create | ZkWorkload::EphemeralSeq => {}
     }
+    let watching = watching_sessions(cfg, first).await?;
     Ok(Prepared {
         conns,
         workload,
         value,
+        _watching: Arc::new(watching),
     })
+}
+
+/// Opens [`RunConfig::watching_sessions`] sessions, each with an exists
+/// watch on `/bench/idle/w<i>` (created first, never written).
+async fn watching_sessions(
+    cfg: &RunConfig,
+    first: &zk::Client,
+) -> Result<Vec<(zk::Client, zk::OneshotWatcher)>, BenchError> {
+    if cfg.watching_sessions == 0 {
+        return Ok(Vec::new());
+    }
+    let d = format!("{ROOT}/idle");
+    ensure(first, &d, b"").await?;
+    let results: Vec<Result<(zk::Client, zk::OneshotWatcher), BenchError>> =
+        stream::iter(0..cfg.watching_sessions)
+            .map(|i| {
+                let (ep, path) = (cfg.endpoint.clone(), format!("{d}/w{i}"));
+                let first = first.clone();
+                async move {
+                    ensure(&first, &path, b"").await?;
+                    let c = connect(&ep).await?;
+                    let (_, w) = c
+                        .check_and_watch_stat(&path)
+                        .await
+                        .map_err(|e| BenchError::Setup(format!("exists+watch {path}: {e}")))?;
+                    Ok((c, w))
+                }
+            })
+            .buffer_unordered(64)
+            .collect()
+            .await;
+    results.into_iter().collect()
 }
 
 pub(super) async fn task(p: Prepared, cfg: RunConfig, task: usize, ctl: Arc<Control>) -> TaskStats {

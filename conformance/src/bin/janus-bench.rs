@@ -118,6 +118,10 @@ struct CompareOpts {
     /// Connections per level (capped at the level's client count).
     #[arg(long, default_value_t = 8)]
     connections: usize,
+    /// Members of each system: 1 (standalone servers) or a cluster of this
+    /// many processes on loopback, clients spread over all of them.
+    #[arg(long, default_value_t = 1)]
+    members: usize,
     /// Where to write the SVG plot [default: bench-<proto>-<workload>.svg].
     #[arg(long)]
     svg: Option<PathBuf>,
@@ -151,6 +155,10 @@ struct CommonOpts {
     /// No progress line on stderr.
     #[arg(long)]
     quiet: bool,
+    /// ZooKeeper workloads: extra sessions, each watching a znode of its own
+    /// that the load never writes, open during the run.
+    #[arg(long, default_value_t = 0)]
+    watching_sessions: usize,
 }
 
 impl CommonOpts {
@@ -175,6 +183,7 @@ impl CommonOpts {
             keys: self.keys,
             progress: !self.quiet,
             op_timeout: self.op_timeout,
+            watching_sessions: self.watching_sessions,
         }
     }
 }
@@ -253,7 +262,7 @@ fn real_main(rt: &tokio::runtime::Runtime, cli: Cli) -> anyhow::Result<ExitCode>
             };
             let bin = janus_bin(c.janus_bin.clone())?;
             let base = c.common.config(workload, String::new(), 1, c.connections);
-            let rows = compare::compare(rt, &base, &c.levels, &bin)?;
+            let rows = compare::compare(rt, &base, &c.levels, &bin, c.members)?;
             let svg_path = c.svg.unwrap_or_else(|| {
                 PathBuf::from(format!(
                     "bench-{}.svg",
@@ -304,6 +313,11 @@ fn real_main(rt: &tokio::runtime::Runtime, cli: Cli) -> anyhow::Result<ExitCode>
                 let server = Server::Etcd(RealEtcd::start()?);
                 let e = compare::memory(rt, server, "etcd 3.4", keys, value_size, clients, settle)?;
                 println!("{e}");
+                println!(
+                    "janus / etcd 3.4: RSS after load {:.2}x, disk {:.2}x",
+                    j.rss_loaded as f64 / e.rss_loaded.max(1) as f64,
+                    j.disk as f64 / e.disk.max(1) as f64
+                );
             }
             let mib = j.rss_loaded as f64 / (1024.0 * 1024.0);
             let ok = j.load.errors == 0 && !matches!(limit_mib, Some(l) if mib > l);
