@@ -109,6 +109,7 @@ fn compare_smoke_members(workload: Workload, levels: &[usize], members: usize) {
         check_n(&row.janus, 100);
         check_n(&row.reference, 100);
         assert!(row.throughput_ratio().is_finite());
+        assert!(row.janus.server_cpu.is_some() && row.reference.server_cpu.is_some());
     }
     let table = compare::table(workload, &rows);
     eprintln!("{table}");

@@ -143,7 +143,7 @@ pub struct State {
     pub alarms: crate::alarm::Alarms,
     /// Which proposals were applied, so a copy committed twice runs once.
     pub dedup: crate::dedup::Applied,
-    pub hub: Hub,
+    pub hub: Arc<Hub>,
     /// The migration lock and import bookkeeping ([`crate::import`]).
     pub import: crate::import::ImportState,
     /// Writes of the commands applied since [`State::begin_group`], not yet
@@ -287,7 +287,7 @@ impl State {
             members: BTreeMap::new(),
             zk_servers: BTreeMap::new(),
             config_index: 0,
-            hub: Hub::default(),
+            hub: Arc::default(),
         };
         st.load_members()?;
         Ok(st)

@@ -57,6 +57,7 @@ pub struct WatchRequest {
     pub tree_events: bool,
 }
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -79,6 +80,10 @@ struct Sub {
     key: Vec<u8>,
     range_end: Vec<u8>,
     tree_events: bool,
+    /// `Some`: a path subscriber (see [`Interest`]), fed only events on the
+    /// keys it registered, found through the hub's index; `None`: fed
+    /// every event in its range.
+    paths: Option<Mutex<Paths>>,
     /// One revision's events, shared by every subscriber that wants any of
     /// them; each subscriber picks its own out on its own task.
     tx: mpsc::Sender<Arc<Vec<Event>>>,
@@ -89,11 +94,145 @@ struct Sub {
 impl Sub {
     fn wants(&self, e: &Event) -> bool {
         let in_range = in_range(&e.kv.key, &self.key, &self.range_end);
-        match e.kind {
+        let kind = match e.kind {
             EventKind::Put | EventKind::Delete => in_range,
             EventKind::ChildrenChanged
             | EventKind::ImplicitCreated
             | EventKind::ImplicitDeleted => self.tree_events && in_range,
+        };
+        kind && match &self.paths {
+            None => true,
+            Some(p) => p.lock().is_ok_and(|p| p.covers(&e.kv.key)),
+        }
+    }
+}
+
+/// The keys a path subscriber registered.
+#[derive(Default)]
+struct Paths {
+    /// Events on the key itself.
+    exact: HashSet<Vec<u8>>,
+    /// Events on the key or on any ZooKeeper path below it.
+    recursive: HashSet<Vec<u8>>,
+}
+
+impl Paths {
+    fn covers(&self, key: &[u8]) -> bool {
+        self.exact.contains(key) || ancestors(key).any(|a| self.recursive.contains(a))
+    }
+}
+
+/// `key` and every ZooKeeper path above it (`/a/b` → `/a/b`, `/a`, `/`).
+fn ancestors(key: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut next = Some(key);
+    std::iter::from_fn(move || {
+        let k = next?;
+        next = match k.iter().rposition(|&b| b == b'/') {
+            Some(0) if k.len() > 1 => Some(&k[..1]),
+            Some(i) if i > 0 => Some(&k[..i]),
+            _ => None,
+        };
+        Some(k)
+    })
+}
+
+/// The subscriber table: every range subscriber, and an index from key to
+/// the path subscribers that registered it, so publishing a revision costs
+/// the range subscribers plus the key's own watchers, not one check per
+/// ZooKeeper connection.
+#[derive(Default)]
+struct Subs {
+    ranged: Vec<Arc<Sub>>,
+    exact: HashMap<Vec<u8>, Vec<Arc<Sub>>>,
+    recursive: HashMap<Vec<u8>, Vec<Arc<Sub>>>,
+}
+
+impl Subs {
+    fn index(&mut self, recursive: bool) -> &mut HashMap<Vec<u8>, Vec<Arc<Sub>>> {
+        if recursive {
+            &mut self.recursive
+        } else {
+            &mut self.exact
+        }
+    }
+
+    fn unindex(&mut self, sub: &Sub, key: &[u8], recursive: bool) {
+        let index = self.index(recursive);
+        if let Some(v) = index.get_mut(key) {
+            v.retain(|s| s.id != sub.id);
+            if v.is_empty() {
+                index.remove(key);
+            }
+        }
+    }
+
+    fn remove(&mut self, sub: &Sub) {
+        self.ranged.retain(|s| s.id != sub.id);
+        let keys = match &sub.paths {
+            Some(p) => p
+                .lock()
+                .map(|p| (p.exact.clone(), p.recursive.clone()))
+                .unwrap_or_default(),
+            None => return,
+        };
+        for k in keys.0 {
+            self.unindex(sub, &k, false);
+        }
+        for k in keys.1 {
+            self.unindex(sub, &k, true);
+        }
+    }
+}
+
+/// The keys a path subscriber ([`crate::node::Node::watch_paths`]) is fed
+/// events on. A key must be registered before the subscriber reads the
+/// state its watch is set against: from then on every event on it is
+/// queued, so none can fall between the read and the watch.
+pub struct Interest {
+    hub: Arc<Hub>,
+    sub: Arc<Sub>,
+}
+
+impl Interest {
+    /// Registers `key` (with `recursive`, also every path below it).
+    pub fn add(&self, key: &[u8], recursive: bool) {
+        let Some(paths) = &self.sub.paths else {
+            return;
+        };
+        // The subscriber's own set first, the hub's index after: publish
+        // takes the hub's lock and then this set's, never the reverse.
+        let new = paths.lock().is_ok_and(|mut p| {
+            let set = if recursive {
+                &mut p.recursive
+            } else {
+                &mut p.exact
+            };
+            set.insert(key.to_vec())
+        });
+        if new {
+            if let Ok(mut subs) = self.hub.subs.lock() {
+                subs.index(recursive)
+                    .entry(key.to_vec())
+                    .or_default()
+                    .push(Arc::clone(&self.sub));
+            }
+        }
+    }
+
+    /// Forgets `key`.
+    pub fn remove(&self, key: &[u8], recursive: bool) {
+        let Some(paths) = &self.sub.paths else {
+            return;
+        };
+        if let Ok(mut subs) = self.hub.subs.lock() {
+            subs.unindex(&self.sub, key, recursive);
+        }
+        if let Ok(mut p) = paths.lock() {
+            if recursive {
+                p.recursive.remove(key);
+            } else {
+                p.exact.remove(key);
+            }
         }
     }
 }
@@ -105,7 +244,7 @@ const REVOCATIONS: usize = 1024;
 /// The subscriber table, owned by the state machine, and the lease
 /// revocation feed.
 pub struct Hub {
-    subs: Mutex<Vec<Arc<Sub>>>,
+    subs: Mutex<Subs>,
     next_id: AtomicU64,
     /// Ids of leases revoked (by a client, an expiry, a closeSession), as
     /// they are applied. A revoke need not change a key, so it has no place
@@ -146,7 +285,7 @@ impl Hub {
             return;
         };
         let events = Arc::new(events);
-        subs.retain(|s| {
+        let feed = |s: &Sub| -> bool {
             if s.lagging.load(Ordering::Acquire) || !events.iter().any(|e| s.wants(e)) {
                 return !s.tx.is_closed();
             }
@@ -158,17 +297,43 @@ impl Hub {
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
             }
-        });
-    }
-
-    fn remove(&self, id: u64) {
-        if let Ok(mut subs) = self.subs.lock() {
-            subs.retain(|s| s.id != id);
+        };
+        subs.ranged.retain(|s| feed(s));
+        if subs.exact.is_empty() && subs.recursive.is_empty() {
+            return;
+        }
+        // Path subscribers of the revision's keys, each fed once.
+        let mut targets: Vec<Arc<Sub>> = Vec::new();
+        let mut seen = HashSet::new();
+        for e in events.iter() {
+            let key = &e.kv.key;
+            let exact = subs.exact.get(key).into_iter().flatten();
+            let below = ancestors(key)
+                .filter_map(|a| subs.recursive.get(a))
+                .flatten();
+            for s in exact.chain(below) {
+                if seen.insert(s.id) {
+                    targets.push(Arc::clone(s));
+                }
+            }
+        }
+        for s in targets {
+            if !feed(&s) {
+                subs.remove(&s);
+            }
         }
     }
 
+    fn remove(&self, sub: &Sub) {
+        if let Ok(mut subs) = self.subs.lock() {
+            subs.remove(sub);
+        }
+    }
+
+    /// Subscribers fed through the range table (etcd watchers; path
+    /// subscribers are counted by their owners).
     pub fn len(&self) -> usize {
-        self.subs.lock().map_or(0, |s| s.len())
+        self.subs.lock().map_or(0, |s| s.ranged.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -179,6 +344,7 @@ impl Hub {
 /// A watch subscription: events in revision order, from history and live.
 pub struct Watcher {
     state: Arc<RwLock<State>>,
+    hub: Arc<Hub>,
     sub: Arc<Sub>,
     rx: mpsc::Receiver<Arc<Vec<Event>>>,
     /// Next revision to hand out; earlier events are dropped.
@@ -192,6 +358,7 @@ impl Watcher {
     pub(crate) fn subscribe(
         state: &Arc<RwLock<State>>,
         req: WatchRequest,
+        by_path: bool,
     ) -> Result<Watcher, KvError> {
         let st = state
             .read()
@@ -208,12 +375,16 @@ impl Watcher {
             key: req.key,
             range_end: req.range_end,
             tree_events: req.tree_events,
+            paths: by_path.then(Mutex::default),
             tx,
             lagging: AtomicBool::new(history),
         });
-        if let Ok(mut subs) = st.hub.subs.lock() {
-            subs.push(Arc::clone(&sub));
+        if !by_path {
+            if let Ok(mut subs) = st.hub.subs.lock() {
+                subs.ranged.push(Arc::clone(&sub));
+            }
         }
+        let hub = Arc::clone(&st.hub);
         let next_rev = if req.start_revision > 0 {
             req.start_revision
         } else {
@@ -222,10 +393,20 @@ impl Watcher {
         drop(st);
         Ok(Watcher {
             state: Arc::clone(state),
+            hub,
             sub,
             rx,
             next_rev,
             done: false,
+        })
+    }
+
+    /// The keys this watcher is fed on, if it was made by
+    /// [`crate::node::Node::watch_paths`].
+    pub fn interest(&self) -> Option<Interest> {
+        self.sub.paths.as_ref().map(|_| Interest {
+            hub: Arc::clone(&self.hub),
+            sub: Arc::clone(&self.sub),
         })
     }
 
@@ -397,8 +578,6 @@ fn history_events(
 
 impl Drop for Watcher {
     fn drop(&mut self) {
-        if let Ok(st) = self.state.read() {
-            st.hub.remove(self.sub.id);
-        }
+        self.hub.remove(&self.sub);
     }
 }

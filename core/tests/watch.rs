@@ -470,3 +470,46 @@ async fn watch_from_current_revision_after_restart() {
     assert_eq!((evs.len(), evs[0].kv.mod_revision), (1, r));
     drop(w);
 }
+
+/// A path subscriber (what a ZooKeeper connection is) gets events only on
+/// the keys it registered, exact or recursive, from the moment it
+/// registers them, and nothing after it forgets them; a slow one catches
+/// up from history with the same filter.
+#[tokio::test]
+async fn path_subscribers_get_only_their_keys() {
+    let n = common::start();
+    put(&n, "/p", "").await;
+    let mut w = n
+        .watch_paths(WatchRequest {
+            key: b"/".to_vec(),
+            range_end: vec![0],
+            start_revision: 0,
+            tree_events: true,
+        })
+        .expect("watch");
+    let interest = w.interest().expect("a path subscriber has an interest");
+    assert!(watch(&n, "/", "", 0, false).interest().is_none());
+    put(&n, "/p/a", "1").await;
+    quiet(&mut w).await;
+    interest.add(b"/p/a", false);
+    interest.add(b"/r", true);
+    put(&n, "/p/b", "1").await;
+    let (rev, _) = put(&n, "/p/a", "2").await;
+    let evs = collect_until(&mut w, rev).await;
+    let keys: Vec<&[u8]> = evs.iter().map(|e| &e.kv.key[..]).collect();
+    assert_eq!(keys, vec![&b"/p/a"[..]], "{evs:?}");
+    put(&n, "/rr", "1").await;
+    let (rev, _) = put(&n, "/r/x/y", "1").await;
+    let evs = collect_until(&mut w, rev).await;
+    assert!(
+        evs.iter()
+            .all(|e| e.kv.key == b"/r" || e.kv.key.starts_with(b"/r/"))
+            && evs.iter().any(|e| e.kv.key == b"/r/x/y"),
+        "{evs:?}"
+    );
+    interest.remove(b"/p/a", false);
+    interest.remove(b"/r", true);
+    put(&n, "/p/a", "3").await;
+    put(&n, "/r/z", "1").await;
+    quiet(&mut w).await;
+}

@@ -113,6 +113,8 @@ struct Session {
     timeout_ms: i32,
     auth: Vec<Id>,
     watches: WatchTable,
+    /// The table's generation last copied into `info`.
+    watches_shown: u64,
     watcher: Watcher,
     last_zxid: i64,
     info: Arc<Mutex<ConnInfo>>,
@@ -253,7 +255,7 @@ impl Connection {
         };
         let revoked = node.lease_revocations();
         let taken = self.shared.taken.subscribe();
-        let watcher = match node.watch(WatchRequest {
+        let watcher = match node.watch_paths(WatchRequest {
             key: b"/".to_vec(),
             range_end: vec![0],
             start_revision: 0,
@@ -291,7 +293,8 @@ impl Connection {
             read_only: true,
             timeout_ms: timeout,
             auth: self.initial_auth(),
-            watches: WatchTable::default(),
+            watches: WatchTable::new(watcher.interest()),
+            watches_shown: 0,
             watcher,
             last_zxid: creq.last_zxid_seen.max(0),
             info,
@@ -369,7 +372,7 @@ impl Connection {
                 }
             }
         };
-        let watcher = match node.watch(WatchRequest {
+        let watcher = match node.watch_paths(WatchRequest {
             key: b"/".to_vec(),
             range_end: vec![0],
             start_revision: 0,
@@ -408,7 +411,8 @@ impl Connection {
             read_only: false,
             timeout_ms: timeout,
             auth: self.initial_auth(),
-            watches: WatchTable::default(),
+            watches: WatchTable::new(watcher.interest()),
+            watches_shown: 0,
             watcher,
             last_zxid: creq.last_zxid_seen.max(0),
             info,
@@ -699,7 +703,13 @@ impl Connection {
             i.received += 1;
             i.sent += 1;
             i.last_zxid = s.last_zxid;
-            i.watches = watch_paths(&s.watches);
+            // Copied only when they changed: no per-reply work that grows
+            // with the watch count.
+            s.watches.prune();
+            if s.watches.generation() != s.watches_shown {
+                s.watches_shown = s.watches.generation();
+                i.watches = watch_paths(&s.watches);
+            }
         }
         if reply.close {
             SinkExt::<Bytes>::flush(io).await?;
@@ -731,6 +741,7 @@ impl Connection {
                     io.start_send_unpin(proto::encode_notification(zev.kind, &zev.path).freeze());
             }
         }
+        watches.prune();
     }
 }
 

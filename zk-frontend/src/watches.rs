@@ -14,9 +14,9 @@
 //! it, so an event that was already queued when the read happened (and is
 //! therefore reflected in the reply) cannot fire a watch set by that reply.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use janus_core::watch::{Event, EventKind};
+use janus_core::watch::{Event, EventKind, Interest};
 use janus_core::znode::path;
 
 use crate::proto::event_type;
@@ -78,15 +78,113 @@ pub fn translate(ev: &Event) -> Option<ZkEvent> {
 }
 
 /// The watches one connection holds. Values are thresholds (see module docs).
-#[derive(Debug, Default, Clone)]
+#[derive(Default)]
 pub struct WatchTable {
     pub data: HashMap<String, i64>,
     pub child: HashMap<String, i64>,
     pub persistent: HashMap<String, i64>,
     pub recursive: HashMap<String, i64>,
+    /// The paths the hub feeds this connection events on (`None` in unit
+    /// tests without a hub): a superset of the tables' paths, each armed
+    /// before the read its watch is set against and forgotten when no
+    /// watch on it is left.
+    interest: Option<Interest>,
+    armed: HashSet<String>,
+    armed_recursive: HashSet<String>,
+    /// A watch went away since the interest was last pruned.
+    removed: bool,
+    /// Bumped by every change, so a reader of the paths (`cons`, `wchc`)
+    /// copies them only when they changed.
+    generation: u64,
 }
 
 impl WatchTable {
+    /// A table whose paths `interest` registers with the hub.
+    pub fn new(interest: Option<Interest>) -> WatchTable {
+        WatchTable {
+            interest,
+            ..WatchTable::default()
+        }
+    }
+
+    /// Declares that a watch on `path` may be set by the read that comes
+    /// next: the hub must queue events on it from now on, or an event
+    /// between the read and the watch's registration would be lost.
+    pub fn arm(&mut self, path: &str) {
+        if !self.armed.contains(path) {
+            self.armed.insert(path.to_string());
+            if let Some(i) = &self.interest {
+                i.add(path.as_bytes(), false);
+            }
+        }
+    }
+
+    /// [`WatchTable::arm`] for a persistent-recursive watch.
+    pub fn arm_recursive(&mut self, path: &str) {
+        if !self.armed_recursive.contains(path) {
+            self.armed_recursive.insert(path.to_string());
+            if let Some(i) = &self.interest {
+                i.add(path.as_bytes(), true);
+            }
+        }
+    }
+
+    /// Whether the hub feeds this table events on `path` (by an exact
+    /// registration, or a recursive one at or above it).
+    #[cfg(test)]
+    fn fed(&self, path: &str) -> bool {
+        let mut p = path;
+        loop {
+            if self.armed_recursive.contains(p) {
+                return true;
+            }
+            match path::parent_str(p) {
+                Some(up) => p = up,
+                None => return self.armed.contains(path),
+            }
+        }
+    }
+
+    /// Changes since the table was made (see `generation`).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Forgets, in the hub's interest, the paths no watch is left on.
+    pub fn prune(&mut self) {
+        if !std::mem::take(&mut self.removed) {
+            return;
+        }
+        let gone: Vec<String> = self
+            .armed
+            .iter()
+            .filter(|x| {
+                !(self.data.contains_key(*x)
+                    || self.child.contains_key(*x)
+                    || self.persistent.contains_key(*x))
+            })
+            .cloned()
+            .collect();
+        for x in gone {
+            self.armed.remove(&x);
+            if let Some(i) = &self.interest {
+                i.remove(x.as_bytes(), false);
+            }
+        }
+        let gone: Vec<String> = self
+            .armed_recursive
+            .iter()
+            .filter(|x| !self.recursive.contains_key(*x))
+            .cloned()
+            .collect();
+        for x in gone {
+            self.armed_recursive.remove(&x);
+            if let Some(i) = &self.interest {
+                i.remove(x.as_bytes(), true);
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
             && self.child.is_empty()
@@ -101,16 +199,26 @@ impl WatchTable {
     /// Adds a one-shot data/exist watch. An existing watch keeps the lower
     /// threshold, so re-setting a watch never hides an event.
     pub fn add_data(&mut self, path: &str, threshold: i64) {
+        self.arm(path);
+        self.generation += 1;
         let t = self.data.entry(path.to_string()).or_insert(threshold);
         *t = (*t).min(threshold);
     }
 
     pub fn add_child(&mut self, path: &str, threshold: i64) {
+        self.arm(path);
+        self.generation += 1;
         let t = self.child.entry(path.to_string()).or_insert(threshold);
         *t = (*t).min(threshold);
     }
 
     pub fn add_persistent(&mut self, path: &str, recursive: bool, threshold: i64) {
+        if recursive {
+            self.arm_recursive(path);
+        } else {
+            self.arm(path);
+        }
+        self.generation += 1;
         let table = if recursive {
             &mut self.recursive
         } else {
@@ -127,6 +235,15 @@ impl WatchTable {
             }
             _ => false,
         }
+    }
+
+    /// Notes that watches went away (for `prune` and `generation`).
+    fn removed(&mut self, any: bool) -> bool {
+        if any {
+            self.removed = true;
+            self.generation += 1;
+        }
+        any
     }
 
     fn persistent_hit(table: &HashMap<String, i64>, path: &str, rev: i64) -> bool {
@@ -157,16 +274,19 @@ impl WatchTable {
         match ev.kind {
             event_type::NODE_CREATED | event_type::NODE_DATA_CHANGED => {
                 let a = Self::take_one_shot(&mut self.data, p, r);
+                self.removed(a);
                 a | Self::persistent_hit(&self.persistent, p, r) | self.recursive_hit(p, r)
             }
             event_type::NODE_DELETED => {
                 let a = Self::take_one_shot(&mut self.data, p, r);
                 let b = Self::take_one_shot(&mut self.child, p, r);
+                self.removed(a | b);
                 a | b | Self::persistent_hit(&self.persistent, p, r) | self.recursive_hit(p, r)
             }
             event_type::NODE_CHILDREN_CHANGED => {
-                Self::take_one_shot(&mut self.child, p, r)
-                    | Self::persistent_hit(&self.persistent, p, r)
+                let a = Self::take_one_shot(&mut self.child, p, r);
+                self.removed(a);
+                a | Self::persistent_hit(&self.persistent, p, r)
             }
             _ => false,
         }
@@ -192,6 +312,11 @@ impl WatchTable {
     /// removeWatches: removes the watches of `kind` on `path`; false if there
     /// was none (the caller answers NoWatcher).
     pub fn remove(&mut self, path: &str, kind: i32) -> bool {
+        let any = self.remove_kind(path, kind);
+        self.removed(any)
+    }
+
+    fn remove_kind(&mut self, path: &str, kind: i32) -> bool {
         use watcher_type::*;
         match kind {
             CHILDREN => {
@@ -206,8 +331,8 @@ impl WatchTable {
                 a | b | c
             }
             ANY => {
-                let a = self.remove(path, CHILDREN);
-                let b = self.remove(path, DATA);
+                let a = self.remove_kind(path, CHILDREN);
+                let b = self.remove_kind(path, DATA);
                 a | b
             }
             PERSISTENT => self.persistent.remove(path).is_some(),
@@ -312,6 +437,33 @@ mod tests {
         t.add_child("/a", 1);
         assert!(t.trigger(&ev(event_type::NODE_DELETED, "/a", 2)));
         assert!(t.is_empty());
+    }
+
+    /// Paths are fed from the moment they are armed (before the read),
+    /// and forgotten only once no watch is left on them.
+    #[test]
+    fn the_table_arms_and_prunes_its_paths() {
+        let mut t = WatchTable::default();
+        assert!(!t.fed("/a"));
+        t.arm("/a");
+        assert!(t.fed("/a"), "armed before the read");
+        assert!(!t.fed("/a/b"));
+        t.add_data("/a", 1);
+        t.add_child("/a", 1);
+        t.add_persistent("/r", true, 1);
+        assert!(t.fed("/r/x/y"));
+        assert!(!t.fed("/rr"));
+        let g = t.generation();
+        assert!(t.trigger(&ev(event_type::NODE_DATA_CHANGED, "/a", 2)));
+        assert!(t.generation() > g);
+        t.prune();
+        assert!(t.fed("/a"), "the child watch on /a is left");
+        assert!(t.trigger(&ev(event_type::NODE_CHILDREN_CHANGED, "/a", 3)));
+        t.prune();
+        assert!(!t.fed("/a"));
+        assert!(t.remove("/r", watcher_type::PERSISTENT_RECURSIVE));
+        t.prune();
+        assert!(!t.fed("/r/x"));
     }
 
     #[test]

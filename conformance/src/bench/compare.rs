@@ -51,6 +51,16 @@ impl Server {
         }
     }
 
+    /// Every process's pid.
+    pub fn pids(&self) -> Vec<u32> {
+        match self {
+            Server::JanusCluster(c) => c.members.iter().filter_map(|m| m.pid()).collect(),
+            Server::EtcdCluster(e) => e.pids(),
+            Server::ZkEnsemble(z) => z.pids(),
+            one => one.pid().into_iter().collect(),
+        }
+    }
+
     /// The (first) process's pid.
     pub fn pid(&self) -> Option<u32> {
         match self {
@@ -186,6 +196,7 @@ pub fn compare(
         let reference = {
             let server = start_reference(base.workload, members)?;
             cfg.endpoint = server.endpoint(base.workload);
+            cfg.server_pids = server.pids();
             eprintln!(
                 "== {} vs {}: {level} clients",
                 reference_name(base.workload),
@@ -197,6 +208,7 @@ pub fn compare(
         let janus = {
             let server = start_janus_members(rt, janus_bin, members)?;
             cfg.endpoint = server.endpoint(base.workload);
+            cfg.server_pids = server.pids();
             eprintln!("== janus: {level} clients");
             rt.block_on(run(&cfg))?
         };
@@ -216,17 +228,17 @@ pub fn table(workload: Workload, rows: &[Row]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| clients | conns | janus ops/s | {r} ops/s | ratio | janus p50 ms | {r} p50 ms | janus p99 ms | {r} p99 ms | p99 ratio | janus max ms | {r} max ms | errors (janus/{r}) |"
+        "| clients | conns | janus ops/s | {r} ops/s | ratio | janus p50 ms | {r} p50 ms | janus p99 ms | {r} p99 ms | p99 ratio | janus max ms | {r} max ms | janus CPU µs/op | {r} CPU µs/op | errors (janus/{r}) |"
     );
     let _ = writeln!(
         s,
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     for row in rows {
         let (j, f) = (&row.janus, &row.reference);
         let _ = writeln!(
             s,
-            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {}/{} |",
+            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.0} | {:.0} | {}/{} |",
             row.level,
             j.connections,
             j.throughput(),
@@ -239,6 +251,8 @@ pub fn table(workload: Workload, rows: &[Row]) -> String {
             row.p99_ratio(),
             j.max_ms(),
             f.max_ms(),
+            j.cpu_us_per_op(),
+            f.cpu_us_per_op(),
             j.errors,
             f.errors
         );

@@ -316,5 +316,6 @@ pub async fn load_distinct(
         latency_us: stats.hist,
         first_errors,
         notes: Vec::new(),
+        server_cpu: None,
     })
 }

@@ -103,6 +103,9 @@ pub struct RunConfig {
     /// the whole run (what a write costs when many clients watch other
     /// paths).
     pub watching_sessions: usize,
+    /// Server processes whose CPU time (user + system, all threads) is
+    /// sampled over the measured window ([`RunResult::server_cpu`]).
+    pub server_pids: Vec<u32>,
 }
 
 impl RunConfig {
@@ -119,6 +122,7 @@ impl RunConfig {
             progress: true,
             op_timeout: Duration::from_secs(10),
             watching_sessions: 0,
+            server_pids: Vec::new(),
         }
     }
 }
@@ -141,6 +145,10 @@ pub struct RunResult {
     pub first_errors: Vec<String>,
     /// Workload-specific counters (e.g. CAS conflicts), name and value.
     pub notes: Vec<(String, u64)>,
+    /// CPU time the server processes used in the measured window (when
+    /// [`RunConfig::server_pids`] named them): on a shared, noisy machine
+    /// a steadier measure of cost than throughput.
+    pub server_cpu: Option<Duration>,
 }
 
 impl RunResult {
@@ -150,6 +158,14 @@ impl RunResult {
             self.ops as f64 / s
         } else {
             0.0
+        }
+    }
+
+    /// Server CPU microseconds per measured operation.
+    pub fn cpu_us_per_op(&self) -> f64 {
+        match self.server_cpu {
+            Some(c) if self.ops > 0 => c.as_secs_f64() * 1e6 / self.ops as f64,
+            _ => f64::NAN,
         }
     }
 
@@ -183,6 +199,9 @@ impl fmt::Display for RunResult {
             self.p99_ms(),
             self.max_ms()
         )?;
+        if self.server_cpu.is_some() {
+            write!(f, " server_cpu={:.0}us/op", self.cpu_us_per_op())?;
+        }
         for (k, v) in &self.notes {
             write!(f, " {k}={v}")?;
         }
@@ -322,6 +341,20 @@ pub async fn run(cfg: &RunConfig) -> Result<RunResult, BenchError> {
         Workload::Zk(w) => Prepared::Zk(zk::prepare(&cfg, w).await?),
     };
     let ctl = Arc::new(Control::new(&cfg));
+    let cpu_from = {
+        let (pids, at) = (cfg.server_pids.clone(), ctl.measure_from);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at.into()).await;
+            cpu_time(&pids)
+        })
+    };
+    let cpu_to = ctl.deadline.map(|at| {
+        let pids = cfg.server_pids.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at.into()).await;
+            cpu_time(&pids)
+        })
+    });
     let progress = cfg
         .progress
         .then(|| spawn_progress(ctl.clone(), cfg.workload));
@@ -352,6 +385,14 @@ pub async fn run(cfg: &RunConfig) -> Result<RunResult, BenchError> {
         }
     }
     let end = Instant::now();
+    let cpu_end = match cpu_to {
+        Some(t) => t.await.ok().flatten(),
+        None => cpu_time(&cfg.server_pids),
+    };
+    let server_cpu = match (cpu_from.await.ok().flatten(), cpu_end) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
     if let Some(p) = progress {
         p.abort();
         if cfg.progress {
@@ -380,6 +421,41 @@ pub async fn run(cfg: &RunConfig) -> Result<RunResult, BenchError> {
         latency_us: total.hist,
         first_errors,
         notes: total.notes,
+        server_cpu,
+    })
+}
+
+/// User + system CPU time of `pids` together (every thread), from
+/// `/proc/<pid>/stat`; `None` if there are none or one cannot be read.
+fn cpu_time(pids: &[u32]) -> Option<Duration> {
+    if pids.is_empty() {
+        return None;
+    }
+    let tick = clock_ticks_per_second();
+    let mut ticks = 0u64;
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name may hold spaces: fields start after its ')'.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        ticks += f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_secs_f64(ticks as f64 / tick as f64))
+}
+
+/// `getconf CLK_TCK` (the unit of `/proc/<pid>/stat` times), 100 if it
+/// cannot be asked.
+fn clock_ticks_per_second() -> u64 {
+    static TICK: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICK.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|&t| t > 0)
+            .unwrap_or(100)
     })
 }
 

@@ -184,6 +184,7 @@ impl CommonOpts {
             progress: !self.quiet,
             op_timeout: self.op_timeout,
             watching_sessions: self.watching_sessions,
+            server_pids: Vec::new(),
         }
     }
 }

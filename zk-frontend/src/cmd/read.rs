@@ -38,6 +38,9 @@ pub fn children_of(ctx: &Ctx<'_>, path: &str) -> Result<(Vec<String>, Stat), ZkE
 
 /// exists: stat or NoNode. READ is checked when the node exists (3.8).
 pub fn exists(ctx: &mut Ctx<'_>, path: &str, watch: bool) -> Reply {
+    if watch {
+        ctx.watches.arm(path);
+    }
     let zxid = ctx.node.revision();
     if path.contains('\0') {
         return Reply::err(zxid, code::BAD_ARGUMENTS);
@@ -70,6 +73,9 @@ pub fn exists(ctx: &mut Ctx<'_>, path: &str, watch: bool) -> Reply {
 }
 
 pub fn get_data(ctx: &mut Ctx<'_>, path: &str, watch: bool) -> Reply {
+    if watch {
+        ctx.watches.arm(path);
+    }
     let zxid = ctx.node.revision();
     match data_of(ctx, path) {
         Ok((d, s)) => {
@@ -103,6 +109,9 @@ pub fn get_acl(ctx: &mut Ctx<'_>, path: &str) -> Reply {
 
 /// getChildren (names only) and getChildren2 (names and stat).
 pub fn get_children(ctx: &mut Ctx<'_>, opcode: i32, path: &str, watch: bool) -> Reply {
+    if watch {
+        ctx.watches.arm(path);
+    }
     let zxid = ctx.node.revision();
     match children_of(ctx, path) {
         Ok((c, s)) => {

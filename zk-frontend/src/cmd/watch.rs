@@ -12,6 +12,18 @@ use crate::watches::add_watch_mode;
 /// at once; the others are re-armed with the node's current state as
 /// threshold. Replies go to xid -8 with no body.
 pub fn set_watches(ctx: &mut Ctx<'_>, sw: SetWatchesReq) -> Reply {
+    for p in sw
+        .data
+        .iter()
+        .chain(&sw.exist)
+        .chain(&sw.child)
+        .chain(&sw.persistent)
+    {
+        ctx.watches.arm(p);
+    }
+    for p in &sw.persistent_recursive {
+        ctx.watches.arm_recursive(p);
+    }
     let now = ctx.node.revision();
     let rel = sw.relative_zxid;
     let stat_of = |path: &str| {
@@ -60,12 +72,17 @@ pub fn set_watches(ctx: &mut Ctx<'_>, sw: SetWatchesReq) -> Reply {
 /// addWatch: a persistent (0) or persistent-recursive (1) watch, answered
 /// with an ErrorResponse(0) body as ZooKeeper does.
 pub fn add_watch(ctx: &mut Ctx<'_>, path: &str, mode: i32) -> Reply {
-    let now = ctx.node.revision();
     let recursive = match mode {
         add_watch_mode::PERSISTENT => false,
         add_watch_mode::PERSISTENT_RECURSIVE => true,
-        _ => return Reply::err(now, code::BAD_ARGUMENTS),
+        _ => return Reply::err(ctx.node.revision(), code::BAD_ARGUMENTS),
     };
+    if recursive {
+        ctx.watches.arm_recursive(path);
+    } else {
+        ctx.watches.arm(path);
+    }
+    let now = ctx.node.revision();
     ctx.watches.add_persistent(path, recursive, now);
     let mut w = Writer::new();
     w.int(0);
