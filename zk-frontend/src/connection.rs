@@ -50,7 +50,7 @@ use crate::cmd::{self, Ctx, Mode, Prepared, Reply};
 use crate::proto::{self, code, ConnectRequest, ConnectResponse, Request};
 use crate::session::{self, ConnInfo, SessionError};
 use crate::shared::Shared;
-use crate::watches::{translate, WatchTable};
+use crate::watches::{translate, WatchTable, ZkEvent};
 use crate::{fourlw, read_only, ZkFrontendError};
 
 /// A client connection's byte stream: plain TCP, or TLS on the secure port.
@@ -670,8 +670,9 @@ impl Connection {
     }
 
     /// Buffers one reply (not flushed), preceded by every notification for
-    /// the events the hub has queued so far (D6) and by `immediate`. True:
-    /// close the connection after it.
+    /// the events the hub has queued so far (D6) and by `immediate`, except
+    /// those of events after the read of a watch this request set: they
+    /// follow the reply. True: close the connection after it.
     async fn answer(
         &self,
         io: &mut Io,
@@ -680,7 +681,13 @@ impl Connection {
         reply: Reply,
         immediate: Vec<(i32, String)>,
     ) -> Result<bool, ZkFrontendError> {
-        self.drain(io, s)?;
+        let mut after = Vec::new();
+        while let Some(r) = s.watcher.try_next() {
+            match r {
+                Ok(evs) => self.deliver_deferring(io, &mut s.watches, &evs, &mut after),
+                Err(e) => return Err(lagged(e)),
+            }
+        }
         for (kind, path) in immediate {
             io.feed(proto::encode_notification(kind, &path).freeze())
                 .await?;
@@ -693,6 +700,11 @@ impl Connection {
         };
         io.feed(proto::encode_reply(xid, zxid, reply.err, reply.body.as_deref()).freeze())
             .await?;
+        for zev in after {
+            io.feed(proto::encode_notification(zev.kind, &zev.path).freeze())
+                .await?;
+        }
+        s.watches.end_request();
         self.shared.count_sent();
         // Replies go out in request order, so the oldest receipt time is
         // this reply's request.
@@ -730,15 +742,35 @@ impl Connection {
     }
 
     fn deliver(&self, io: &mut Io, watches: &mut WatchTable, evs: &[Event]) {
+        self.deliver_deferring(io, watches, evs, &mut Vec::new());
+    }
+
+    /// Applies `evs` to the watch tables and buffers their notifications,
+    /// except those [`WatchTable::defers`], which go to `after`.
+    fn deliver_deferring(
+        &self,
+        io: &mut Io,
+        watches: &mut WatchTable,
+        evs: &[Event],
+        after: &mut Vec<ZkEvent>,
+    ) {
         if watches.is_empty() {
             return;
         }
         for ev in evs {
             let Some(zev) = translate(ev) else { continue };
+            // Once one waits, every later event (a later revision, so also
+            // after the read) waits behind it: notifications keep zxid order.
+            let defer = !after.is_empty() || watches.defers(&zev);
             if watches.trigger(&zev) {
-                // `Framed::start_send` only buffers; errors surface on flush.
-                let _ =
-                    io.start_send_unpin(proto::encode_notification(zev.kind, &zev.path).freeze());
+                if defer {
+                    after.push(zev);
+                } else {
+                    // `Framed::start_send` only buffers; errors surface on
+                    // flush.
+                    let _ = io
+                        .start_send_unpin(proto::encode_notification(zev.kind, &zev.path).freeze());
+                }
             }
         }
         watches.prune();

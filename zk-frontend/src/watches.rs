@@ -91,6 +91,12 @@ pub struct WatchTable {
     interest: Option<Interest>,
     armed: HashSet<String>,
     armed_recursive: HashSet<String>,
+    /// Watches set by the request being answered, with their thresholds:
+    /// an event above one happened after that request's read, so its
+    /// notification goes after the reply, as ZooKeeper sends it (a client
+    /// library registers the watcher only when the reply arrives).
+    fresh: HashMap<String, i64>,
+    fresh_recursive: HashMap<String, i64>,
     /// A watch went away since the interest was last pruned.
     removed: bool,
     /// Bumped by every change, so a reader of the paths (`cons`, `wchc`)
@@ -143,6 +149,39 @@ impl WatchTable {
                 None => return self.armed.contains(path),
             }
         }
+    }
+
+    fn note_fresh(table: &mut HashMap<String, i64>, path: &str, threshold: i64) {
+        let t = table.entry(path.to_string()).or_insert(threshold);
+        *t = (*t).min(threshold);
+    }
+
+    /// Whether `ev`'s notification must wait for the reply of the request
+    /// that set a watch it fires (see `fresh`).
+    pub fn defers(&self, ev: &ZkEvent) -> bool {
+        if self.fresh.is_empty() && self.fresh_recursive.is_empty() {
+            return false;
+        }
+        let after = |t: Option<&i64>| t.is_some_and(|&t| ev.revision > t);
+        if after(self.fresh.get(&ev.path)) {
+            return true;
+        }
+        let mut p = ev.path.as_str();
+        loop {
+            if after(self.fresh_recursive.get(p)) {
+                return true;
+            }
+            match path::parent_str(p) {
+                Some(up) => p = up,
+                None => return false,
+            }
+        }
+    }
+
+    /// The request's reply is out: its watches are no longer fresh.
+    pub fn end_request(&mut self) {
+        self.fresh.clear();
+        self.fresh_recursive.clear();
     }
 
     /// Changes since the table was made (see `generation`).
@@ -200,6 +239,7 @@ impl WatchTable {
     /// threshold, so re-setting a watch never hides an event.
     pub fn add_data(&mut self, path: &str, threshold: i64) {
         self.arm(path);
+        Self::note_fresh(&mut self.fresh, path, threshold);
         self.generation += 1;
         let t = self.data.entry(path.to_string()).or_insert(threshold);
         *t = (*t).min(threshold);
@@ -207,6 +247,7 @@ impl WatchTable {
 
     pub fn add_child(&mut self, path: &str, threshold: i64) {
         self.arm(path);
+        Self::note_fresh(&mut self.fresh, path, threshold);
         self.generation += 1;
         let t = self.child.entry(path.to_string()).or_insert(threshold);
         *t = (*t).min(threshold);
@@ -215,8 +256,10 @@ impl WatchTable {
     pub fn add_persistent(&mut self, path: &str, recursive: bool, threshold: i64) {
         if recursive {
             self.arm_recursive(path);
+            Self::note_fresh(&mut self.fresh_recursive, path, threshold);
         } else {
             self.arm(path);
+            Self::note_fresh(&mut self.fresh, path, threshold);
         }
         self.generation += 1;
         let table = if recursive {
@@ -464,6 +507,24 @@ mod tests {
         assert!(t.remove("/r", watcher_type::PERSISTENT_RECURSIVE));
         t.prune();
         assert!(!t.fed("/r/x"));
+    }
+
+    /// An event after the read of the request that set a watch waits for
+    /// that request's reply; one the read already reflected does not.
+    #[test]
+    fn events_after_a_fresh_watch_wait_for_its_reply() {
+        let mut t = WatchTable::default();
+        t.add_data("/old", 1);
+        t.end_request();
+        t.add_data("/a", 5);
+        t.add_persistent("/r", true, 7);
+        assert!(!t.defers(&ev(event_type::NODE_DATA_CHANGED, "/a", 5)));
+        assert!(t.defers(&ev(event_type::NODE_DATA_CHANGED, "/a", 6)));
+        assert!(t.defers(&ev(event_type::NODE_CREATED, "/r/x", 8)));
+        assert!(!t.defers(&ev(event_type::NODE_CREATED, "/r/x", 7)));
+        assert!(!t.defers(&ev(event_type::NODE_DATA_CHANGED, "/old", 9)));
+        t.end_request();
+        assert!(!t.defers(&ev(event_type::NODE_DATA_CHANGED, "/a", 6)));
     }
 
     #[test]
