@@ -161,6 +161,12 @@ fn restore_file(file: &Path, dir: &Path, skip_hash_check: bool) -> anyhow::Resul
         bail!("snapshot missing hash but --skip-hash-check=false");
     }
     let c = snapshot_file::read(db).map_err(anyhow::Error::msg)?;
+    if c.stale_janus {
+        eprintln!(
+            "the file's janus bucket predates etcd's changes (etcd restored a janus \
+             snapshot and wrote this one): restoring from etcd's buckets"
+        );
+    }
     let from_janus = c.janus.is_some();
     let source = match c.janus {
         Some(b) => Source::Janus(b),

@@ -230,8 +230,17 @@ pub fn split_checksum(file: &[u8]) -> Result<(&[u8], bool), String> {
 /// What a snapshot file holds, read back.
 #[derive(Debug, Default)]
 pub struct Contents {
-    /// The `janus` bucket, when janus wrote the file.
+    /// The `janus` bucket, when janus wrote the file and nothing changed
+    /// it since (see [`Contents::stale_janus`]).
     pub janus: Option<Backup>,
+    /// The file has a `janus` bucket that no longer describes it: etcd
+    /// restored a janus snapshot (its restore keeps unknown buckets), ran,
+    /// and wrote this file. etcd's restore sets the consistent index to the
+    /// member count and every later apply moves it, so a `consistent_index`
+    /// other than the janus header's applied index, or a revision in `key`
+    /// past the header's, means etcd changed the data: the file is read as
+    /// an etcd file.
+    pub stale_janus: bool,
     /// From `key`, `lease` and `meta`.
     pub kvs: Vec<PortableKv>,
     pub leases: Vec<PortableLease>,
@@ -320,7 +329,12 @@ pub fn read(db_bytes: &[u8]) -> Result<Contents, String> {
     out.hash = hash.finish();
     out.auth = snapshot_auth::read(&auth, &users, &roles).map_err(bolt_err)?;
     if !janus.is_empty() {
-        out.janus = Some(janus_backup(janus)?);
+        let b = janus_backup(janus)?;
+        if b.applied_index == out.consistent_index && out.revision <= b.revision {
+            out.janus = Some(b);
+        } else {
+            out.stale_janus = true;
+        }
     }
     Ok(out)
 }
@@ -433,8 +447,35 @@ mod tests {
         assert_eq!(bytes.len() % 4096, 0);
         let c = read(&bytes).expect("read");
         assert_eq!(c.consistent_index, 9);
+        assert!(!c.stale_janus);
         let j = c.janus.expect("janus bucket");
         assert_eq!((j.applied_index, j.revision), (9, 4));
         assert_eq!(j.raw, backup.raw);
+    }
+
+    #[test]
+    fn a_janus_bucket_etcd_has_moved_past_is_ignored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backup = Backup {
+            applied_index: 9,
+            revision: 4,
+            ..Default::default()
+        };
+        let path = dir.path().join("f.db");
+        std::fs::write(&path, write(&backup, &[], dir.path()).expect("write")).expect("save");
+        // What etcd does after restoring the file: its own consistent index.
+        {
+            let mut db = bbolt_rs::Bolt::open(&path).expect("open");
+            db.update(|mut tx| {
+                let mut b = tx.create_bucket_if_not_exists(META)?;
+                b.put(CONSISTENT_INDEX, 3u64.to_be_bytes())?;
+                Ok(())
+            })
+            .expect("update");
+        }
+        let c = read(&std::fs::read(&path).expect("read")).expect("contents");
+        assert!(c.stale_janus);
+        assert!(c.janus.is_none());
+        assert_eq!(c.consistent_index, 3);
     }
 }
