@@ -316,7 +316,11 @@ async fn connect_as(ep: &str, user: Option<(&str, &str)>) -> Result<etcd::Client
 /// reads only what her role permits, root reads and writes everything.
 async fn check_auth(ep: &str, what: &str) {
     let mut anon = connect_as(ep, None).await.expect("connect");
-    let e = anon.get("/app/a", None).await.expect_err("auth is on");
+    let e = anon
+        .get("/app/a", None)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{what}: auth is off"));
     assert!(e.to_string().contains("user name is empty"), "{what}: {e}");
 
     let e = connect_as(ep, Some(("alice", "wrong")))
