@@ -168,16 +168,14 @@ impl Backup {
             })
             .collect()
     }
-}
 
-impl Backup {
     /// The auth store, decoded from the copy's `meta` records.
     pub fn auth(&self) -> Result<PortableAuth, CoreError> {
         let tag = Self::space_tag(Space::Meta);
         let records = self
             .raw
             .iter()
-            .filter(|(t, k, _)| *t == tag && k.starts_with(b"auth/"))
+            .filter(|(t, k, _)| *t == tag && k.starts_with(crate::auth::store::PREFIX))
             .map(|(_, k, v)| (k.clone(), v.clone()));
         let st = AuthStore::from_records(records).map_err(|what| CoreError::Corrupt {
             path: "backup".into(),

@@ -11,8 +11,8 @@ use super::ROOT;
 use crate::engine::{Batch, Engine, Space};
 use crate::CoreError;
 
-/// Every key of the store starts with this.
-const PREFIX: &[u8] = b"auth/";
+/// Every key of the store (in the `meta` keyspace) starts with this.
+pub(crate) const PREFIX: &[u8] = b"auth/";
 const ENABLED: &[u8] = b"auth/enabled";
 const REVISION: &[u8] = b"auth/revision";
 const USER: &[u8] = b"auth/user/";
