@@ -4,9 +4,10 @@
 //! [`janus_etcd::snapshot_file`]).
 //!
 //! Restore writes a new member data dir: a janus snapshot comes back whole
-//! (its `janus` bucket), an etcd snapshot from its `key`, `lease` and
-//! `meta` buckets (revisions, compaction point and leases kept; keys
-//! become implicit znodes). The member list is not in the data dir: start
+//! (its `janus` bucket), an etcd snapshot from its `key`, `lease`, `meta`
+//! and auth buckets (revisions, compaction point, leases, users, roles and
+//! the auth flag kept, as etcd's restore keeps them; keys become implicit
+//! znodes). The member list is not in the data dir: start
 //! each restored member with the same `--name`, `--initial-cluster` and
 //! `--initial-advertise-peer-urls` given here, as with etcd, and it
 //! bootstraps a new cluster whose revisions continue from the snapshot's.
@@ -160,6 +161,12 @@ fn restore_file(file: &Path, dir: &Path, skip_hash_check: bool) -> anyhow::Resul
         bail!("snapshot missing hash but --skip-hash-check=false");
     }
     let c = snapshot_file::read(db).map_err(anyhow::Error::msg)?;
+    if c.stale_janus {
+        eprintln!(
+            "the file's janus bucket predates etcd's changes (etcd restored a janus \
+             snapshot and wrote this one): restoring from etcd's buckets"
+        );
+    }
     let from_janus = c.janus.is_some();
     let source = match c.janus {
         Some(b) => Source::Janus(b),
@@ -167,6 +174,7 @@ fn restore_file(file: &Path, dir: &Path, skip_hash_check: bool) -> anyhow::Resul
             kvs: c.kvs,
             leases: c.leases,
             compact_revision: c.compact_revision,
+            auth: c.auth,
         },
     };
     let r = restore(dir, source).with_context(|| format!("restore into {}", dir.display()))?;

@@ -282,3 +282,179 @@ async fn real_etcd_snapshot_restores_into_janus() {
     let next = c.put("new", "v", None).await.expect("put");
     assert_eq!(next.header().expect("h").revision(), rev + 1);
 }
+
+/// The auth store both directions carry: `root` (root role), `alice` with
+/// the role `reader`, which may read the keys under `/app/` and nothing
+/// else, and auth enabled.
+async fn set_up_auth(c: &mut etcd::Client) {
+    c.put("/app/a", "1", None).await.expect("put");
+    c.put("/secret/x", "s", None).await.expect("put");
+    c.user_add("root", "rootpw", None)
+        .await
+        .expect("user add root");
+    c.user_grant_role("root", "root").await.expect("grant root");
+    c.role_add("reader").await.expect("role add");
+    c.role_grant_permission("reader", etcd::Permission::read("/app/").with_prefix())
+        .await
+        .expect("grant permission");
+    c.user_add("alice", "alicepw", None)
+        .await
+        .expect("user add alice");
+    c.user_grant_role("alice", "reader")
+        .await
+        .expect("grant reader");
+    c.auth_enable().await.expect("auth enable");
+}
+
+async fn connect_as(ep: &str, user: Option<(&str, &str)>) -> Result<etcd::Client, etcd::Error> {
+    let opts = user.map(|(u, p)| etcd::ConnectOptions::new().with_user(u, p));
+    etcd::Client::connect([ep], opts).await
+}
+
+/// What [`set_up_auth`] left, checked on the server at `ep` (`what` names
+/// it in failures): auth is on, alice authenticates with her password and
+/// reads only what her role permits, root reads and writes everything.
+async fn check_auth(ep: &str, what: &str) {
+    let mut anon = connect_as(ep, None).await.expect("connect");
+    let e = anon
+        .get("/app/a", None)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{what}: auth is off"));
+    assert!(e.to_string().contains("user name is empty"), "{what}: {e}");
+
+    let e = connect_as(ep, Some(("alice", "wrong")))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("{what}: a wrong password authenticated"));
+    assert!(
+        e.to_string().contains("authentication failed"),
+        "{what}: {e}"
+    );
+
+    let mut alice = connect_as(ep, Some(("alice", "alicepw")))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: alice cannot authenticate: {e}"));
+    assert_eq!(
+        kv_at(&mut alice, "/app/a", 0).await.map(|k| k.0),
+        Some(b"1".to_vec()),
+        "{what}"
+    );
+    let e = alice.get("/secret/x", None).await.expect_err("no read");
+    assert!(e.to_string().contains("permission denied"), "{what}: {e}");
+    let e = alice.put("/app/a", "2", None).await.expect_err("no write");
+    assert!(e.to_string().contains("permission denied"), "{what}: {e}");
+
+    let mut root = connect_as(ep, Some(("root", "rootpw")))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: root cannot authenticate: {e}"));
+    assert_eq!(
+        kv_at(&mut root, "/secret/x", 0).await.map(|k| k.0),
+        Some(b"s".to_vec()),
+        "{what}"
+    );
+    root.put("/secret/y", "t", None)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: root cannot write: {e}"));
+    let users = root.user_list().await.expect("user list");
+    for u in ["alice", "root"] {
+        assert!(users.users().iter().any(|x| x == u), "{what}: {users:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn janus_auth_travels_to_real_etcd_and_janus_in_a_snapshot() {
+    let j = Janus::start();
+    let mut c = j.etcd_client().await;
+    set_up_auth(&mut c).await;
+    check_auth(&j.etcd_endpoint(), "janus").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("janus-auth.db");
+    etcdctl(
+        Some(&j.etcd_endpoint()),
+        &[
+            "--user=root:rootpw",
+            "snapshot",
+            "save",
+            &file.to_string_lossy(),
+        ],
+    );
+    drop(j);
+
+    let cluster = Cluster::start_prepared(1, restore_into(&file));
+    check_auth(
+        &cluster.members[0].etcd_endpoint(),
+        "janus restored from janus",
+    )
+    .await;
+    drop(cluster);
+
+    if !RealEtcd::available() {
+        eprintln!("etcd not installed: the etcd half is skipped");
+        return;
+    }
+    let etcd = RealEtcd::start_from(Some(&file)).expect("etcd from a janus snapshot");
+    check_auth(&etcd.endpoint(), "etcd restored from janus").await;
+    // etcd keeps the file's `janus` bucket; what etcd changes after its
+    // restore must still win when its own snapshot comes back to janus.
+    let mut root = connect_as(&etcd.endpoint(), Some(("root", "rootpw")))
+        .await
+        .expect("root");
+    root.user_add("bob", "bobpw", None).await.expect("user add");
+    root.user_grant_role("bob", "reader").await.expect("grant");
+    root.put("/app/b", "2", None).await.expect("put");
+    let again = dir.path().join("etcd-after-janus.db");
+    etcdctl(
+        Some(&etcd.endpoint()),
+        &[
+            "--user=root:rootpw",
+            "snapshot",
+            "save",
+            &again.to_string_lossy(),
+        ],
+    );
+    drop(etcd);
+    let cluster = Cluster::start_prepared(1, restore_into(&again));
+    let ep = cluster.members[0].etcd_endpoint();
+    check_auth(&ep, "janus restored from etcd restored from janus").await;
+    let mut bob = connect_as(&ep, Some(("bob", "bobpw")))
+        .await
+        .expect("bob authenticates");
+    assert_eq!(
+        kv_at(&mut bob, "/app/b", 0).await.map(|k| k.0),
+        Some(b"2".to_vec())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_etcd_auth_restores_into_janus() {
+    if !RealEtcd::available() {
+        eprintln!("etcd not installed: skipped");
+        return;
+    }
+    let etcd = RealEtcd::start().expect("etcd");
+    let mut e = etcd::Client::connect([etcd.endpoint()], None)
+        .await
+        .expect("connect");
+    set_up_auth(&mut e).await;
+    check_auth(&etcd.endpoint(), "etcd").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("etcd-auth.db");
+    etcdctl(
+        Some(&etcd.endpoint()),
+        &[
+            "--user=root:rootpw",
+            "snapshot",
+            "save",
+            &file.to_string_lossy(),
+        ],
+    );
+    drop(etcd);
+
+    let cluster = Cluster::start_prepared(1, restore_into(&file));
+    check_auth(
+        &cluster.members[0].etcd_endpoint(),
+        "janus restored from etcd",
+    )
+    .await;
+}

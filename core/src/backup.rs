@@ -5,10 +5,13 @@
 //! one ([`restore`]), as `etcdutl snapshot restore` writes a member's.
 //!
 //! A backup holds every exported keyspace record as is (`raw`), which a
-//! janus restore puts back exactly, and decodes the MVCC history and leases
-//! into format-free values ([`PortableKv`], [`PortableLease`]) that another
-//! store's layout can carry. A restore from another store (etcd) has only
-//! those: znodes come back as the implicit znodes an etcd write makes.
+//! janus restore puts back exactly, and decodes the MVCC history, leases
+//! and the auth store into format-free values ([`PortableKv`],
+//! [`PortableLease`], [`PortableAuth`]) that another store's layout can
+//! carry. A restore from another store (etcd) has only those: znodes come
+//! back as the implicit znodes an etcd write makes, and the auth store
+//! (users, roles, the enabled flag and auth revision) as it was, as
+//! etcd's own restore keeps it.
 //!
 //! A restored directory is a new cluster's member: the member list, the
 //! applied index and the duplicate-proposal windows of the old cluster are
@@ -20,7 +23,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::engine::{Engine, Space};
+use crate::auth::{AuthStore, Role, User};
+use crate::engine::{Engine, Space, View};
 use crate::mvcc::{Record, Rev};
 use crate::CoreError;
 
@@ -42,6 +46,19 @@ pub struct PortableKv {
 pub struct PortableLease {
     pub id: i64,
     pub ttl_secs: i64,
+}
+
+/// etcd's auth store in format-free terms (etcd keeps it in its `auth`,
+/// `authUsers` and `authRoles` buckets): the enabled flag, the auth
+/// revision, users (with their bcrypt password hashes) and roles.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortableAuth {
+    pub enabled: bool,
+    pub revision: u64,
+    /// By name.
+    pub users: Vec<User>,
+    /// By name.
+    pub roles: Vec<Role>,
 }
 
 /// A consistent copy of a member's state.
@@ -69,15 +86,15 @@ fn is_member_local(space: Space, key: &[u8]) -> bool {
 }
 
 impl Backup {
-    /// Takes the copy; the caller holds the state lock so that the applied
-    /// index and the data agree.
+    /// Takes the copy from `view`; the caller took the view and the numbers
+    /// under one state lock, so that they agree, and reads the view after
+    /// releasing it (writes go on during the copy).
     pub(crate) fn take(
-        engine: &Arc<Engine>,
+        view: &View,
         applied_index: u64,
         revision: i64,
         compact_revision: i64,
     ) -> Result<Backup, CoreError> {
-        let view = engine.view();
         let mut raw = Vec::new();
         for (tag, space) in Space::EXPORTED.iter().enumerate() {
             for item in view.scan_all(*space) {
@@ -151,17 +168,61 @@ impl Backup {
             })
             .collect()
     }
+
+    /// The auth store, decoded from the copy's `meta` records.
+    pub fn auth(&self) -> Result<PortableAuth, CoreError> {
+        let tag = Self::space_tag(Space::Meta);
+        let records = self
+            .raw
+            .iter()
+            .filter(|(t, k, _)| *t == tag && k.starts_with(crate::auth::store::PREFIX))
+            .map(|(_, k, v)| (k.clone(), v.clone()));
+        let st = AuthStore::from_records(records).map_err(|what| CoreError::Corrupt {
+            path: "backup".into(),
+            what,
+        })?;
+        Ok(PortableAuth {
+            enabled: st.enabled,
+            revision: st.revision,
+            users: st.users.into_values().collect(),
+            roles: st.roles.into_values().collect(),
+        })
+    }
+}
+
+/// The auth store a restore from another store's file writes: users'
+/// roles sorted and without repeats and roles' permissions sorted by key
+/// (the orders the permission checks rely on, [`crate::auth::perm`]),
+/// revision at least 1 (etcd's `NewAuthStore` starts there).
+fn auth_store_of(auth: PortableAuth) -> AuthStore {
+    let mut st = AuthStore {
+        enabled: auth.enabled,
+        revision: auth.revision.max(1),
+        ..Default::default()
+    };
+    for mut u in auth.users {
+        u.roles.sort();
+        u.roles.dedup();
+        st.users.insert(u.name.clone(), u);
+    }
+    for mut r in auth.roles {
+        r.perms.sort_by(|a, b| a.key.cmp(&b.key));
+        st.roles.insert(r.name.clone(), r);
+    }
+    st
 }
 
 /// What a restore starts from.
 pub enum Source {
     /// A janus backup: every record as it was.
     Janus(Backup),
-    /// Another store's MVCC history and leases (etcd's snapshot file).
+    /// Another store's MVCC history, leases and auth store (etcd's
+    /// snapshot file); `auth: None` leaves a new, disabled auth store.
     Portable {
         kvs: Vec<PortableKv>,
         leases: Vec<PortableLease>,
         compact_revision: i64,
+        auth: Option<PortableAuth>,
     },
 }
 
@@ -212,7 +273,11 @@ pub fn restore(dir: &Path, source: Source) -> Result<Restored, CoreError> {
             kvs,
             leases: ls,
             compact_revision,
+            auth,
         } => {
+            if let Some(auth) = auth {
+                auth_store_of(auth).write_all(&mut batch);
+            }
             for kv in kvs {
                 revision = revision.max(kv.main);
                 let sub = u32::try_from(kv.sub).map_err(|_| CoreError::Corrupt {

@@ -185,9 +185,13 @@ pub(crate) fn answer(node: &Node, revision: i64) -> Result<PeerHash, PeerHashErr
     }
 }
 
-fn local(node: &Node) -> Result<LocalHash, CoreError> {
-    let h = node
-        .hash_kv_at(0)
+/// This member's hash at its current revision; the scan runs off the
+/// async threads.
+async fn local(node: &Node) -> Result<LocalHash, CoreError> {
+    let n = node.clone();
+    let h = tokio::task::spawn_blocking(move || n.hash_kv_at(0))
+        .await
+        .map_err(|e| CoreError::Raft(format!("hash task: {e}")))?
         .map_err(|e| CoreError::Raft(format!("cannot hash the store: {e}")))?;
     Ok(LocalHash {
         hash: h.hash,
@@ -225,7 +229,7 @@ pub async fn initial_check(node: &Node) -> Result<(), CoreError> {
         timeout = ?node.config().request_timeout,
         "starting initial corruption check"
     );
-    let me = local(node)?;
+    let me = local(node).await?;
     let peers = ask_peers(node, me.revision).await;
     let mismatched = initial_verdict(me, &peers);
     if !mismatched.is_empty() {
@@ -241,10 +245,10 @@ pub async fn initial_check(node: &Node) -> Result<(), CoreError> {
 /// One periodic check by the leader (`checkHashKV`); returns the member it
 /// raised CORRUPT for, if any.
 pub async fn check_once(node: &Node) -> Result<Option<u64>, CoreError> {
-    let first = local(node)?;
+    let first = local(node).await?;
     let peers = ask_peers(node, first.revision).await;
     node.read_barrier().await?;
-    let second = local(node)?;
+    let second = local(node).await?;
     let checked = peers.iter().filter(|(_, a)| a.is_ok()).count();
     let verdict = periodic_verdict(node.member_id(), first, second, &peers);
     if let Some(id) = verdict {

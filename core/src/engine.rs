@@ -299,6 +299,21 @@ impl View {
         })
     }
 
+    /// The pairs of `s` within `range` as of the view, in key order.
+    pub fn scan<R: RangeBounds<Vec<u8>>>(
+        &self,
+        s: Space,
+        range: R,
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), CoreError>> + Send + 'static {
+        use fjall::Readable;
+        let engine = Arc::clone(&self.engine);
+        self.snap.range(self.engine.space(s), range).map(move |g| {
+            g.into_inner()
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(|e| engine.err(s, e))
+        })
+    }
+
     pub fn get(&self, s: Space, key: &[u8]) -> Result<Option<Vec<u8>>, CoreError> {
         use fjall::Readable;
         self.snap

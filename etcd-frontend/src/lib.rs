@@ -31,6 +31,7 @@ mod lock_service;
 mod maintenance;
 mod metrics_http;
 pub mod pb;
+mod snapshot_auth;
 pub mod snapshot_file;
 pub mod status;
 pub mod tls;

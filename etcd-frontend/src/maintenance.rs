@@ -84,9 +84,19 @@ impl MaintenanceService {
         })
     }
 
+    /// The member's HashKV at `revision`: a scan of the store, so off the
+    /// async threads.
+    async fn hash_kv_at(&self, revision: i64) -> Result<(u32, i64, i64), ApiError> {
+        let node = self.0.node.clone();
+        tokio::task::spawn_blocking(move || node.hash_kv(revision))
+            .await
+            .map_err(|e| ApiError::Core(format!("hash task: {e}"), crate::status::CoreKind::Other))?
+            .map_err(ApiError::from)
+    }
+
     pub async fn hash(&self, _r: pb::HashRequest) -> Result<pb::HashResponse, ApiError> {
         crate::caller::require_admin(&self.0).await?;
-        let (hash, _compact, rev) = self.0.node.hash_kv(0)?;
+        let (hash, _compact, rev) = self.hash_kv_at(0).await?;
         Ok(pb::HashResponse {
             header: self.0.header(Some(rev)),
             hash,
@@ -95,7 +105,7 @@ impl MaintenanceService {
 
     pub async fn hash_kv(&self, r: pb::HashKvRequest) -> Result<pb::HashKvResponse, ApiError> {
         crate::caller::require_admin(&self.0).await?;
-        let (hash, compact_revision, rev) = self.0.node.hash_kv(r.revision)?;
+        let (hash, compact_revision, rev) = self.hash_kv_at(r.revision).await?;
         Ok(pb::HashKvResponse {
             header: self.0.header(Some(rev)),
             hash,

@@ -21,9 +21,10 @@
 //!   A janus restore prefers it; an etcd file has none and restores from
 //!   `key`, `lease` and `meta`.
 //!
-//! etcd users and roles are not written to `authUsers`/`authRoles` (a
-//! restored etcd starts with auth off and no users); janus-to-janus
-//! restores keep them through the `janus` bucket.
+//! The auth store goes to `auth`, `authUsers` and `authRoles` in etcd's
+//! encoding ((`snapshot_auth.rs`)), so etcd restores it; a janus
+//! restore reads it from the `janus` bucket, or from those buckets in an
+//! etcd file.
 //!
 //! The file is written with the `bbolt-rs` crate (a Rust port of bbolt
 //! that writes Go bolt's format). etcd appends the file's sha256 when it
@@ -32,12 +33,13 @@
 use std::path::Path;
 
 use bbolt_rs::{BucketRwApi, DbRwAPI, TxRwRefApi};
-use janus_core::backup::{Backup, PortableKv, PortableLease};
+use janus_core::backup::{Backup, PortableAuth, PortableKv, PortableLease};
 use janus_core::Member;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
 use crate::pb::mvccpb;
+use crate::snapshot_auth::{self, AUTH, AUTH_ROLES, AUTH_USERS};
 
 /// Bucket names.
 const KEY: &[u8] = b"key";
@@ -47,9 +49,6 @@ const MEMBERS: &[u8] = b"members";
 const MEMBERS_REMOVED: &[u8] = b"members_removed";
 const CLUSTER: &[u8] = b"cluster";
 const ALARM: &[u8] = b"alarm";
-const AUTH: &[u8] = b"auth";
-const AUTH_USERS: &[u8] = b"authUsers";
-const AUTH_ROLES: &[u8] = b"authRoles";
 const JANUS: &[u8] = b"janus";
 
 const CONSISTENT_INDEX: &[u8] = b"consistent_index";
@@ -121,20 +120,20 @@ fn bolt_err(e: impl std::fmt::Display) -> String {
 pub fn write(backup: &Backup, members: &[Member], tmp_dir: &Path) -> Result<Vec<u8>, String> {
     let kvs = backup.kvs().map_err(|e| e.to_string())?;
     let leases = backup.leases().map_err(|e| e.to_string())?;
+    let auth = backup.auth().map_err(|e| e.to_string())?;
     let dir = tempfile::tempdir_in(tmp_dir).map_err(bolt_err)?;
     let path = dir.path().join("snapshot.db");
     {
         let mut db = bbolt_rs::Bolt::open(&path).map_err(bolt_err)?;
         db.update(|mut tx| {
-            for name in [
-                MEMBERS_REMOVED,
-                CLUSTER,
-                ALARM,
-                AUTH,
-                AUTH_USERS,
-                AUTH_ROLES,
-            ] {
+            for name in [MEMBERS_REMOVED, CLUSTER, ALARM] {
                 tx.create_bucket_if_not_exists(name)?;
+            }
+            for (name, entries) in snapshot_auth::entries(&auth) {
+                let mut b = tx.create_bucket_if_not_exists(name)?;
+                for (k, v) in entries {
+                    b.put(k, v)?;
+                }
             }
             {
                 let mut b = tx.create_bucket_if_not_exists(KEY)?;
@@ -231,11 +230,22 @@ pub fn split_checksum(file: &[u8]) -> Result<(&[u8], bool), String> {
 /// What a snapshot file holds, read back.
 #[derive(Debug, Default)]
 pub struct Contents {
-    /// The `janus` bucket, when janus wrote the file.
+    /// The `janus` bucket, when janus wrote the file and nothing changed
+    /// it since (see [`Contents::stale_janus`]).
     pub janus: Option<Backup>,
+    /// The file has a `janus` bucket that no longer describes it: etcd
+    /// restored a janus snapshot (its restore keeps unknown buckets), ran,
+    /// and wrote this file. etcd's restore sets the consistent index to the
+    /// member count and every later apply moves it, so a `consistent_index`
+    /// other than the janus header's applied index, or a revision in `key`
+    /// past the header's, means etcd changed the data: the file is read as
+    /// an etcd file.
+    pub stale_janus: bool,
     /// From `key`, `lease` and `meta`.
     pub kvs: Vec<PortableKv>,
     pub leases: Vec<PortableLease>,
+    /// From `auth`, `authUsers` and `authRoles` (`None`: all empty).
+    pub auth: Option<PortableAuth>,
     pub compact_revision: i64,
     pub consistent_index: u64,
     /// `etcdctl snapshot status`: the CRC-32C over every bucket name, key
@@ -257,6 +267,7 @@ pub fn read(db_bytes: &[u8]) -> Result<Contents, String> {
     let mut hash = Crc32c::default();
     let mut problem: Option<String> = None;
     let mut janus: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let (mut auth, mut users, mut roles) = (Vec::new(), Vec::new(), Vec::new());
     {
         for (name, entries) in &buckets {
             let name = name.as_slice();
@@ -304,6 +315,9 @@ pub fn read(db_bytes: &[u8]) -> Result<Contents, String> {
                         }
                     }
                     JANUS => janus.push((k.to_vec(), v.to_vec())),
+                    AUTH => auth.push((k.to_vec(), v.to_vec())),
+                    AUTH_USERS => users.push((k.to_vec(), v.to_vec())),
+                    AUTH_ROLES => roles.push((k.to_vec(), v.to_vec())),
                     _ => {}
                 }
             }
@@ -313,8 +327,14 @@ pub fn read(db_bytes: &[u8]) -> Result<Contents, String> {
         return Err(format!("snapshot file: {p}"));
     }
     out.hash = hash.finish();
+    out.auth = snapshot_auth::read(&auth, &users, &roles).map_err(bolt_err)?;
     if !janus.is_empty() {
-        out.janus = Some(janus_backup(janus)?);
+        let b = janus_backup(janus)?;
+        if b.applied_index == out.consistent_index && out.revision <= b.revision {
+            out.janus = Some(b);
+        } else {
+            out.stale_janus = true;
+        }
     }
     Ok(out)
 }
@@ -427,8 +447,35 @@ mod tests {
         assert_eq!(bytes.len() % 4096, 0);
         let c = read(&bytes).expect("read");
         assert_eq!(c.consistent_index, 9);
+        assert!(!c.stale_janus);
         let j = c.janus.expect("janus bucket");
         assert_eq!((j.applied_index, j.revision), (9, 4));
         assert_eq!(j.raw, backup.raw);
+    }
+
+    #[test]
+    fn a_janus_bucket_etcd_has_moved_past_is_ignored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backup = Backup {
+            applied_index: 9,
+            revision: 4,
+            ..Default::default()
+        };
+        let path = dir.path().join("f.db");
+        std::fs::write(&path, write(&backup, &[], dir.path()).expect("write")).expect("save");
+        // What etcd does after restoring the file: its own consistent index.
+        {
+            let mut db = bbolt_rs::Bolt::open(&path).expect("open");
+            db.update(|mut tx| {
+                let mut b = tx.create_bucket_if_not_exists(META)?;
+                b.put(CONSISTENT_INDEX, 3u64.to_be_bytes())?;
+                Ok(())
+            })
+            .expect("update");
+        }
+        let c = read(&std::fs::read(&path).expect("read")).expect("contents");
+        assert!(c.stale_janus);
+        assert!(c.janus.is_none());
+        assert_eq!(c.consistent_index, 3);
     }
 }

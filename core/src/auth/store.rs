@@ -11,6 +11,8 @@ use super::ROOT;
 use crate::engine::{Batch, Engine, Space};
 use crate::CoreError;
 
+/// Every key of the store (in the `meta` keyspace) starts with this.
+pub(crate) const PREFIX: &[u8] = b"auth/";
 const ENABLED: &[u8] = b"auth/enabled";
 const REVISION: &[u8] = b"auth/revision";
 const USER: &[u8] = b"auth/user/";
@@ -109,36 +111,63 @@ impl AuthStore {
     /// Reads the store back; a data dir without one gets a new store at
     /// revision 1 (etcd's `NewAuthStore`).
     pub fn load(engine: &Engine) -> Result<AuthStore, CoreError> {
+        let mut end = PREFIX.to_vec();
+        end.push(0xff);
+        let mut records = Vec::new();
+        for item in engine.scan(Space::Meta, PREFIX.to_vec()..end, false) {
+            records.push(item?);
+        }
+        AuthStore::from_records(records).map_err(|what| corrupt(engine, what))
+    }
+
+    /// A store from its records in the `meta` keyspace (every key under
+    /// `auth/`; other keys are ignored): what [`AuthStore::load`] reads
+    /// from the engine and a backup holds ([`crate::backup`]). Without
+    /// records it is a new store at revision 1.
+    pub fn from_records(
+        records: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+    ) -> Result<AuthStore, String> {
         let mut st = AuthStore {
-            enabled: engine.get(Space::Meta, ENABLED)?.as_deref() == Some(&[1u8][..]),
             revision: 1,
             ..Default::default()
         };
-        if let Some(v) = engine.get(Space::Meta, REVISION)? {
-            let arr: [u8; 8] = v
-                .as_slice()
-                .try_into()
-                .map_err(|_| corrupt(engine, format!("auth revision has {} bytes", v.len())))?;
-            st.revision = u64::from_be_bytes(arr);
-        }
-        for (prefix, is_user) in [(USER, true), (ROLE, false)] {
-            let mut end = prefix.to_vec();
-            end.push(0xff);
-            for item in engine.scan(Space::Meta, prefix.to_vec()..end, false) {
-                let (k, v) = item?;
-                let what = || String::from_utf8_lossy(&k).into_owned();
-                if is_user {
-                    let u: User = postcard::from_bytes(&v)
-                        .map_err(|e| corrupt(engine, format!("{}: {e}", what())))?;
-                    st.users.insert(u.name.clone(), u);
-                } else {
-                    let r: Role = postcard::from_bytes(&v)
-                        .map_err(|e| corrupt(engine, format!("{}: {e}", what())))?;
-                    st.roles.insert(r.name.clone(), r);
-                }
+        for (k, v) in records {
+            let what = || String::from_utf8_lossy(&k).into_owned();
+            if k == ENABLED {
+                st.enabled = v == [1u8];
+            } else if k == REVISION {
+                let arr: [u8; 8] = v
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| format!("auth revision has {} bytes", v.len()))?;
+                st.revision = u64::from_be_bytes(arr);
+            } else if k.starts_with(USER) {
+                let u: User = postcard::from_bytes(&v).map_err(|e| format!("{}: {e}", what()))?;
+                st.users.insert(u.name.clone(), u);
+            } else if k.starts_with(ROLE) {
+                let r: Role = postcard::from_bytes(&v).map_err(|e| format!("{}: {e}", what()))?;
+                st.roles.insert(r.name.clone(), r);
             }
         }
         Ok(st)
+    }
+
+    /// Writes the whole persistent store (flag, revision, users, roles)
+    /// into `b`, for a data dir that has none yet (a restore). Tokens are
+    /// member-local and not written.
+    pub(crate) fn write_all(&self, b: &mut Batch) {
+        b.put(Space::Meta, ENABLED.to_vec(), vec![u8::from(self.enabled)]);
+        b.put(
+            Space::Meta,
+            REVISION.to_vec(),
+            self.revision.to_be_bytes().to_vec(),
+        );
+        for u in self.users.values() {
+            b.put(Space::Meta, prefixed(USER, &u.name), encode(u));
+        }
+        for r in self.roles.values() {
+            b.put(Space::Meta, prefixed(ROLE, &r.name), encode(r));
+        }
     }
 
     pub(crate) fn put_user(&mut self, b: &mut Batch, u: User) {

@@ -6,6 +6,8 @@
 //! be linearizable (D8).
 
 mod clock;
+mod hash_kv;
+pub use hash_kv::HashKv;
 mod log_writer;
 mod reconfig;
 pub use reconfig::{Joining, ReconfigPlan, ReconfigRequest};
@@ -155,17 +157,6 @@ pub struct Status {
     pub applied_index: u64,
     pub compact_revision: i64,
     pub db_size: i64,
-}
-
-/// A member's HashKV ([`Node::hash_kv_at`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HashKv {
-    pub hash: u32,
-    /// The revision hashed.
-    pub revision: i64,
-    /// The member's revision when it hashed.
-    pub current_revision: i64,
-    pub compact_revision: i64,
 }
 
 /// A running member.
@@ -822,35 +813,6 @@ impl Node {
         self.state().leases.contains_key(&id)
     }
 
-    /// etcd HashKV: a CRC-32 over every retained MVCC record up to `revision`
-    /// (0 = current), in revision order. Members with the same history have
-    /// the same hash. Returns (hash, compact_revision, revision).
-    pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64), KvError> {
-        let h = self.hash_kv_at(revision)?;
-        Ok((h.hash, h.compact_revision, h.revision))
-    }
-
-    /// [`Node::hash_kv`] with the member's current revision read under the
-    /// same lock (what etcd's `HashByRev` returns and its HashKV header
-    /// carries, which the corruption check compares).
-    pub fn hash_kv_at(&self, revision: i64) -> Result<HashKv, KvError> {
-        let st = self.state();
-        let rev = st.read_revision(revision)?;
-        let mut h = crc32fast::Hasher::new();
-        let end = crate::mvcc::Rev::new(rev + 1, 0).to_bytes();
-        for item in st.engine.scan(crate::engine::Space::Revs, ..end, false) {
-            let (k, v) = item?;
-            h.update(&k);
-            h.update(&v);
-        }
-        Ok(HashKv {
-            hash: h.finalize(),
-            revision: rev,
-            current_revision: st.revision,
-            compact_revision: st.compact_revision,
-        })
-    }
-
     /// Peer `to`'s HashKV at `revision` over the peer transport (the
     /// corruption check, [`crate::corrupt_check`]).
     pub async fn peer_hash_kv(
@@ -945,13 +907,17 @@ impl Node {
 
     /// A consistent copy of this member's state ([`crate::backup`]).
     pub fn backup(&self) -> Result<crate::backup::Backup, CoreError> {
-        let st = self.state();
-        crate::backup::Backup::take(
-            &st.engine,
-            st.applied_index,
-            st.revision,
-            st.compact_revision,
-        )
+        // The view and its numbers under the lock; the copy without it.
+        let (view, applied, revision, compact) = {
+            let st = self.state();
+            (
+                st.engine.view(),
+                st.applied_index,
+                st.revision,
+                st.compact_revision,
+            )
+        };
+        crate::backup::Backup::take(&view, applied, revision, compact)
     }
 
     /// Compacts the storage engine's files (etcd Defragment).
