@@ -151,9 +151,12 @@ fn corrupt_watch_order(rec: &Recorded) -> Option<Recorded> {
     Some(c)
 }
 
-/// Asserts that every corruption that applies to `rec` is rejected, each
-/// for the expected reason. Returns how many were tried.
-fn assert_corruptions_rejected(rec: &Recorded) -> usize {
+/// Asserts that the first `cases` corruptions (of 8: the last four need
+/// etcd lock holds, leases, multis and watch-order rounds, which only a
+/// live run records) are rejected, each for the expected reason. Returns
+/// how many were tried.
+fn assert_corruptions_rejected(rec: &Recorded, cases: usize) -> usize {
+    let take = cases;
     type Corrupt = fn(&Recorded) -> Option<Recorded>;
     let cases: [(&str, Corrupt, &str); 8] = [
         (
@@ -190,7 +193,7 @@ fn assert_corruptions_rejected(rec: &Recorded) -> usize {
         ),
     ];
     let mut tried = 0;
-    for (name, corrupt, expect) in cases {
+    for (name, corrupt, expect) in cases.into_iter().take(take) {
         let Some(bad) = corrupt(rec) else {
             panic!("self-check: could not build the '{name}' corruption from this history");
         };
@@ -364,6 +367,7 @@ fn synthetic() -> Recorded {
         problems: vec![],
         faults: vec![],
         watches: vec![],
+        ..Recorded::default()
     }
 }
 
@@ -373,7 +377,7 @@ fn checking_path_accepts_a_good_recording_and_rejects_corrupted_ones() {
     if let Err(e) = check_run(&rec) {
         panic!("the synthetic recording is valid: {e:#?}");
     }
-    assert_eq!(assert_corruptions_rejected(&rec), 4);
+    assert_eq!(assert_corruptions_rejected(&rec, 4), 4);
 
     // More ways to be wrong, each rejected.
     let rejected = |c: Recorded, what: &str| {
@@ -549,7 +553,7 @@ async fn linearizable_under_faults_both_protocols() {
     );
 
     // The checks can fail: the same path rejects this very history corrupted.
-    let mut tried = assert_corruptions_rejected(&rec);
+    let mut tried = assert_corruptions_rejected(&rec, 8);
     // A watcher that missed one event (a gap, or a resumption that skipped
     // one), and one that got an event twice.
     let longest = (0..rec.watches.len())

@@ -163,3 +163,44 @@ impl Clock {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jumps() -> ClockJumps {
+        ClockJumps {
+            monotonic_ms: AtomicU64::new(0),
+            wall_ms: AtomicI64::new(0),
+        }
+    }
+
+    #[test]
+    fn the_hook_file_moves_both_clocks_and_the_monotonic_one_only_forward() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("clock");
+        let j = Arc::new(jumps());
+        let clock = Clock::Jumped(Arc::clone(&j));
+        j.read(&path); // missing file: no offset
+        let before = Instant::now();
+        assert!(clock.now() < before + Duration::from_secs(1));
+
+        std::fs::write(&path, "3600000 -7200000\n").expect("write");
+        j.read(&path);
+        assert!(clock.now() >= before + Duration::from_secs(3600));
+        let wall = Clock::Real.now_ms();
+        let jumped = clock.now_ms();
+        assert!((wall - 7_200_000 - jumped).abs() < 1000, "{wall} {jumped}");
+
+        // A smaller monotonic offset is ignored; the wall offset follows.
+        std::fs::write(&path, "1000 0").expect("write");
+        j.read(&path);
+        assert!(clock.now() >= before + Duration::from_secs(3600));
+        assert!((Clock::Real.now_ms() - clock.now_ms()).abs() < 1000);
+
+        // Garbage changes nothing.
+        std::fs::write(&path, "soon").expect("write");
+        j.read(&path);
+        assert!(clock.now() >= before + Duration::from_secs(3600));
+    }
+}
