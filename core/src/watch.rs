@@ -161,6 +161,22 @@ impl Hub {
         });
     }
 
+    /// The store was replaced wholesale (a snapshot from the leader): the
+    /// revisions it jumped over were never published, so every subscriber
+    /// catches up from the new store's history, as etcd moves its synced
+    /// watchers back to unsynced on restore. An empty batch wakes a watcher
+    /// that waits on an empty channel (it then sees itself lagging).
+    pub(crate) fn resync_all(&self) {
+        let Ok(subs) = self.subs.lock() else {
+            return;
+        };
+        let wake = Arc::new(Vec::new());
+        for s in subs.iter() {
+            s.lagging.store(true, Ordering::Release);
+            let _ = s.tx.try_send(Arc::clone(&wake));
+        }
+    }
+
     fn remove(&self, id: u64) {
         if let Ok(mut subs) = self.subs.lock() {
             subs.retain(|s| s.id != id);
