@@ -344,7 +344,10 @@ impl Watcher {
             history_events(&st, &self.sub, rev, rec, &mut out)?;
         }
         if !cut_short {
-            self.next_rev = st.revision + 1;
+            // Never backwards: a watch may start beyond the store (a
+            // member that restarted or was wiped, resumed on by a client
+            // that has seen more), and still be there after a snapshot.
+            self.next_rev = self.next_rev.max(st.revision + 1);
             // Caught up: rejoin live delivery before releasing the lock.
             self.sub.lagging.store(false, Ordering::Release);
         } else {
