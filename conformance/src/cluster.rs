@@ -367,5 +367,14 @@ impl Drop for Cluster {
             self.resume(i);
             self.kill(i);
         }
+        // For a post-mortem of a campaign whose checks failed after the
+        // cluster was gone.
+        if let Some(keep) = std::env::var_os("JANUS_KEEP_LOGS") {
+            let keep = PathBuf::from(keep);
+            let _ = std::fs::create_dir_all(&keep);
+            for m in &self.members {
+                let _ = std::fs::copy(&m.log, keep.join(format!("{}.log", m.name)));
+            }
+        }
     }
 }

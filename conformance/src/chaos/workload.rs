@@ -1024,6 +1024,7 @@ impl Workload {
         for t in self.abandon_tasks {
             t.await.expect("abandon task panicked");
         }
+        eprintln!("[{:.1}s] every client stopped", sh.clock.secs());
         leader_index(c, Duration::from_secs(30)).await;
         // A new leader restarts every session's clock (D9), so an
         // abandoned session may live a full timeout past the last fault.
@@ -1104,6 +1105,15 @@ impl Workload {
                 })
             };
             if (gone && abandoned_leases_gone(&sh)) || sh.clock.now() > deadline {
+                eprintln!(
+                    "[{:.1}s] abandoned sessions and leases {}",
+                    sh.clock.secs(),
+                    if gone && abandoned_leases_gone(&sh) {
+                        "expired"
+                    } else {
+                        "not all expired (the checks will say which)"
+                    }
+                );
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
