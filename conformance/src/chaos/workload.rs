@@ -1,8 +1,11 @@
 //! The clients of a fault run and the cluster queries around it: etcd
 //! workers (get, put, txn compare-and-set), ZooKeeper workers (sync+getData,
-//! setData with and without a version), ZooKeeper lock contenders (the
-//! ephemeral-sequential recipe), an ephemeral monitor, abandoned sessions,
-//! etcd watchers that resume, and [`Workload`] to start and stop them all.
+//! setData with and without a version, multi), ZooKeeper lock contenders
+//! (the ephemeral-sequential recipe), a monitor of ephemerals and lease
+//! keys, abandoned sessions, etcd watchers that resume, and [`Workload`] to
+//! start and stop them all, with the etcd lease clients of
+//! [`super::etcd_leases`] and the watch-order clients of
+//! [`super::zk_watch_order`].
 //!
 //! Choices (the checks in [`super::check`] rely on them):
 //! - A register's value is a decimal u64, unique per write; its version is
