@@ -24,6 +24,10 @@ pub struct Member {
     pub netns: Option<String>,
     log: PathBuf,
     child: Option<Child>,
+    /// The test-only clock-jump file janus polls (see [`Member::jump_clocks`]).
+    clock_file: PathBuf,
+    /// Its current offsets (monotonic ms, wall ms).
+    clock_offsets: (u64, i64),
 }
 
 impl Member {
@@ -46,6 +50,23 @@ impl Member {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Makes the member's clocks jump forward by `monotonic` (its lease
+    /// clock) and by `wall_ms` (its wall clock, may be negative), through
+    /// janus's test-only hook (`JANUS_TEST_CLOCK_JUMP_FILE`, polled every
+    /// 100 ms; the cluster must have been started with
+    /// [`ClusterOptions::clock_hook`]). The offsets add up and survive
+    /// restarts. Returns once the file is written.
+    pub fn jump_clocks(&mut self, monotonic: Duration, wall_ms: i64) -> std::io::Result<()> {
+        self.clock_offsets.0 += monotonic.as_millis() as u64;
+        self.clock_offsets.1 += wall_ms;
+        let tmp = self.clock_file.with_extension("tmp");
+        std::fs::write(
+            &tmp,
+            format!("{} {}\n", self.clock_offsets.0, self.clock_offsets.1),
+        )?;
+        std::fs::rename(&tmp, &self.clock_file)
+    }
 }
 
 /// How a cluster's processes run.
@@ -60,6 +81,9 @@ pub struct ClusterOptions {
     pub net: Option<Net>,
     /// Where data dirs and logs go (default: the system temp dir).
     pub dir: Option<PathBuf>,
+    /// Start members with janus's test-only clock-jump hook
+    /// ([`Member::jump_clocks`]).
+    pub clock_hook: bool,
 }
 
 /// A cluster of janus processes.
@@ -69,6 +93,7 @@ pub struct Cluster {
     initial_cluster: String,
     bin: PathBuf,
     extra: Vec<String>,
+    clock_hook: bool,
     /// The namespaces members run in (dropped after the members).
     pub net: Option<Net>,
 }
@@ -119,6 +144,7 @@ impl Cluster {
             initial_cluster,
             bin: opts.bin.unwrap_or_else(|| janus_binary().to_path_buf()),
             extra: opts.extra,
+            clock_hook: opts.clock_hook,
             net,
         };
         for i in 0..n {
@@ -144,6 +170,8 @@ impl Cluster {
             netns,
             log: dir.join(format!("{name}.log")),
             child: None,
+            clock_file: dir.join(format!("{name}.clock")),
+            clock_offsets: (0, 0),
         }
     }
 
@@ -170,6 +198,9 @@ impl Cluster {
             }
             None => Command::new(&self.bin),
         };
+        if self.clock_hook {
+            cmd.env("JANUS_TEST_CLOCK_JUMP_FILE", &m.clock_file);
+        }
         let child = cmd
             .args(["--name", &m.name])
             .arg("--data-dir")
@@ -335,6 +366,15 @@ impl Drop for Cluster {
         for i in 0..self.members.len() {
             self.resume(i);
             self.kill(i);
+        }
+        // For a post-mortem of a campaign whose checks failed after the
+        // cluster was gone.
+        if let Some(keep) = std::env::var_os("JANUS_KEEP_LOGS") {
+            let keep = PathBuf::from(keep);
+            let _ = std::fs::create_dir_all(&keep);
+            for m in &self.members {
+                let _ = std::fs::copy(&m.log, keep.join(format!("{}.log", m.name)));
+            }
         }
     }
 }

@@ -31,6 +31,9 @@ async fn short_chaos_campaign_passes_every_check() {
             zk_clients: 3,
             lock_contenders: 2,
             watchers: 2,
+            lease_clients: 2,
+            etcd_lock_contenders: 2,
+            watch_order_clients: 2,
         },
     };
     let report = campaign::run(&cfg).await;

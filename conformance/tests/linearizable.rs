@@ -87,11 +87,78 @@ fn corrupt_ephemeral(rec: &Recorded) -> Option<Recorded> {
     None
 }
 
-/// Asserts that every corruption that applies to `rec` is rejected, each
-/// for the expected reason. Returns how many were tried.
-fn assert_corruptions_rejected(rec: &Recorded) -> usize {
+/// Two etcd lock holds made to overlap.
+fn corrupt_overlap_etcd_holds(rec: &Recorded) -> Option<Recorded> {
+    let a = rec.etcd_holds.iter().find(|h| h.end > h.start)?.clone();
+    let j = rec
+        .etcd_holds
+        .iter()
+        .position(|h| h.contender != a.contender)?;
+    let mut c = rec.clone();
+    c.etcd_holds[j].start = a.start;
+    c.etcd_holds[j].end = a.end;
+    Some(c)
+}
+
+/// A lease's key removed from an observation made while the lease was
+/// certainly alive.
+fn corrupt_lease_key(rec: &Recorded) -> Option<Recorded> {
+    for l in &rec.leases {
+        let Some(bound) = l.bound else { continue };
+        let until = l.alive_until(0);
+        if let Some(i) = rec
+            .lease_observations
+            .iter()
+            .position(|x| x.invoked >= bound && x.completed <= until)
+        {
+            let mut c = rec.clone();
+            c.lease_observations[i].present.remove(&l.key);
+            return Some(c);
+        }
+    }
+    None
+}
+
+/// One write of a committed multi removed from every member's history
+/// (and its acknowledgement forgotten, so only atomicity can catch it).
+fn corrupt_multi(rec: &Recorded) -> Option<Recorded> {
+    let m = rec.multis.iter().find(|m| m.ok == Some(true))?.clone();
+    let mut c = rec.clone();
+    for (_, regs) in &mut c.applied {
+        let events = &mut regs[m.b.0];
+        let at = events.iter().position(|e| e.value == Some(m.b.1))?;
+        events.remove(at);
+        // Keep the versions consecutive after the removed one.
+        for e in events.iter_mut().skip(at) {
+            e.version -= 1;
+        }
+    }
+    c.ops.retain(|o| o.written_value() != Some(m.b.1));
+    Some(c)
+}
+
+/// A watch-then-read round made to show the read before the event.
+fn corrupt_watch_order(rec: &Recorded) -> Option<Recorded> {
+    let i = rec
+        .watch_orders
+        .iter()
+        .position(|w| w.read_version.is_some() || w.read_after_event.is_some())?;
+    let mut c = rec.clone();
+    let w = &mut c.watch_orders[i];
+    w.read_version = Some(w.version + 1);
+    w.read_after_event = None;
+    w.event_before_read = false;
+    Some(c)
+}
+
+/// Asserts that the first `cases` corruptions (of 8: the last four need
+/// etcd lock holds, leases, multis and watch-order rounds, which only a
+/// live run records) are rejected, each for the expected reason. Returns
+/// how many were tried.
+fn assert_corruptions_rejected(rec: &Recorded, cases: usize) -> usize {
+    let take = cases;
     type Corrupt = fn(&Recorded) -> Option<Recorded>;
-    let cases: [(&str, Corrupt, &str); 4] = [
+    let cases: [(&str, Corrupt, &str); 8] = [
         (
             "read from the future",
             corrupt_read_from_future,
@@ -108,9 +175,25 @@ fn assert_corruptions_rejected(rec: &Recorded) -> usize {
             corrupt_ephemeral,
             "while its session was alive",
         ),
+        (
+            "overlapping etcd lock holds",
+            corrupt_overlap_etcd_holds,
+            "two etcd lock holders",
+        ),
+        (
+            "vanished lease key",
+            corrupt_lease_key,
+            "while its lease was alive",
+        ),
+        ("half-applied multi", corrupt_multi, "not atomic"),
+        (
+            "read ahead of its watch event",
+            corrupt_watch_order,
+            "before the watch event",
+        ),
     ];
     let mut tried = 0;
-    for (name, corrupt, expect) in cases {
+    for (name, corrupt, expect) in cases.into_iter().take(take) {
         let Some(bad) = corrupt(rec) else {
             panic!("self-check: could not build the '{name}' corruption from this history");
         };
@@ -284,6 +367,7 @@ fn synthetic() -> Recorded {
         problems: vec![],
         faults: vec![],
         watches: vec![],
+        ..Recorded::default()
     }
 }
 
@@ -293,7 +377,7 @@ fn checking_path_accepts_a_good_recording_and_rejects_corrupted_ones() {
     if let Err(e) = check_run(&rec) {
         panic!("the synthetic recording is valid: {e:#?}");
     }
-    assert_eq!(assert_corruptions_rejected(&rec), 4);
+    assert_eq!(assert_corruptions_rejected(&rec, 4), 4);
 
     // More ways to be wrong, each rejected.
     let rejected = |c: Recorded, what: &str| {
@@ -379,6 +463,9 @@ async fn linearizable_under_faults_both_protocols() {
         zk_clients: 3,
         lock_contenders: 3,
         watchers: 2,
+        lease_clients: 2,
+        etcd_lock_contenders: 2,
+        watch_order_clients: 1,
     };
     let mut w = Workload::start(&c, &cfg).await;
 
@@ -466,7 +553,7 @@ async fn linearizable_under_faults_both_protocols() {
     );
 
     // The checks can fail: the same path rejects this very history corrupted.
-    let mut tried = assert_corruptions_rejected(&rec);
+    let mut tried = assert_corruptions_rejected(&rec, 8);
     // A watcher that missed one event (a gap, or a resumption that skipped
     // one), and one that got an event twice.
     let longest = (0..rec.watches.len())

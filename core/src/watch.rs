@@ -324,6 +324,26 @@ impl Hub {
         }
     }
 
+    /// The store was replaced wholesale (a snapshot from the leader): the
+    /// revisions it jumped over were never published, so every subscriber
+    /// catches up from the new store's history, as etcd moves its synced
+    /// watchers back to unsynced on restore. An empty batch wakes a watcher
+    /// that waits on an empty channel (it then sees itself lagging).
+    pub(crate) fn resync_all(&self) {
+        let Ok(subs) = self.subs.lock() else {
+            return;
+        };
+        let wake = Arc::new(Vec::new());
+        let mut seen = HashSet::new();
+        let indexed = subs.exact.values().chain(subs.recursive.values()).flatten();
+        for s in subs.ranged.iter().chain(indexed) {
+            if seen.insert(s.id) {
+                s.lagging.store(true, Ordering::Release);
+                let _ = s.tx.try_send(Arc::clone(&wake));
+            }
+        }
+    }
+
     fn remove(&self, sub: &Sub) {
         if let Ok(mut subs) = self.subs.lock() {
             subs.remove(sub);
@@ -509,7 +529,10 @@ impl Watcher {
             history_events(&st, &self.sub, rev, rec, &mut out)?;
         }
         if !cut_short {
-            self.next_rev = st.revision + 1;
+            // Never backwards: a watch may start beyond the store (a
+            // member that restarted or was wiped, resumed on by a client
+            // that has seen more), and still be there after a snapshot.
+            self.next_rev = self.next_rev.max(st.revision + 1);
             // Caught up: rejoin live delivery before releasing the lock.
             self.sub.lagging.store(false, Ordering::Release);
         } else {

@@ -176,6 +176,40 @@ async fn three_members_replicate_fail_over_and_catch_up_by_snapshot() {
     assert_eq!(m.id, leader, "member ids derive from peer URLs");
     std::fs::remove_dir_all(&s[dead_idx].dir).unwrap();
     let rejoined = Node::start(config(&s[dead_idx], &ms, true)).unwrap();
+    // A watch on the empty member from revision 2, ahead of its store: the
+    // snapshot jumps over every revision it waits for, which it must still
+    // get, from the installed history.
+    let mut watch = rejoined
+        .watch(janus_core::watch::WatchRequest {
+            key: b"/k".to_vec(),
+            range_end: b"/l".to_vec(),
+            start_revision: 2,
+            tree_events: false,
+        })
+        .unwrap();
+    // And one from beyond everything the snapshot holds (a client that
+    // has seen more resumes here): it must get nothing older than that.
+    let ahead = alive[0].revision() + 3;
+    let mut ahead_watch = rejoined
+        .watch(janus_core::watch::WatchRequest {
+            key: b"/m".to_vec(),
+            range_end: b"/n".to_vec(),
+            start_revision: ahead,
+            tree_events: false,
+        })
+        .unwrap();
+    // Polled from now on, as a client's stream is.
+    let ahead_task = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while !got.iter().any(|(k, _): &(Vec<u8>, i64)| k == b"/m5") {
+            let evs = tokio::time::timeout(Duration::from_secs(30), ahead_watch.next())
+                .await
+                .expect("the watch from ahead got too few events")
+                .unwrap();
+            got.extend(evs.into_iter().map(|e| (e.kv.key, e.kv.mod_revision)));
+        }
+        got.into_iter().map(|(_, r)| r).collect::<Vec<i64>>()
+    });
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let r = rejoined
@@ -190,6 +224,25 @@ async fn three_members_replicate_fail_over_and_catch_up_by_snapshot() {
         assert!(Instant::now() < deadline, "rejoined member never caught up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let mut seen = Vec::new();
+    while seen.len() < 201 {
+        let evs = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .expect("the watch on the rejoined member got no events from the snapshot")
+            .unwrap();
+        seen.extend(evs.into_iter().map(|e| e.kv.key));
+    }
+    let expected: Vec<Vec<u8>> = (0..=200).map(|i| format!("/k{i}").into_bytes()).collect();
+    assert_eq!(seen, expected, "every put, once, in order");
+    let mut later = Vec::new();
+    for i in 0..6 {
+        let rev = put_any(&alive, &format!("/m{i}"), "x").await;
+        if rev >= ahead {
+            later.push(rev);
+        }
+    }
+    let got = ahead_task.await.unwrap();
+    assert_eq!(got, later, "a watch from revision {ahead}");
     // Identical history on every live member.
     let target = alive[0].revision();
     let mut hashes = Vec::new();

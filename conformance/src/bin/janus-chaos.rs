@@ -50,6 +50,15 @@ struct Cli {
     lock_contenders: u64,
     #[arg(long, default_value_t = 2)]
     watchers: u64,
+    /// etcd lease workers (grant, put with lease, keepalive, revoke/expiry).
+    #[arg(long, default_value_t = 3)]
+    lease_clients: u64,
+    /// Contenders for the etcd lock (lowest create revision holds).
+    #[arg(long, default_value_t = 3)]
+    etcd_lock_contenders: u64,
+    /// ZooKeeper clients checking that watch events come before the data.
+    #[arg(long, default_value_t = 2)]
+    watch_order_clients: u64,
     /// Do not create network namespaces (no partition faults).
     #[arg(long)]
     no_netns: bool,
@@ -90,6 +99,9 @@ fn main() -> ExitCode {
             zk_clients: cli.zk_clients,
             lock_contenders: cli.lock_contenders,
             watchers: cli.watchers,
+            lease_clients: cli.lease_clients,
+            etcd_lock_contenders: cli.etcd_lock_contenders,
+            watch_order_clients: cli.watch_order_clients,
         },
     };
     eprintln!("janus-chaos seed {seed}: {cfg:?}");

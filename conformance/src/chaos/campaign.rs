@@ -10,7 +10,14 @@
 //! bridge (two sides that only one member hears both of), one-way loss
 //! (the leader's packets to the others dropped); and membership change
 //! under load: a follower removed, its data dir wiped, added back as a
-//! learner, caught up by snapshot and promoted. After each fault is
+//! learner, caught up by snapshot and promoted; and clock jumps through
+//! janus's test-only hook (`JANUS_TEST_CLOCK_JUMP_FILE`, see
+//! [`crate::cluster::Member::jump_clocks`]): the leader's wall clock an hour
+//! forward or back (leases and sessions run on monotonic time: no effect),
+//! a follower's lease clock an hour forward (followers expire nothing: no
+//! effect), the leader's lease clock [`LEADER_JUMP`] forward (the "leader
+//! paused" case: a lease or session may end that much early, recorded so
+//! the checks allow exactly that). After each fault is
 //! healed, its recovery time is how long until every running member agrees
 //! on a leader and a write through a fresh client is acknowledged.
 
@@ -29,6 +36,10 @@ use super::netns::Net;
 use super::record::{Proto, Recorded};
 use super::workload::{agreed_leader, status_of, Workload, WorkloadConfig};
 use crate::cluster::{Cluster, ClusterOptions};
+
+/// How far a leader's lease clock jumps: well under what a kept-alive
+/// lease or session has left (TTL 10 s, renewed every second or so).
+pub const LEADER_JUMP: Duration = Duration::from_secs(2);
 
 /// What a campaign runs.
 #[derive(Clone, Debug)]
@@ -61,6 +72,9 @@ pub enum FaultKind {
     Bridge,
     OneWayLoss,
     WipeAndReadd,
+    WallClockJump,
+    LeaseClockJumpFollower,
+    LeaseClockJumpLeader,
 }
 
 impl FaultKind {
@@ -75,6 +89,9 @@ impl FaultKind {
             FaultKind::Bridge => "partition: bridge",
             FaultKind::OneWayLoss => "one-way loss from the leader",
             FaultKind::WipeAndReadd => "remove, wipe, re-add as learner, promote",
+            FaultKind::WallClockJump => "wall-clock jump +-1 h (leader)",
+            FaultKind::LeaseClockJumpFollower => "lease-clock jump +1 h (follower)",
+            FaultKind::LeaseClockJumpLeader => "lease-clock jump +2 s (leader)",
         }
     }
 }
@@ -151,11 +168,15 @@ impl CampaignReport {
         );
         let _ = writeln!(
             s,
-            "  operations checked: {} etcd, {} ZooKeeper completed ({} with unknown outcome); {} lock holds; {} watch events in {} watchers ({} resumptions)",
+            "  operations checked: {} etcd, {} ZooKeeper completed ({} with unknown outcome); {} ZooKeeper and {} etcd lock holds; {} etcd leases; {} ZooKeeper multis; {} watch-then-read rounds; {} watch events in {} watchers ({} resumptions)",
             ops(Proto::Etcd),
             ops(Proto::Zk),
             unknown,
             self.rec.holds.len(),
+            self.rec.etcd_holds.len(),
+            self.rec.leases.len(),
+            self.rec.multis.len(),
+            self.rec.watch_orders.len(),
             self.rec.watches.iter().map(|w| w.events.len()).sum::<usize>(),
             self.rec.watches.len(),
             self.rec.watches.iter().map(|w| w.resumes).sum::<usize>()
@@ -197,8 +218,17 @@ impl CampaignReport {
         );
         let _ = writeln!(
             s,
-            "  lock holders at once: {}",
+            "  ZooKeeper lock holders at once: {}",
             if self.count_errors("two ZooKeeper lock holders") > 0 {
+                "2 (mutual exclusion violated)"
+            } else {
+                "never more than 1"
+            }
+        );
+        let _ = writeln!(
+            s,
+            "  etcd lock holders at once: {}",
+            if self.count_errors("two etcd lock holders") > 0 {
                 "2 (mutual exclusion violated)"
             } else {
                 "never more than 1"
@@ -208,6 +238,21 @@ impl CampaignReport {
             s,
             "  ephemerals gone before their session expired: {}",
             self.count_errors("while its session was alive")
+        );
+        let _ = writeln!(
+            s,
+            "  lease keys gone while their lease was alive: {}",
+            self.count_errors("while its lease was alive")
+        );
+        let _ = writeln!(
+            s,
+            "  ZooKeeper multis not atomic: {}",
+            self.count_errors("not atomic")
+        );
+        let _ = writeln!(
+            s,
+            "  ZooKeeper reads ahead of their watch event: {}",
+            self.count_errors("before the watch event")
         );
         match &self.verdict {
             Ok(summary) => {
@@ -298,6 +343,7 @@ pub async fn run(cfg: &CampaignConfig) -> CampaignReport {
                 // from where they stopped; the default retention (D13, five
                 // minutes) would compact both away in a long run.
                 extra: vec!["--auto-compaction-retention".into(), "0".into()],
+                clock_hook: true,
                 ..ClusterOptions::default()
             },
         )
@@ -314,6 +360,9 @@ pub async fn run(cfg: &CampaignConfig) -> CampaignReport {
         (FaultKind::PauseLeader, 3),
         (FaultKind::PauseFollower, 2),
         (FaultKind::WipeAndReadd, 1),
+        (FaultKind::WallClockJump, 1),
+        (FaultKind::LeaseClockJumpFollower, 1),
+        (FaultKind::LeaseClockJumpLeader, 2),
     ];
     if partitions {
         kinds.extend([
@@ -495,6 +544,40 @@ async fn inject(
             tokio::time::sleep(hold).await;
             let _ = net.heal();
             format!("{what} for {:.1}s", hold.as_secs_f64())
+        }
+        FaultKind::WallClockJump
+        | FaultKind::LeaseClockJumpFollower
+        | FaultKind::LeaseClockJumpLeader => {
+            let (v, mono, wall_ms) = match kind {
+                FaultKind::WallClockJump => {
+                    let sign = if rng.gen_bool(0.5) { 1 } else { -1 };
+                    (leader, Duration::ZERO, sign * 3_600_000)
+                }
+                FaultKind::LeaseClockJumpFollower => (follower, Duration::from_secs(3600), 0),
+                _ => (leader, LEADER_JUMP, 0),
+            };
+            if kind == FaultKind::LeaseClockJumpLeader {
+                // Recorded before the member can see it (it polls every
+                // 100 ms): the checks allow leases and sessions alive now to
+                // end this much early.
+                let at = w.sh.clock.now();
+                w.sh.rec.lock().unwrap().leader_clock_jumps.push((at, mono));
+            }
+            let what = match c.members[v].jump_clocks(mono, wall_ms) {
+                Ok(()) => format!(
+                    "{}: clocks of {} jump (lease clock +{}s, wall clock {:+}s)",
+                    kind.name(),
+                    name(c, v),
+                    mono.as_secs(),
+                    wall_ms / 1000
+                ),
+                Err(e) => {
+                    w.sh.problem(format!("clock jump of {}: {e}", name(c, v)));
+                    format!("clock jump of {} failed: {e}", name(c, v))
+                }
+            };
+            tokio::time::sleep(hold).await;
+            what
         }
         FaultKind::WipeAndReadd => {
             let v = follower;

@@ -4,6 +4,8 @@
 //! whether the recording is correct.
 pub mod campaign;
 pub mod check;
+pub mod etcd_leases;
 pub mod netns;
 pub mod record;
 pub mod workload;
+pub mod zk_watch_order;

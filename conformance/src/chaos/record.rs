@@ -100,6 +100,77 @@ pub struct EphOwner {
     pub abandoned: bool,
 }
 
+/// One etcd lease of a lease worker and the key bound to it.
+#[derive(Clone, Debug)]
+pub struct LeaseLife {
+    pub client: u64,
+    pub lease: i64,
+    pub key: String,
+    pub ttl: Duration,
+    /// Completion of the put that bound the key (`None`: outcome unknown).
+    pub bound: Option<u64>,
+    /// Invocation of the grant or of the last keepalive answered with a
+    /// positive TTL: the leader's deadline is at least this plus the TTL.
+    pub renewed: u64,
+    /// Completion of a keepalive that answered "no such lease" (TTL 0).
+    pub reported_gone: Option<u64>,
+    pub end: LeaseEnd,
+}
+
+/// How a lease of the workload ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseEnd {
+    /// Kept alive until the workload stopped.
+    Kept,
+    /// Revoked: the revoke's invocation and completion.
+    Revoked { invoked: u64, completed: u64 },
+    /// Keepalives stopped (or a revoke's outcome is unknown): the lease
+    /// must expire.
+    Abandoned,
+}
+
+impl LeaseLife {
+    /// Until when the key must be present.
+    pub fn alive_until(&self, allowance: u64) -> u64 {
+        let expiry = (self.renewed + nanos(self.ttl)).saturating_sub(allowance);
+        match self.end {
+            LeaseEnd::Revoked { invoked, .. } => expiry.min(invoked),
+            _ => expiry,
+        }
+    }
+}
+
+/// A ZooKeeper multi (check the version of register `a`, set `a`, set
+/// `b`): both of its writes are applied at one revision or neither is.
+#[derive(Clone, Debug)]
+pub struct MultiOp {
+    pub client: u64,
+    pub a: (usize, u64),
+    pub b: (usize, u64),
+    /// `Some(true)`: committed; `Some(false)`: the check failed; `None`:
+    /// unknown.
+    pub ok: Option<bool>,
+}
+
+/// One ZooKeeper watch-then-read round (same session): a getData that set a
+/// watch at `version`, then plain getData reads until one shows a newer
+/// version or the watch fires.
+#[derive(Clone, Debug)]
+pub struct WatchOrder {
+    pub client: u64,
+    pub register: usize,
+    pub version: i64,
+    /// The newer version a read returned before the event was seen
+    /// (`None`: the event was seen first).
+    pub read_version: Option<i64>,
+    /// The watch event had been delivered when that read returned.
+    pub event_before_read: bool,
+    /// A read issued after the event was delivered, and the version it saw
+    /// (it must be newer than `version`).
+    pub read_after_event: Option<i64>,
+    pub at: u64,
+}
+
 /// A linearizable etcd read of every ephemeral under `/lin-eph/`.
 #[derive(Clone, Debug)]
 pub struct EphObs {
@@ -133,9 +204,33 @@ pub struct Recorded {
     pub faults: Vec<String>,
     /// What each etcd watcher of the registers received, in order.
     pub watches: Vec<WatchLog>,
+    /// etcd leases of the lease workers, and linearizable reads of every
+    /// key under `/lease/`.
+    pub leases: Vec<LeaseLife>,
+    pub lease_observations: Vec<EphObs>,
+    /// Holds of the etcd lock (lowest create revision under `/elock/`).
+    pub etcd_holds: Vec<Hold>,
+    pub multis: Vec<MultiOp>,
+    pub watch_orders: Vec<WatchOrder>,
+    /// Lease-clock jumps of the leader: (when, by how much). A lease or
+    /// session may end that much earlier than its TTL says (the "leader
+    /// paused" case of janus's clock-jump hook).
+    pub leader_clock_jumps: Vec<(u64, Duration)>,
 }
 
 impl Recorded {
+    /// How much earlier than its TTL a lease renewed at `from` may end by
+    /// `until`: the leader's lease-clock jumps in between (from one second
+    /// before, as a member applies a jump up to 100 ms after it is made).
+    pub fn jump_allowance(&self, from: u64, until: u64) -> u64 {
+        let from = from.saturating_sub(nanos(Duration::from_secs(1)));
+        self.leader_clock_jumps
+            .iter()
+            .filter(|(at, _)| *at >= from && *at <= until)
+            .map(|(_, d)| nanos(*d))
+            .sum()
+    }
+
     /// Every value some member applied to some register.
     pub fn applied_values(&self) -> HashSet<u64> {
         self.applied

@@ -1,8 +1,11 @@
 //! The clients of a fault run and the cluster queries around it: etcd
 //! workers (get, put, txn compare-and-set), ZooKeeper workers (sync+getData,
-//! setData with and without a version), ZooKeeper lock contenders (the
-//! ephemeral-sequential recipe), an ephemeral monitor, abandoned sessions,
-//! etcd watchers that resume, and [`Workload`] to start and stop them all.
+//! setData with and without a version, multi), ZooKeeper lock contenders
+//! (the ephemeral-sequential recipe), a monitor of ephemerals and lease
+//! keys, abandoned sessions, etcd watchers that resume, and [`Workload`] to
+//! start and stop them all, with the etcd lease clients of
+//! [`super::etcd_leases`] and the watch-order clients of
+//! [`super::zk_watch_order`].
 //!
 //! Choices (the checks in [`super::check`] rely on them):
 //! - A register's value is a decimal u64, unique per write; its version is
@@ -31,10 +34,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use zookeeper_client as zk;
 
+use super::etcd_leases::{abandoned_leases_gone, etcd_lock_contender, lease_worker, LEASE_TTL};
 use super::record::{
-    nanos, parse_value, reg_key, register_of, Applied, Clock, EphObs, EphOwner, Hold, Proto,
-    Recorded, RegOp, WatchLog,
+    nanos, parse_value, reg_key, register_of, Applied, Clock, EphObs, EphOwner, Hold, MultiOp,
+    Proto, Recorded, RegOp, WatchLog,
 };
+use super::zk_watch_order::watch_order_client;
 use crate::cluster::Cluster;
 use crate::linearizability::{RegisterInput, RegisterOutput};
 
@@ -271,7 +276,23 @@ pub async fn zk_worker(id: u64, cs: String, sh: Arc<Shared>) -> (zk::Client, usi
     while !sh.stopped() {
         let r = rng.gen_range(0..sh.registers);
         let key = reg_key(r);
-        let kind = rng.gen_range(0..10);
+        let kind = rng.gen_range(0..12);
+        if kind >= 10 && sh.registers > 1 {
+            seq += 2;
+            let r2 = (r + rng.gen_range(1..sh.registers)) % sh.registers;
+            let err = zk_multi(&cl, &sh, id, (r, r2), seq, &mut known).await;
+            if let Some(e) = err {
+                if e == zk::Error::SessionExpired {
+                    sh.problem(format!(
+                        "ZooKeeper session of client {id} expired at {:.3}s (multi)",
+                        sh.clock.secs()
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            continue;
+        }
+        let kind = kind % 10;
         let mut op = RegOp {
             register: r,
             client: id,
@@ -382,6 +403,115 @@ pub async fn zk_worker(id: u64, cs: String, sh: Arc<Shared>) -> (zk::Client, usi
     (cl, owner)
 }
 
+/// A ZooKeeper multi on registers `a` and `b`: check `a`'s version (the
+/// last one this client saw), set `a`, set `b`. Recorded as a
+/// compare-and-set of `a` and a write of `b` with the multi's interval (in
+/// the linearizability check, register by register) and as a [`MultiOp`]
+/// (its atomicity). A failed check writes nothing, so only the failed
+/// compare-and-set is recorded. Returns the error of an unknown outcome.
+async fn zk_multi(
+    cl: &zk::Client,
+    sh: &Shared,
+    id: u64,
+    (a, b): (usize, usize),
+    seq: u64,
+    known: &mut [i64],
+) -> Option<zk::Error> {
+    let (va, vb) = (value_of(id, seq - 1), value_of(id, seq));
+    let expected = known[a];
+    let (ka, kb) = (reg_key(a), reg_key(b));
+    let mut w = cl.new_multi_writer();
+    let built = w
+        .add_check_version(&ka, (expected - 1) as i32)
+        .and_then(|_| w.add_set_data(&ka, va.to_string().as_bytes(), None))
+        .and_then(|_| w.add_set_data(&kb, vb.to_string().as_bytes(), None));
+    if let Err(e) = built {
+        sh.problem(format!("test bug: multi not built: {e}"));
+        return None;
+    }
+    let mut op_a = RegOp {
+        register: a,
+        client: id,
+        proto: Proto::Zk,
+        input: RegisterInput::CompareAndSet {
+            expected_version: expected,
+            value: va,
+        },
+        output: None,
+        invoked: sh.clock.now(),
+        completed: None,
+        revision: None,
+    };
+    let mut op_b = RegOp {
+        register: b,
+        input: RegisterInput::Write(vb),
+        ..op_a.clone()
+    };
+    let res = tokio::time::timeout(OP_TIMEOUT, w.commit()).await;
+    let mut multi = MultiOp {
+        client: id,
+        a: (a, va),
+        b: (b, vb),
+        ok: None,
+    };
+    let mut err = None;
+    match res {
+        Ok(Ok(results)) => {
+            let now = sh.clock.now();
+            let stats: Vec<zk::Stat> = results
+                .into_iter()
+                .filter_map(|r| match r {
+                    zk::MultiWriteResult::SetData { stat } => Some(stat),
+                    _ => None,
+                })
+                .collect();
+            if let [sa, sb] = stats[..] {
+                multi.ok = Some(true);
+                for (op, st) in [(&mut op_a, sa), (&mut op_b, sb)] {
+                    op.completed = Some(now);
+                    op.revision = Some(st.mzxid);
+                    known[op.register] = st.version as i64 + 1;
+                }
+                op_a.output = Some(RegisterOutput::Cas {
+                    ok: true,
+                    version: Some(sa.version as i64 + 1),
+                });
+                op_b.output = Some(RegisterOutput::Written {
+                    version: Some(sb.version as i64 + 1),
+                });
+            } else {
+                sh.problem(format!(
+                    "multi of client {id} answered {} setData results, not 2",
+                    stats.len()
+                ));
+            }
+        }
+        Ok(Err(zk::MultiWriteError::OperationFailed {
+            index: 0,
+            source: zk::Error::BadVersion,
+        })) => {
+            multi.ok = Some(false);
+            op_a.completed = Some(sh.clock.now());
+            op_a.output = Some(RegisterOutput::Cas {
+                ok: false,
+                version: None,
+            });
+            sh.push(op_a);
+            sh.rec.lock().unwrap().multis.push(multi);
+            return None;
+        }
+        Ok(Err(zk::MultiWriteError::RequestFailed { source })) => err = Some(source),
+        Ok(Err(zk::MultiWriteError::OperationFailed { source, .. })) => {
+            sh.problem(format!("multi of client {id}: unexpected failure {source}"));
+        }
+        Err(_) => err = Some(zk::Error::Timeout),
+    }
+    sh.push(op_a);
+    sh.push(op_b);
+    sh.rec.lock().unwrap().multis.push(multi);
+    err
+}
+
 pub fn seq_of(child: &str) -> i64 {
     child
         .rsplit('-')
@@ -484,7 +614,8 @@ pub async fn lock_contender(id: u64, cs: String, sh: Arc<Shared>) -> (zk::Client
     (cl, owner)
 }
 
-/// Polls every ephemeral under `/lin-eph/` with linearizable etcd reads.
+/// Polls every ephemeral under `/lin-eph/` and every lease worker's key
+/// under `/lease/` with linearizable etcd reads.
 pub async fn monitor(eps: Vec<String>, sh: Arc<Shared>) {
     let mut cl = etcd_connect(&eps).await;
     while !sh.stop_monitor.load(Ordering::Relaxed) {
@@ -501,6 +632,24 @@ pub async fn monitor(eps: Vec<String>, sh: Arc<Shared>) {
                 .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
                 .collect();
             sh.rec.lock().unwrap().observations.push(EphObs {
+                invoked,
+                completed,
+                present,
+            });
+        }
+        let invoked = sh.clock.now();
+        let get = cl.get(
+            "/lease/",
+            Some(GetOptions::new().with_prefix().with_keys_only()),
+        );
+        if let Ok(Ok(resp)) = tokio::time::timeout(OP_TIMEOUT, get).await {
+            let completed = sh.clock.now();
+            let present = resp
+                .kvs()
+                .iter()
+                .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+                .collect();
+            sh.rec.lock().unwrap().lease_observations.push(EphObs {
                 invoked,
                 completed,
                 present,
@@ -730,6 +879,12 @@ pub struct WorkloadConfig {
     pub zk_clients: u64,
     pub lock_contenders: u64,
     pub watchers: u64,
+    /// etcd lease workers.
+    pub lease_clients: u64,
+    /// Contenders for the etcd lock.
+    pub etcd_lock_contenders: u64,
+    /// ZooKeeper watch-order clients.
+    pub watch_order_clients: u64,
 }
 
 /// A running workload: every client task of a run.
@@ -780,7 +935,7 @@ impl Workload {
             done: AtomicU64::new(0),
         });
         let monitor = tokio::spawn(monitor(eps.clone(), Arc::clone(&sh)));
-        let etcd_tasks = (1..=cfg.etcd_clients)
+        let mut etcd_tasks: Vec<_> = (1..=cfg.etcd_clients)
             .map(|id| tokio::spawn(etcd_worker(id, eps.clone(), Arc::clone(&sh))))
             .collect();
         let mut zk_tasks: Vec<_> = (1..=cfg.zk_clients)
@@ -789,6 +944,27 @@ impl Workload {
         for id in 1..=cfg.lock_contenders {
             zk_tasks.push(tokio::spawn(lock_contender(
                 id,
+                cs.clone(),
+                Arc::clone(&sh),
+            )));
+        }
+        for id in 1..=cfg.lease_clients {
+            etcd_tasks.push(tokio::spawn(lease_worker(
+                300 + id,
+                eps.clone(),
+                Arc::clone(&sh),
+            )));
+        }
+        for id in 1..=cfg.etcd_lock_contenders {
+            etcd_tasks.push(tokio::spawn(etcd_lock_contender(
+                400 + id,
+                eps.clone(),
+                Arc::clone(&sh),
+            )));
+        }
+        for id in 1..=cfg.watch_order_clients {
+            etcd_tasks.push(tokio::spawn(watch_order_client(
+                700 + id,
                 cs.clone(),
                 Arc::clone(&sh),
             )));
@@ -851,6 +1027,7 @@ impl Workload {
         for t in self.abandon_tasks {
             t.await.expect("abandon task panicked");
         }
+        eprintln!("[{:.1}s] every client stopped", sh.clock.secs());
         leader_index(c, Duration::from_secs(30)).await;
         // A new leader restarts every session's clock (D9), so an
         // abandoned session may live a full timeout past the last fault.
@@ -907,8 +1084,8 @@ impl Workload {
             }
         }
 
-        // Abandoned sessions must expire: wait (bounded) until their
-        // ephemerals are gone from an observation.
+        // Abandoned sessions and leases must expire: wait (bounded) until
+        // their ephemerals and keys are gone from an observation.
         let abandoned: Vec<(String, u64)> = sh
             .rec
             .lock()
@@ -919,8 +1096,8 @@ impl Workload {
             .map(|o| (o.path.clone(), o.alive_until))
             .collect();
         let latest = abandoned.iter().map(|a| a.1).max().unwrap_or(0);
-        let deadline =
-            latest.max(settled + nanos(SESSION_TIMEOUT)) + nanos(Duration::from_secs(25));
+        let deadline = latest.max(settled + nanos(SESSION_TIMEOUT.max(LEASE_TTL)))
+            + nanos(Duration::from_secs(25));
         loop {
             let gone = {
                 let r = sh.rec.lock().unwrap();
@@ -930,7 +1107,16 @@ impl Workload {
                         .is_some_and(|x| !x.present.contains(p))
                 })
             };
-            if gone || sh.clock.now() > deadline {
+            if (gone && abandoned_leases_gone(&sh)) || sh.clock.now() > deadline {
+                eprintln!(
+                    "[{:.1}s] abandoned sessions and leases {}",
+                    sh.clock.secs(),
+                    if gone && abandoned_leases_gone(&sh) {
+                        "expired"
+                    } else {
+                        "not all expired (the checks will say which)"
+                    }
+                );
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -443,7 +443,7 @@ impl Node {
             wal_opts,
             (tx, rx),
             peers.clone(),
-            Clock::Real,
+            clock::ClockJumps::from_env(),
             rand::random(),
         )?;
         // Peers' HashKV requests; weak, so the transport does not keep the

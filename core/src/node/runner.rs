@@ -588,6 +588,9 @@ impl Runner {
             let hub = std::mem::take(&mut st.hub);
             *st = fresh;
             st.hub = hub;
+            // Under the write lock: no watcher reads history before the
+            // new store is in place.
+            st.hub.resync_all();
             self.inner.peers.set_members(&peer_list(&st));
         }
         tracing::info!(index = meta.index, "installed snapshot from leader");
