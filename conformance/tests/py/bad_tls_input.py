@@ -134,8 +134,8 @@ def still_serves(after):
 for name, addr, http in (("etcd-client", etcd, True), ("peer", peer, False),
                          ("zk-secure", zk_secure, False)):
     what, got = garbage(addr)
-    print("outcome %s garbage: %s" % (name, what), flush=True)
-    print("detail %s garbage: %d bytes back %r" % (name, len(got), got[:40]), flush=True)
+    print("outcome %s garbage: %s, %d bytes back" % (name, what, len(got)), flush=True)
+    print("detail %s garbage: %r" % (name, got[:40]), flush=True)
     still_serves(name + " garbage")
     what, detail = foreign(addr, http)
     print("outcome %s foreign-ca: %s" % (name, what), flush=True)
