@@ -420,6 +420,47 @@ mod tests {
         }
     }
 
+    /// Garbage gets no answer and a closed connection; a real ClientHello
+    /// behind it on the next connection is served.
+    #[tokio::test]
+    async fn garbage_is_refused_silently_and_a_handshake_still_works() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = write_pair(dir.path(), "server");
+        let cfg = Arc::new(server_config(&files, &[]).expect("config"));
+        let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+
+        let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        c.write_all(b"\x00\x01 not a ClientHello")
+            .await
+            .expect("write");
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let r = accept(&acceptor, tcp).await;
+        assert!(matches!(r, Err(AcceptError::NotTls)), "{r:?}");
+        let mut back = Vec::new();
+        // Closed with unread bytes: EOF or a reset, never an answer.
+        let _ = c.read_to_end(&mut back).await;
+        assert!(back.is_empty(), "answered garbage with {back:?}");
+
+        let c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let client = tokio_rustls::TlsConnector::from(Arc::new(
+            client_config(&TlsFiles {
+                trusted_ca_file: files.cert_file.clone(),
+                ..files.clone()
+            })
+            .expect("client config"),
+        ));
+        let name = server_name("127.0.0.1:1").expect("name");
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let (server, client) = tokio::join!(accept(&acceptor, tcp), client.connect(name, c));
+        assert!(server.is_ok(), "{:?}", server.err());
+        assert!(client.is_ok(), "{:?}", client.err());
+    }
+
     #[test]
     fn a_changed_certificate_is_picked_up_and_a_broken_one_is_not() {
         let dir = tempfile::tempdir().expect("tempdir");
