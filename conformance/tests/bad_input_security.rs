@@ -185,6 +185,92 @@ fn malformed_and_expired_tokens_get_etcds_errors() {
     );
 }
 
+/// [`token_outcomes`] for JWTs (`--auth-token jwt,...,ttl=8s`): one with a
+/// changed signature character, one whose header names no algorithm
+/// (`alg: none`, unsigned), garbage, and an expired one.
+fn jwt_outcomes(ep: &str) -> Vec<String> {
+    etcdctl_ok(ep, &["user", "add", "root:pw"]);
+    etcdctl_ok(ep, &["auth", "enable"]);
+    let login = || {
+        let (code, v) = post(
+            ep,
+            "/v3/auth/authenticate",
+            r#"{"name":"root","password":"pw"}"#,
+            None,
+        );
+        assert_eq!(code, 200, "{v}");
+        v["token"].as_str().expect("token").to_string()
+    };
+    let kv = r#"{"key":"YQ==","value":"MQ=="}"#;
+    let token = login();
+    let issued = Instant::now();
+    // One signature character changed (in the middle: all its bits count).
+    let at = token.rfind('.').expect("signature") + 5;
+    let mut forged = token.clone().into_bytes();
+    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).expect("ascii");
+    let payload = token.split('.').nth(1).expect("payload");
+    // base64url of {"alg":"none","typ":"JWT"}
+    let unsigned = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
+    let mut out = Vec::new();
+    for (label, bad) in [
+        ("JWT with a changed signature", forged.as_str()),
+        ("unsigned JWT (alg none)", unsigned.as_str()),
+        ("garbage token", "garbage"),
+    ] {
+        let (code, v) = post(ep, "/v3/kv/put", kv, Some(bad));
+        out.push(format!("{label}: HTTP {code} {v}"));
+        let (code, v) = post(ep, "/v3/kv/put", kv, Some(&token));
+        assert_eq!(code, 200, "{ep}: after {label}, the logged-in client: {v}");
+        let (code, v) = post(ep, "/v3/kv/put", kv, Some(&login()));
+        assert_eq!(code, 200, "{ep}: after {label}, a new client: {v}");
+    }
+    // ttl=8s: long enough for the checks above on a loaded machine.
+    std::thread::sleep((issued + Duration::from_secs(9)).saturating_duration_since(Instant::now()));
+    let (code, v) = post(ep, "/v3/kv/put", kv, Some(&token));
+    out.push(format!("expired JWT: HTTP {code} {v}"));
+    let (code, v) = post(ep, "/v3/kv/put", kv, Some(&login()));
+    assert_eq!(code, 200, "{ep}: after an expired JWT, a new client: {v}");
+    out
+}
+
+#[test]
+fn forged_and_expired_jwts_get_etcds_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = rcgen::KeyPair::generate().expect("ES256 key");
+    let (pub_file, priv_file) = (dir.path().join("jwt.pub"), dir.path().join("jwt.key"));
+    std::fs::write(&pub_file, key.public_key_pem()).expect("write");
+    std::fs::write(&priv_file, key.serialize_pem()).expect("write");
+    let opt = format!(
+        "jwt,pub-key={},priv-key={},sign-method=ES256,ttl=8s",
+        pub_file.display(),
+        priv_file.display()
+    );
+    let reference = {
+        let etcd = RealEtcd::start_with(None, &["--auth-token", &opt])
+            .expect("real etcd 3.4 is needed: apt-get install etcd-server");
+        jwt_outcomes(&etcd.endpoint())
+    };
+    let j = Janus::start_with(&["--auth-token", &opt]);
+    let ours = jwt_outcomes(&j.etcd_endpoint());
+    eprintln!(
+        "reference:\n{}\njanus:\n{}",
+        reference.join("\n"),
+        ours.join("\n")
+    );
+    assert!(
+        reference.iter().all(|l| l.contains("HTTP 401")),
+        "unexpected reference outcome:\n{}",
+        reference.join("\n")
+    );
+    assert_eq!(
+        ours,
+        reference,
+        "janus (left) differs from etcd 3.4; janus log:\n{}",
+        j.log()
+    );
+}
+
 /// Writes the certificates `tests/py/bad_tls_input.py` uses: `ca.pem`,
 /// `server`, `client` (signed by it), `stranger` (signed by another CA),
 /// and `server.both.pem` (certificate and key in one file, for
