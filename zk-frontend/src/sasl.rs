@@ -264,6 +264,11 @@ mod tests {
 
     /// A client computed as RFC 2831 (and puresasl) does.
     fn client_response(challenge: &[u8], user: &str, password: &str) -> Vec<u8> {
+        client_response_nc(challenge, user, password, "00000001")
+    }
+
+    /// [`client_response`] with nonce count `nc`.
+    fn client_response_nc(challenge: &[u8], user: &str, password: &str, nc: &str) -> Vec<u8> {
         let fields = parse(&String::from_utf8_lossy(challenge));
         let nonce = &fields.iter().find(|(k, _)| k == "nonce").unwrap().1;
         let d = Digest {
@@ -271,13 +276,13 @@ mod tests {
             password,
             nonce,
             cnonce: "abc",
-            nc: "00000001",
+            nc,
             qop: "auth",
             authzid: None,
         };
         let r = response_value(&d, "AUTHENTICATE");
         format!(
-            "qop=auth,realm=\"{REALM}\",username=\"{user}\",nonce=\"{nonce}\",cnonce=\"abc\",nc=00000001,digest-uri=\"{DIGEST_URI}\",response={r}"
+            "qop=auth,realm=\"{REALM}\",username=\"{user}\",nonce=\"{nonce}\",cnonce=\"abc\",nc={nc},digest-uri=\"{DIGEST_URI}\",response={r}"
         )
         .into_bytes()
     }
@@ -344,5 +349,13 @@ mod tests {
         };
         let resp = client_response(&ch, "jaasuser", "wrong");
         assert_eq!(bad.step(&users, &resp), Step::Failed);
+
+        // A nonce count other than 1 (a replayed response) is refused.
+        let mut replay = Exchange::default();
+        let Step::Continue(ch) = replay.step(&users, b"") else {
+            panic!("no challenge")
+        };
+        let resp = client_response_nc(&ch, "jaasuser", "jaas_password", "00000002");
+        assert_eq!(replay.step(&users, &resp), Step::Failed);
     }
 }
