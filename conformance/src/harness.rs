@@ -23,6 +23,8 @@ pub struct Janus {
     bin: PathBuf,
     /// `http` or `https` for the etcd client URL.
     scheme: &'static str,
+    /// `http` or `https` for the peer URL.
+    peer_scheme: &'static str,
 }
 
 /// A free port on 127.0.0.1, chosen below Linux's ephemeral range
@@ -90,6 +92,15 @@ impl Janus {
         Janus::start_scheme(janus_binary(), "https", extra)
     }
 
+    /// Starts janus with `https://` client and peer URLs and extra flags
+    /// (`--cert-file`, `--peer-cert-file`, ...).
+    pub fn start_tls(extra: &[&str]) -> Janus {
+        let mut j = Janus::unstarted(janus_binary(), "https", extra);
+        j.peer_scheme = "https";
+        j.spawn();
+        j
+    }
+
     /// Starts the given `janus` binary (e.g. a release build, for the
     /// benchmark) with extra command-line flags.
     pub fn start_binary(bin: &Path, extra: &[&str]) -> Janus {
@@ -97,8 +108,14 @@ impl Janus {
     }
 
     fn start_scheme(bin: &Path, scheme: &'static str, extra: &[&str]) -> Janus {
+        let mut j = Janus::unstarted(bin, scheme, extra);
+        j.spawn();
+        j
+    }
+
+    fn unstarted(bin: &Path, scheme: &'static str, extra: &[&str]) -> Janus {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut j = Janus {
+        Janus {
             child: None,
             dir,
             etcd: SocketAddr::from(([127, 0, 0, 1], free_port())),
@@ -107,9 +124,8 @@ impl Janus {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             bin: bin.to_path_buf(),
             scheme,
-        };
-        j.spawn();
-        j
+            peer_scheme: "http",
+        }
     }
 
     fn spawn(&mut self) {
@@ -124,9 +140,9 @@ impl Janus {
             .arg("--advertise-client-urls")
             .arg(self.etcd_endpoint())
             .arg("--listen-peer-urls")
-            .arg(format!("http://{}", self.peer))
+            .arg(format!("{}://{}", self.peer_scheme, self.peer))
             .arg("--initial-advertise-peer-urls")
-            .arg(format!("http://{}", self.peer))
+            .arg(format!("{}://{}", self.peer_scheme, self.peer))
             .arg("--listen-zk-addr")
             .arg(self.zk.to_string())
             .args(&self.extra)

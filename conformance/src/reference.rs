@@ -159,6 +159,8 @@ impl Drop for Proc {
 pub struct RealEtcd {
     proc: Proc,
     client: SocketAddr,
+    peer: SocketAddr,
+    scheme: &'static str,
 }
 
 impl RealEtcd {
@@ -188,6 +190,27 @@ impl RealEtcd {
     /// [`RealEtcd::start_from`] with `extra` flags after the usual ones.
     pub fn start_with(
         snapshot: Option<&std::path::Path>,
+        extra: &[&str],
+    ) -> Result<RealEtcd, RefError> {
+        Self::launch(snapshot, "http", extra)
+    }
+
+    /// A fresh etcd with `https://` client and peer URLs; `extra` carries
+    /// the certificate flags (`--cert-file`, `--peer-cert-file`, ...).
+    /// Ready once both ports accept connections (its health endpoint
+    /// needs the client's certificates, which the caller has).
+    pub fn start_tls(extra: &[&str]) -> Result<RealEtcd, RefError> {
+        Self::launch(None, "https", extra)
+    }
+
+    /// `127.0.0.1:PORT` of the peer port.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    fn launch(
+        snapshot: Option<&std::path::Path>,
+        scheme: &str,
         extra: &[&str],
     ) -> Result<RealEtcd, RefError> {
         let bin = Self::binary();
@@ -228,15 +251,15 @@ impl RealEtcd {
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .arg("--listen-client-urls")
-            .arg(format!("http://{client}"))
+            .arg(format!("{scheme}://{client}"))
             .arg("--advertise-client-urls")
-            .arg(format!("http://{client}"))
+            .arg(format!("{scheme}://{client}"))
             .arg("--listen-peer-urls")
-            .arg(format!("http://{peer}"))
+            .arg(format!("{scheme}://{peer}"))
             .arg("--initial-advertise-peer-urls")
-            .arg(format!("http://{peer}"))
+            .arg(format!("{scheme}://{peer}"))
             .arg("--initial-cluster")
-            .arg(format!("ref=http://{peer}"))
+            .arg(format!("ref={scheme}://{peer}"))
             .arg("--initial-cluster-state")
             .arg("new")
             .arg("--log-level")
@@ -245,13 +268,25 @@ impl RealEtcd {
             .arg("zap")
             .args(extra);
         let mut proc = Proc::spawn("etcd", dir, &mut cmd)?;
-        proc.wait_ready(client, 30, || http_get_ok(client, "/health"))?;
-        Ok(RealEtcd { proc, client })
+        if scheme == "http" {
+            proc.wait_ready(client, 30, || http_get_ok(client, "/health"))?;
+        } else {
+            proc.wait_ready(client, 30, || {
+                TcpStream::connect_timeout(&peer, Duration::from_millis(200)).is_ok()
+            })?;
+        }
+        Ok(RealEtcd {
+            proc,
+            client,
+            peer,
+            scheme: if scheme == "http" { "http" } else { "https" },
+        })
     }
 
-    /// `http://127.0.0.1:PORT`, for etcd clients.
+    /// `http://127.0.0.1:PORT` (`https://` from [`RealEtcd::start_tls`]),
+    /// for etcd clients.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.client)
+        format!("{}://{}", self.scheme, self.client)
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -108,9 +108,6 @@ impl std::fmt::Debug for PeerTls {
     }
 }
 
-/// How long a peer may take to finish its TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 trait PeerIo: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> PeerIo for T {}
 type PeerStream = Box<dyn PeerIo>;
@@ -129,7 +126,7 @@ async fn dial(url: &str, tls: Option<&PeerTls>) -> Result<PeerStream, String> {
     let tls = tls.ok_or_else(|| format!("{url}: an https:// peer needs peer TLS settings"))?;
     let name = crate::tls::server_name(&addr).map_err(|e| e.to_string())?;
     let connector = tokio_rustls::TlsConnector::from(tls.client.current());
-    let stream = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, connector.connect(name, tcp))
+    let stream = tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, connector.connect(name, tcp))
         .await
         .map_err(|_| format!("{addr}: TLS handshake timed out"))?
         .map_err(|e| format!("{addr}: TLS handshake failed: {e}"))?;
@@ -402,13 +399,10 @@ impl Peers {
             None => Box::new(tcp),
             Some(tls) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls.server.current());
-                let s = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
-                    .await
-                    .map_err(|_| "TLS handshake timed out".to_string())?
-                    .map_err(|e| {
-                        tracing::warn!("peer TLS handshake refused: {e}");
-                        format!("TLS handshake failed: {e}")
-                    })?;
+                let s = crate::tls::accept(&acceptor, tcp).await.map_err(|e| {
+                    tracing::warn!("peer TLS handshake refused: {e}");
+                    e.to_string()
+                })?;
                 Box::new(s)
             }
         };

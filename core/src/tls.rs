@@ -19,6 +19,52 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme};
 
+/// How long every TLS listener waits for a client to finish its handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TLS record content type of a handshake message (RFC 8446 5.1): the
+/// first byte of every ClientHello.
+const HANDSHAKE_RECORD: u8 = 22;
+
+/// Why an incoming TLS connection was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    #[error("the first bytes are not a TLS handshake record")]
+    NotTls,
+    #[error("the client closed the connection before its handshake")]
+    Closed,
+    #[error("TLS handshake timed out")]
+    TimedOut,
+    #[error("TLS handshake failed: {0}")]
+    Handshake(std::io::Error),
+}
+
+/// Accepts one TLS connection, for every listener (etcd client port,
+/// secure ZooKeeper port, peer port). Bytes that do not begin a handshake
+/// record are refused by closing the connection without a word, as etcd
+/// (Go's `crypto/tls`: "first record does not look like a TLS handshake")
+/// and ZooKeeper (Netty's `SslHandler`) do; rustls alone would answer
+/// them with a `decode_error` alert. The whole handshake is bounded by
+/// [`HANDSHAKE_TIMEOUT`].
+pub async fn accept(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+) -> Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, AcceptError> {
+    let handshake = async {
+        let mut first = [0u8; 1];
+        match tcp.peek(&mut first).await {
+            Ok(0) => return Err(AcceptError::Closed),
+            Ok(_) if first[0] != HANDSHAKE_RECORD => return Err(AcceptError::NotTls),
+            Ok(_) => {}
+            Err(e) => return Err(AcceptError::Handshake(e)),
+        }
+        acceptor.accept(tcp).await.map_err(AcceptError::Handshake)
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+        .await
+        .map_err(|_| AcceptError::TimedOut)?
+}
+
 /// A TLS setting that cannot be used, with the file or flag at fault.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("TLS: {0}")]
@@ -372,6 +418,47 @@ mod tests {
             key_file: Some(dir.join("k.pem")),
             ..TlsFiles::default()
         }
+    }
+
+    /// Garbage gets no answer and a closed connection; a real ClientHello
+    /// behind it on the next connection is served.
+    #[tokio::test]
+    async fn garbage_is_refused_silently_and_a_handshake_still_works() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = write_pair(dir.path(), "server");
+        let cfg = Arc::new(server_config(&files, &[]).expect("config"));
+        let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+
+        let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        c.write_all(b"\x00\x01 not a ClientHello")
+            .await
+            .expect("write");
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let r = accept(&acceptor, tcp).await;
+        assert!(matches!(r, Err(AcceptError::NotTls)), "{r:?}");
+        let mut back = Vec::new();
+        // Closed with unread bytes: EOF or a reset, never an answer.
+        let _ = c.read_to_end(&mut back).await;
+        assert!(back.is_empty(), "answered garbage with {back:?}");
+
+        let c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let client = tokio_rustls::TlsConnector::from(Arc::new(
+            client_config(&TlsFiles {
+                trusted_ca_file: files.cert_file.clone(),
+                ..files.clone()
+            })
+            .expect("client config"),
+        ));
+        let name = server_name("127.0.0.1:1").expect("name");
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let (server, client) = tokio::join!(accept(&acceptor, tcp), client.connect(name, c));
+        assert!(server.is_ok(), "{:?}", server.err());
+        assert!(client.is_ok(), "{:?}", client.err());
     }
 
     #[test]

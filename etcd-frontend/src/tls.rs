@@ -27,9 +27,6 @@ pub type TlsConfig = TlsFiles;
 #[derive(Clone, Debug)]
 pub struct PeerCommonName(pub String);
 
-/// How long a client may take to finish its TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The client port's TLS, offering `h2` and `http/1.1`, reloaded when the
 /// certificate files change.
 pub fn server_config(t: &TlsConfig) -> Result<Arc<ServerTls>, EtcdError> {
@@ -79,14 +76,10 @@ pub async fn serve(
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
         let (app, mut stop) = (app.clone(), stop.clone());
         conns.spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
+            let stream = match janus_core::tls::accept(&acceptor, tcp).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "TLS connection refused");
                     return;
                 }
             };

@@ -9,9 +9,18 @@
 //!
 //! The server side follows Java's `DigestMD5Server` with ZooKeeper's
 //! settings: realm and server name `zk-sasl-md5`, protocol `zookeeper`,
-//! quality of protection `auth` only, algorithm `md5-sess`.
+//! quality of protection `auth` only (so the challenge names no `qop`, as
+//! Java's leaves out the default), algorithm `md5-sess`, a nonce of 30
+//! random bytes in base64, nonce count 1.
+//!
+//! The stock Java client always sends an `authzid` (its login name), and
+//! RFC 2831 puts a present authzid into A1 of both the response and
+//! `rspauth`. ZooKeeper's `SaslServerCallbackHandler` authorizes any
+//! authzid and names the connection after the authentication id (the
+//! `username`), so janus does the same.
 
-use md5::{Digest, Md5};
+use base64::Engine as _;
+use md5::{Digest as _, Md5};
 
 /// ZooKeeper's hard-coded realm and server name for DIGEST-MD5.
 pub const REALM: &str = "zk-sasl-md5";
@@ -131,35 +140,43 @@ fn parse(msg: &str) -> Vec<(String, String)> {
     }
 }
 
+/// The client's values that enter RFC 2831's digests.
+struct Digest<'a> {
+    user: &'a str,
+    password: &'a str,
+    nonce: &'a str,
+    cnonce: &'a str,
+    nc: &'a str,
+    qop: &'a str,
+    /// Present: appended to A1 (`":" authzid`), absent: A1 ends at cnonce.
+    authzid: Option<&'a str>,
+}
+
 /// RFC 2831's response value (and, with `a2_prefix` empty, `rspauth`).
-fn response_value(
-    user: &str,
-    password: &str,
-    nonce: &str,
-    cnonce: &str,
-    nc: &str,
-    qop: &str,
-    a2_prefix: &str,
-) -> String {
+fn response_value(d: &Digest<'_>, a2_prefix: &str) -> String {
     let key = md5(&[
-        user.as_bytes(),
+        d.user.as_bytes(),
         b":",
         REALM.as_bytes(),
         b":",
-        password.as_bytes(),
+        d.password.as_bytes(),
     ]);
-    let a1 = md5(&[&key, b":", nonce.as_bytes(), b":", cnonce.as_bytes()]);
+    let mut a1_parts: Vec<&[u8]> = vec![&key, b":", d.nonce.as_bytes(), b":", d.cnonce.as_bytes()];
+    if let Some(z) = d.authzid {
+        a1_parts.extend([b":".as_slice(), z.as_bytes()]);
+    }
+    let a1 = md5(&a1_parts);
     let a2 = md5(&[a2_prefix.as_bytes(), b":", DIGEST_URI.as_bytes()]);
     hex(&md5(&[
         hex(&a1).as_bytes(),
         b":",
-        nonce.as_bytes(),
+        d.nonce.as_bytes(),
         b":",
-        nc.as_bytes(),
+        d.nc.as_bytes(),
         b":",
-        cnonce.as_bytes(),
+        d.cnonce.as_bytes(),
         b":",
-        qop.as_bytes(),
+        d.qop.as_bytes(),
         b":",
         hex(&a2).as_bytes(),
     ]))
@@ -170,10 +187,10 @@ impl Exchange {
     pub fn step(&mut self, users: &[(String, String)], token: &[u8]) -> Step {
         match std::mem::replace(self, Exchange::Done) {
             Exchange::Start => {
-                let nonce: String = hex(&rand::random::<[u8; 24]>());
-                let challenge = format!(
-                    "realm=\"{REALM}\",nonce=\"{nonce}\",qop=\"auth\",charset=utf-8,algorithm=md5-sess"
-                );
+                let nonce =
+                    base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 30]>());
+                let challenge =
+                    format!("realm=\"{REALM}\",nonce=\"{nonce}\",charset=utf-8,algorithm=md5-sess");
                 *self = Exchange::Challenged { nonce };
                 Step::Continue(challenge.into_bytes())
             }
@@ -193,17 +210,32 @@ impl Exchange {
                 let qop = get("qop").unwrap_or("auth");
                 let realm_ok = get("realm").is_none_or(|r| r == REALM);
                 let uri_ok = get("digest-uri") == Some(DIGEST_URI);
-                if get("nonce") != Some(nonce.as_str()) || qop != "auth" || !realm_ok || !uri_ok {
+                // Java's server takes only the first use of its nonce.
+                let nc_ok = u32::from_str_radix(nc, 16) == Ok(1);
+                if get("nonce") != Some(nonce.as_str())
+                    || qop != "auth"
+                    || !realm_ok
+                    || !uri_ok
+                    || !nc_ok
+                {
                     return Step::Failed;
                 }
                 let Some((_, password)) = users.iter().find(|(u, _)| u == user) else {
                     return Step::Failed;
                 };
-                let want = response_value(user, password, &nonce, cnonce, nc, qop, "AUTHENTICATE");
-                if want != resp.to_ascii_lowercase() {
+                let d = Digest {
+                    user,
+                    password,
+                    nonce: &nonce,
+                    cnonce,
+                    nc,
+                    qop,
+                    authzid: get("authzid"),
+                };
+                if response_value(&d, "AUTHENTICATE") != resp.to_ascii_lowercase() {
                     return Step::Failed;
                 }
-                let rspauth = response_value(user, password, &nonce, cnonce, nc, qop, "");
+                let rspauth = response_value(&d, "");
                 Step::Authenticated {
                     user: user.to_string(),
                     token: format!("rspauth={rspauth}").into_bytes(),
@@ -232,21 +264,68 @@ mod tests {
 
     /// A client computed as RFC 2831 (and puresasl) does.
     fn client_response(challenge: &[u8], user: &str, password: &str) -> Vec<u8> {
+        client_response_nc(challenge, user, password, "00000001")
+    }
+
+    /// [`client_response`] with nonce count `nc`.
+    fn client_response_nc(challenge: &[u8], user: &str, password: &str, nc: &str) -> Vec<u8> {
         let fields = parse(&String::from_utf8_lossy(challenge));
         let nonce = &fields.iter().find(|(k, _)| k == "nonce").unwrap().1;
-        let r = response_value(
+        let d = Digest {
             user,
             password,
             nonce,
-            "abc",
-            "00000001",
-            "auth",
-            "AUTHENTICATE",
-        );
+            cnonce: "abc",
+            nc,
+            qop: "auth",
+            authzid: None,
+        };
+        let r = response_value(&d, "AUTHENTICATE");
         format!(
-            "qop=auth,realm=\"{REALM}\",username=\"{user}\",nonce=\"{nonce}\",cnonce=\"abc\",nc=00000001,digest-uri=\"{DIGEST_URI}\",response={r}"
+            "qop=auth,realm=\"{REALM}\",username=\"{user}\",nonce=\"{nonce}\",cnonce=\"abc\",nc={nc},digest-uri=\"{DIGEST_URI}\",response={r}"
         )
         .into_bytes()
+    }
+
+    /// One exchange between the stock Java client and ZooKeeper 3.8
+    /// (user alice, password secret), as captured on the wire: the client
+    /// sends an authzid, which enters A1 of both digests.
+    #[test]
+    fn java_client_vector_with_authzid() {
+        let d = Digest {
+            user: "alice",
+            password: "secret",
+            nonce: "oNL+se4fdoONxtFDdpr+P8wgVIBWRECu54K+er5H",
+            cnonce: "6lRPpUsmdKMoapOmJq2L+NO7VRT39fezhZyJhE8E",
+            nc: "00000001",
+            qop: "auth",
+            authzid: Some("alice"),
+        };
+        assert_eq!(
+            response_value(&d, "AUTHENTICATE"),
+            "94e00a2b9856c864bf47fc522147a032"
+        );
+        assert_eq!(response_value(&d, ""), "fadec09b23070868f92221847c0ec32b");
+        let without = Digest { authzid: None, ..d };
+        assert_ne!(
+            response_value(&without, "AUTHENTICATE"),
+            "94e00a2b9856c864bf47fc522147a032"
+        );
+    }
+
+    /// The challenge has ZooKeeper's shape: no qop (auth is the default),
+    /// a 40-character base64 nonce (30 bytes).
+    #[test]
+    fn challenge_shape_matches_zookeeper() {
+        let mut ex = Exchange::default();
+        let Step::Continue(ch) = ex.step(&[], b"") else {
+            panic!("no challenge")
+        };
+        let ch = String::from_utf8(ch).expect("utf-8");
+        let fields = parse(&ch);
+        let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["realm", "nonce", "charset", "algorithm"], "{ch}");
+        assert_eq!(fields[1].1.len(), 40, "{ch}");
     }
 
     #[test]
@@ -270,5 +349,13 @@ mod tests {
         };
         let resp = client_response(&ch, "jaasuser", "wrong");
         assert_eq!(bad.step(&users, &resp), Step::Failed);
+
+        // A nonce count other than 1 (a replayed response) is refused.
+        let mut replay = Exchange::default();
+        let Step::Continue(ch) = replay.step(&users, b"") else {
+            panic!("no challenge")
+        };
+        let resp = client_response_nc(&ch, "jaasuser", "jaas_password", "00000002");
+        assert_eq!(replay.step(&users, &resp), Step::Failed);
     }
 }

@@ -12,9 +12,6 @@ use crate::connection::Connection;
 use crate::shared::Shared;
 use crate::{ZkConfig, ZkFrontendError};
 
-/// How long a client of the secure port may take to finish its handshake.
-const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Serves until `shutdown` resolves.
 ///
 /// Each accepted socket gets its own task; at most `cfg.max_connections` run
@@ -68,8 +65,8 @@ pub async fn serve(
             let (stream, tls_ids): (crate::connection::Stream, _) = match acceptor {
                 None => (Box::new(socket), Vec::new()),
                 Some(a) => {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, a.accept(socket)).await {
-                        Ok(Ok(tls)) => {
+                    match janus_core::tls::accept(&a, socket).await {
+                        Ok(tls) => {
                             // rustls verified the chain against the trusted
                             // CA before the handshake finished.
                             let ids = match tls.get_ref().1.peer_certificates() {
@@ -87,12 +84,8 @@ pub async fn serve(
                             };
                             (Box::new(tls), ids)
                         }
-                        Ok(Err(e)) => {
-                            debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            debug!(%peer, "TLS handshake timed out");
+                        Err(e) => {
+                            debug!(%peer, error = %e, "TLS connection refused");
                             return;
                         }
                     }
