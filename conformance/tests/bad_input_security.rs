@@ -78,24 +78,32 @@ fn etcdctl_ok<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(ep: &str, args: &[S])
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Adds `root` (password `pw`) and enables auth on `ep`.
+fn enable_root_auth(ep: &str) {
+    etcdctl_ok(ep, &["user", "add", "root:pw"]);
+    etcdctl_ok(ep, &["auth", "enable"]);
+}
+
+/// A fresh token of `root` through the JSON gateway.
+fn root_token(ep: &str) -> String {
+    let (code, v) = post(
+        ep,
+        "/v3/auth/authenticate",
+        r#"{"name":"root","password":"pw"}"#,
+        None,
+    );
+    assert_eq!(code, 200, "{v}");
+    v["token"].as_str().expect("token").to_string()
+}
+
 /// What each bad token gets on one server: the gateway's HTTP status and
 /// JSON error (gRPC code and etcd message), and whether the server still
 /// serves a client that logged in before and one that logs in after.
 /// Second: what a simple token naming a raft index far ahead gets within
 /// 3s (etcd waits for that index to be applied, with no deadline).
 fn token_outcomes(ep: &str) -> (Vec<String>, String) {
-    etcdctl_ok(ep, &["user", "add", "root:pw"]);
-    etcdctl_ok(ep, &["auth", "enable"]);
-    let login = || {
-        let (code, v) = post(
-            ep,
-            "/v3/auth/authenticate",
-            r#"{"name":"root","password":"pw"}"#,
-            None,
-        );
-        assert_eq!(code, 200, "{v}");
-        v["token"].as_str().expect("token").to_string()
-    };
+    enable_root_auth(ep);
+    let login = || root_token(ep);
     let kv = r#"{"key":"YQ==","value":"MQ=="}"#;
     let range = r#"{"key":"YQ=="}"#;
     let stale = login();
@@ -189,18 +197,8 @@ fn malformed_and_expired_tokens_get_etcds_errors() {
 /// changed signature character, one whose header names no algorithm
 /// (`alg: none`, unsigned), garbage, and an expired one.
 fn jwt_outcomes(ep: &str) -> Vec<String> {
-    etcdctl_ok(ep, &["user", "add", "root:pw"]);
-    etcdctl_ok(ep, &["auth", "enable"]);
-    let login = || {
-        let (code, v) = post(
-            ep,
-            "/v3/auth/authenticate",
-            r#"{"name":"root","password":"pw"}"#,
-            None,
-        );
-        assert_eq!(code, 200, "{v}");
-        v["token"].as_str().expect("token").to_string()
-    };
+    enable_root_auth(ep);
+    let login = || root_token(ep);
     let kv = r#"{"key":"YQ==","value":"MQ=="}"#;
     let token = login();
     let issued = Instant::now();

@@ -362,6 +362,19 @@ async fn check_auth(ep: &str, what: &str) {
     }
 }
 
+/// `etcdctl snapshot save FILE` as root against `endpoint` (auth is on).
+fn save_as_root(endpoint: &str, file: &std::path::Path) {
+    etcdctl(
+        Some(endpoint),
+        &[
+            "--user=root:rootpw",
+            "snapshot",
+            "save",
+            &file.to_string_lossy(),
+        ],
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn janus_auth_travels_to_real_etcd_and_janus_in_a_snapshot() {
     let j = Janus::start();
@@ -370,15 +383,7 @@ async fn janus_auth_travels_to_real_etcd_and_janus_in_a_snapshot() {
     check_auth(&j.etcd_endpoint(), "janus").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("janus-auth.db");
-    etcdctl(
-        Some(&j.etcd_endpoint()),
-        &[
-            "--user=root:rootpw",
-            "snapshot",
-            "save",
-            &file.to_string_lossy(),
-        ],
-    );
+    save_as_root(&j.etcd_endpoint(), &file);
     drop(j);
 
     let cluster = Cluster::start_prepared(1, restore_into(&file));
@@ -404,15 +409,7 @@ async fn janus_auth_travels_to_real_etcd_and_janus_in_a_snapshot() {
     root.user_grant_role("bob", "reader").await.expect("grant");
     root.put("/app/b", "2", None).await.expect("put");
     let again = dir.path().join("etcd-after-janus.db");
-    etcdctl(
-        Some(&etcd.endpoint()),
-        &[
-            "--user=root:rootpw",
-            "snapshot",
-            "save",
-            &again.to_string_lossy(),
-        ],
-    );
+    save_as_root(&etcd.endpoint(), &again);
     drop(etcd);
     let cluster = Cluster::start_prepared(1, restore_into(&again));
     let ep = cluster.members[0].etcd_endpoint();
@@ -440,15 +437,7 @@ async fn real_etcd_auth_restores_into_janus() {
     check_auth(&etcd.endpoint(), "etcd").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("etcd-auth.db");
-    etcdctl(
-        Some(&etcd.endpoint()),
-        &[
-            "--user=root:rootpw",
-            "snapshot",
-            "save",
-            &file.to_string_lossy(),
-        ],
-    );
+    save_as_root(&etcd.endpoint(), &file);
     drop(etcd);
 
     let cluster = Cluster::start_prepared(1, restore_into(&file));

@@ -124,16 +124,7 @@ impl Paths {
 
 /// `key` and every ZooKeeper path above it (`/a/b` → `/a/b`, `/a`, `/`).
 fn ancestors(key: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut next = Some(key);
-    std::iter::from_fn(move || {
-        let k = next?;
-        next = match k.iter().rposition(|&b| b == b'/') {
-            Some(0) if k.len() > 1 => Some(&k[..1]),
-            Some(i) if i > 0 => Some(&k[..i]),
-            _ => None,
-        };
-        Some(k)
-    })
+    std::iter::successors(Some(key), |k| path::parent(k))
 }
 
 /// The subscriber table: every range subscriber, and an index from key to

@@ -660,7 +660,8 @@ impl Connection {
         xid: i32,
         req: Request,
     ) -> Result<bool, ZkFrontendError> {
-        self.drain(io, s)?;
+        // No request is in flight here: nothing waits for a reply.
+        self.drain(io, s, &mut Vec::new())?;
         let mut ctx = s.ctx(&self.shared);
         let reply = cmd::dispatch(&mut ctx, req).await?;
         let immediate = std::mem::take(&mut ctx.immediate);
@@ -682,12 +683,7 @@ impl Connection {
         immediate: Vec<(i32, String)>,
     ) -> Result<bool, ZkFrontendError> {
         let mut after = Vec::new();
-        while let Some(r) = s.watcher.try_next() {
-            match r {
-                Ok(evs) => self.deliver_deferring(io, &mut s.watches, &evs, &mut after),
-                Err(e) => return Err(lagged(e)),
-            }
-        }
+        self.drain(io, s, &mut after)?;
         for (kind, path) in immediate {
             io.feed(proto::encode_notification(kind, &path).freeze())
                 .await?;
@@ -730,11 +726,17 @@ impl Connection {
     }
 
     /// Applies every already-queued hub event to the watch tables and
-    /// buffers the notifications (flushed with the next reply).
-    fn drain(&self, io: &mut Io, s: &mut Session) -> Result<(), ZkFrontendError> {
+    /// buffers the notifications (flushed with the next reply), except those
+    /// that must follow the reply being answered, which go to `after`.
+    fn drain(
+        &self,
+        io: &mut Io,
+        s: &mut Session,
+        after: &mut Vec<ZkEvent>,
+    ) -> Result<(), ZkFrontendError> {
         while let Some(r) = s.watcher.try_next() {
             match r {
-                Ok(evs) => self.deliver(io, &mut s.watches, &evs),
+                Ok(evs) => self.deliver_deferring(io, &mut s.watches, &evs, after),
                 Err(e) => return Err(lagged(e)),
             }
         }

@@ -619,44 +619,35 @@ pub async fn lock_contender(id: u64, cs: String, sh: Arc<Shared>) -> (zk::Client
 pub async fn monitor(eps: Vec<String>, sh: Arc<Shared>) {
     let mut cl = etcd_connect(&eps).await;
     while !sh.stop_monitor.load(Ordering::Relaxed) {
-        let invoked = sh.clock.now();
-        let get = cl.get(
-            "/lin-eph/",
-            Some(GetOptions::new().with_prefix().with_keys_only()),
-        );
-        if let Ok(Ok(resp)) = tokio::time::timeout(OP_TIMEOUT, get).await {
-            let completed = sh.clock.now();
-            let present = resp
-                .kvs()
-                .iter()
-                .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
-                .collect();
-            sh.rec.lock().unwrap().observations.push(EphObs {
-                invoked,
-                completed,
-                present,
-            });
+        if let Some(obs) = observe_prefix(&mut cl, "/lin-eph/", &sh).await {
+            sh.rec.lock().unwrap().observations.push(obs);
         }
-        let invoked = sh.clock.now();
-        let get = cl.get(
-            "/lease/",
-            Some(GetOptions::new().with_prefix().with_keys_only()),
-        );
-        if let Ok(Ok(resp)) = tokio::time::timeout(OP_TIMEOUT, get).await {
-            let completed = sh.clock.now();
-            let present = resp
-                .kvs()
-                .iter()
-                .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
-                .collect();
-            sh.rec.lock().unwrap().lease_observations.push(EphObs {
-                invoked,
-                completed,
-                present,
-            });
+        if let Some(obs) = observe_prefix(&mut cl, "/lease/", &sh).await {
+            sh.rec.lock().unwrap().lease_observations.push(obs);
         }
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
+}
+
+/// One linearizable read of the keys under `prefix`, with its times.
+async fn observe_prefix(cl: &mut Client, prefix: &str, sh: &Shared) -> Option<EphObs> {
+    let invoked = sh.clock.now();
+    let get = cl.get(
+        prefix,
+        Some(GetOptions::new().with_prefix().with_keys_only()),
+    );
+    let resp = tokio::time::timeout(OP_TIMEOUT, get).await.ok()?.ok()?;
+    let completed = sh.clock.now();
+    let present = resp
+        .kvs()
+        .iter()
+        .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+        .collect();
+    Some(EphObs {
+        invoked,
+        completed,
+        present,
+    })
 }
 
 /// A session that goes away without closing: its ephemeral must stay until
