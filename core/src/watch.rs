@@ -127,6 +127,12 @@ fn ancestors(key: &[u8]) -> impl Iterator<Item = &[u8]> {
     std::iter::successors(Some(key), |k| path::parent(k))
 }
 
+/// The path subscribers that registered one key, by subscriber id: a
+/// one-shot watch set by ten thousand sessions on one node is dropped by
+/// each of them when it fires, and each drop must cost one lookup, not a
+/// scan of the other sessions (under the hub's lock, which apply takes).
+type KeySubs = HashMap<u64, Arc<Sub>>;
+
 /// The subscriber table: every range subscriber, and an index from key to
 /// the path subscribers that registered it, so publishing a revision costs
 /// the range subscribers plus the key's own watchers, not one check per
@@ -134,12 +140,12 @@ fn ancestors(key: &[u8]) -> impl Iterator<Item = &[u8]> {
 #[derive(Default)]
 struct Subs {
     ranged: Vec<Arc<Sub>>,
-    exact: HashMap<Vec<u8>, Vec<Arc<Sub>>>,
-    recursive: HashMap<Vec<u8>, Vec<Arc<Sub>>>,
+    exact: HashMap<Vec<u8>, KeySubs>,
+    recursive: HashMap<Vec<u8>, KeySubs>,
 }
 
 impl Subs {
-    fn index(&mut self, recursive: bool) -> &mut HashMap<Vec<u8>, Vec<Arc<Sub>>> {
+    fn index(&mut self, recursive: bool) -> &mut HashMap<Vec<u8>, KeySubs> {
         if recursive {
             &mut self.recursive
         } else {
@@ -150,7 +156,7 @@ impl Subs {
     fn unindex(&mut self, sub: &Sub, key: &[u8], recursive: bool) {
         let index = self.index(recursive);
         if let Some(v) = index.get_mut(key) {
-            v.retain(|s| s.id != sub.id);
+            v.remove(&sub.id);
             if v.is_empty() {
                 index.remove(key);
             }
@@ -205,7 +211,7 @@ impl Interest {
                 subs.index(recursive)
                     .entry(key.to_vec())
                     .or_default()
-                    .push(Arc::clone(&self.sub));
+                    .insert(self.sub.id, Arc::clone(&self.sub));
             }
         }
     }
@@ -298,10 +304,10 @@ impl Hub {
         let mut seen = HashSet::new();
         for e in events.iter() {
             let key = &e.kv.key;
-            let exact = subs.exact.get(key).into_iter().flatten();
+            let exact = subs.exact.get(key).into_iter().flat_map(|m| m.values());
             let below = ancestors(key)
                 .filter_map(|a| subs.recursive.get(a))
-                .flatten();
+                .flat_map(|m| m.values());
             for s in exact.chain(below) {
                 if seen.insert(s.id) {
                     targets.push(Arc::clone(s));
@@ -326,7 +332,11 @@ impl Hub {
         };
         let wake = Arc::new(Vec::new());
         let mut seen = HashSet::new();
-        let indexed = subs.exact.values().chain(subs.recursive.values()).flatten();
+        let indexed = subs
+            .exact
+            .values()
+            .chain(subs.recursive.values())
+            .flat_map(|m| m.values());
         for s in subs.ranged.iter().chain(indexed) {
             if seen.insert(s.id) {
                 s.lagging.store(true, Ordering::Release);
