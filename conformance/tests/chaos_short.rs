@@ -36,12 +36,7 @@ async fn short_chaos_campaign_passes_every_check() {
             zk_clients: 3,
             lock_contenders: 2,
             watchers: 2,
-            // Off in the suite until a keepalive answered by a member that
-            // cannot reach the leader is made to wait for the leader: such
-            // an acknowledged keepalive may never renew the lease, and the
-            // lease check catches it on this schedule about one run in four
-            // (RELIABILITY.md). `janus-chaos` runs lease workers.
-            lease_clients: 0,
+            lease_clients: 2,
             etcd_lock_contenders: 2,
             watch_order_clients: 2,
         },

@@ -52,6 +52,7 @@ pub mod health;
 pub mod import;
 pub mod kv;
 pub(crate) mod lease;
+pub(crate) mod lease_forward;
 pub mod members;
 pub mod metrics;
 pub(crate) mod mvcc;

@@ -1,7 +1,7 @@
 //! Peer transport: raft messages and the few member-to-member requests
-//! (forwarded lease keepalives, snapshot streams, HashKV for the
-//! corruption check, round-trip probes) over TCP with length-delimited
-//! frames.
+//! (forwarded lease keepalives, [`crate::lease_forward`]; snapshot
+//! streams; HashKV for the corruption check; round-trip probes) over TCP
+//! with length-delimited frames.
 //!
 //! Every peer has one outbound link: a task that connects (with backoff),
 //! writes queued frames and reconnects on error. Sending never blocks the
@@ -37,11 +37,14 @@ use tokio::sync::mpsc;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use crate::corrupt_check::{PeerHash, PeerHashError};
+use crate::lease_forward::{self, Forwarder, Renewal};
 use crate::transport::{Chunks, Outbox};
 use crate::CoreError;
 
 const RAFT: u8 = 1;
-const KEEPALIVE: u8 = 2;
+/// A follower's forwarded lease keepalive (the lease id, i64 BE), answered
+/// by [`KEEPALIVE_ANSWER`] on the same connection.
+pub(crate) const KEEPALIVE: u8 = 2;
 const SNAP_HEADER: u8 = 3;
 const SNAP_CHUNK: u8 = 4;
 const SNAP_END: u8 = 5;
@@ -51,6 +54,7 @@ const HASHKV_ANSWER: u8 = 7;
 /// Round-trip probe: an opaque payload, echoed back in [`PROBE_ANSWER`].
 const PROBE: u8 = 8;
 const PROBE_ANSWER: u8 = 9;
+pub(crate) const KEEPALIVE_ANSWER: u8 = 10;
 
 /// How often each peer is probed (etcd's `proberInterval`: its connection
 /// read timeout, 5 s, less one second).
@@ -78,8 +82,6 @@ const MAX_SNAPSHOT: usize = 8 * 1024 * 1024 * 1024;
 #[derive(Debug)]
 pub enum PeerEvent {
     Raft(Message),
-    /// A follower forwarded a client's lease keepalive (D9).
-    KeepAlive(i64),
     /// A snapshot stream to `to` finished (`ok`) or failed.
     SnapshotSent {
         to: u64,
@@ -93,6 +95,10 @@ type Deliver = Arc<dyn Fn(PeerEvent) + Send + Sync>;
 
 /// What answers a peer's HashKV request: this member's hash at a revision.
 pub type HashSource = Arc<dyn Fn(i64) -> Result<PeerHash, PeerHashError> + Send + Sync>;
+
+/// What answers a follower's forwarded keepalive: this member renewing the
+/// lease on its own clock if it is the leader.
+pub type RenewalSource = Arc<dyn Fn(i64) -> Renewal + Send + Sync>;
 
 /// TLS of the peer port (serving) and of links to `https://` peers
 /// (dialling).
@@ -108,13 +114,13 @@ impl std::fmt::Debug for PeerTls {
     }
 }
 
-trait PeerIo: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(crate) trait PeerIo: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> PeerIo for T {}
-type PeerStream = Box<dyn PeerIo>;
+pub(crate) type PeerStream = Box<dyn PeerIo>;
 
 /// Dials `url`'s host and port: TLS when the URL is `https://` (and the
 /// member has peer TLS settings), plain TCP otherwise.
-async fn dial(url: &str, tls: Option<&PeerTls>) -> Result<PeerStream, String> {
+pub(crate) async fn dial(url: &str, tls: Option<&PeerTls>) -> Result<PeerStream, String> {
     let addr = url_hostport(url);
     let tcp = crate::sockets::connect(&addr)
         .await
@@ -151,16 +157,20 @@ pub struct Peers {
     closed: tokio::sync::watch::Sender<bool>,
     /// Answers HashKV requests, once the member is open.
     hash_source: std::sync::OnceLock<HashSource>,
+    /// Answers forwarded keepalives, once the member is open.
+    renewal_source: std::sync::OnceLock<RenewalSource>,
+    /// This member's keepalive connection to each peer it forwarded to.
+    forwarders: Mutex<HashMap<u64, Forwarder>>,
 }
 
-fn frame(kind: u8, payload: &[u8]) -> Bytes {
+pub(crate) fn frame(kind: u8, payload: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(payload.len() + 1);
     b.put_u8(kind);
     b.put_slice(payload);
     b.freeze()
 }
 
-fn codec() -> LengthDelimitedCodec {
+pub(crate) fn codec() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .max_frame_length(MAX_FRAME)
         .new_codec()
@@ -190,6 +200,8 @@ impl Peers {
             staged: Mutex::new(HashMap::new()),
             closed: tokio::sync::watch::channel(false).0,
             hash_source: std::sync::OnceLock::new(),
+            renewal_source: std::sync::OnceLock::new(),
+            forwarders: Mutex::new(HashMap::new()),
         })
     }
 
@@ -197,6 +209,36 @@ impl Peers {
     /// ignored). Until then they are answered with an error.
     pub fn set_hash_source(&self, f: HashSource) {
         let _ = self.hash_source.set(f);
+    }
+
+    /// Sets what answers peers' forwarded keepalives (once; later calls
+    /// are ignored). Until then the answer is that this is not the leader.
+    pub fn set_renewal_source(&self, f: RenewalSource) {
+        let _ = self.renewal_source.set(f);
+    }
+
+    /// Forwards a keepalive of `lease` to peer `to` (the leader) and
+    /// resolves with its answer ([`crate::lease_forward`]).
+    pub fn renew_lease(
+        &self,
+        to: u64,
+        lease: i64,
+    ) -> impl std::future::Future<Output = Result<Renewal, String>> + Send + 'static {
+        let call = match (self.url_of(to), self.forwarders.lock()) {
+            (Some(url), Ok(mut fw)) => {
+                let f = fw
+                    .entry(to)
+                    .and_modify(|f| {
+                        if f.url != url {
+                            *f = Forwarder::start(&self.rt, url.clone(), self.tls.clone());
+                        }
+                    })
+                    .or_insert_with(|| Forwarder::start(&self.rt, url.clone(), self.tls.clone()));
+                Ok(f.renew(lease))
+            }
+            _ => Err(format!("no peer {to:x}")),
+        };
+        async move { call?.await }
     }
 
     fn url_of(&self, to: u64) -> Option<String> {
@@ -250,6 +292,9 @@ impl Peers {
         if let Ok(mut links) = self.links.lock() {
             links.clear();
         }
+        if let Ok(mut fw) = self.forwarders.lock() {
+            fw.clear();
+        }
     }
 
     /// Makes the links match the member list (id, first peer URL).
@@ -258,6 +303,9 @@ impl Peers {
             return;
         };
         links.retain(|id, l| members.iter().any(|(m, u)| m == id && *u == l.url));
+        if let Ok(mut fw) = self.forwarders.lock() {
+            fw.retain(|id, f| members.iter().any(|(m, u)| m == id && *u == f.url));
+        }
         for (id, url) in members {
             if *id == self.self_id || links.contains_key(id) {
                 continue;
@@ -298,10 +346,6 @@ impl Peers {
         if let Ok(bytes) = m.write_to_bytes() {
             self.send_frame(m.to, frame(RAFT, &bytes));
         }
-    }
-
-    pub fn send_keepalive(&self, to: u64, lease: i64) {
-        self.send_frame(to, frame(KEEPALIVE, &lease.to_be_bytes()));
     }
 
     /// Streams a snapshot message and its data to its recipient on a
@@ -440,7 +484,18 @@ impl Peers {
                 }
                 KEEPALIVE => {
                     let b: [u8; 8] = payload.try_into().map_err(|_| "bad keepalive frame")?;
-                    (self.deliver)(PeerEvent::KeepAlive(i64::from_be_bytes(b)));
+                    let lease = i64::from_be_bytes(b);
+                    let renewal = self
+                        .renewal_source
+                        .get()
+                        .map_or(Renewal::NotLeader, |f| f(lease));
+                    framed
+                        .send(frame(
+                            KEEPALIVE_ANSWER,
+                            &lease_forward::encode_answer(lease, renewal),
+                        ))
+                        .await
+                        .map_err(|e| e.to_string())?;
                 }
                 SNAP_HEADER => {
                     let m = Message::parse_from_bytes(payload).map_err(|e| e.to_string())?;
@@ -669,8 +724,12 @@ impl Outbox for Peers {
         Peers::send_snapshot(self, m, chunks)
     }
 
-    fn send_keepalive(&self, to: u64, lease: i64) {
-        Peers::send_keepalive(self, to, lease)
+    fn renew_lease(
+        &self,
+        to: u64,
+        lease: i64,
+    ) -> futures::future::BoxFuture<'static, Result<Renewal, String>> {
+        Box::pin(Peers::renew_lease(self, to, lease))
     }
 
     fn set_members(&self, members: &[(u64, String)]) {

@@ -10,6 +10,7 @@ use futures::future::BoxFuture;
 use raft::prelude::Message;
 
 use crate::corrupt_check::{PeerHash, PeerHashError};
+use crate::lease_forward::Renewal;
 use crate::CoreError;
 
 /// A snapshot's data, chunk by chunk, read lazily from a consistent view.
@@ -28,8 +29,14 @@ pub trait Outbox: Send + Sync {
     /// `PeerEvent::SnapshotSent`, so that raft leaves the snapshot state.
     fn send_snapshot(&self, m: Message, chunks: Chunks);
 
-    /// Forwards a client's lease keepalive to the leader `to` (D9).
-    fn send_keepalive(&self, to: u64, lease: i64);
+    /// Forwards a client's lease keepalive to the leader `to` and resolves
+    /// with its answer (D9, [`crate::lease_forward`]). A transport without
+    /// member-to-member requests answers that the peer cannot be reached.
+    fn renew_lease(&self, to: u64, _lease: i64) -> BoxFuture<'static, Result<Renewal, String>> {
+        Box::pin(std::future::ready(Err(format!(
+            "no requests to peer {to:x} on this transport"
+        ))))
+    }
 
     /// Makes the set of reachable peers match the member list
     /// (id, first peer URL); this member's own id is skipped.

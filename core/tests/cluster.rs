@@ -447,3 +447,65 @@ async fn wal_fsync_failure_stops_the_member_and_the_cluster_carries_on() {
         n.stop();
     }
 }
+
+/// A follower answers a keepalive only once the leader has renewed the
+/// lease (only the leader's clock expires leases): kept alive through a
+/// follower alone, a lease outlives its TTL twice over; when the leader
+/// goes, the follower's keepalive reaches the new one; with no quorum left
+/// it fails, instead of telling the client of a renewal nobody made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_keepalive_counts_only_once_the_leader_renewed() {
+    init_log();
+    let root = tempfile::tempdir().unwrap();
+    let s = specs(root.path(), 3);
+    let ms = members_of(&s);
+    let nodes: Vec<Node> = s
+        .iter()
+        .map(|sp| {
+            let mut c = config(sp, &ms, false);
+            c.request_timeout = Duration::from_secs(2);
+            Node::start(c).unwrap()
+        })
+        .collect();
+    let all: Vec<&Node> = nodes.iter().collect();
+    let leader = wait_leader(&all).await;
+    let lead = nodes.iter().position(|n| n.member_id() == leader).unwrap();
+    let granted = nodes[lead]
+        .propose(Command::LeaseGrant {
+            id: 77,
+            ttl_ms: 1000,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(granted.result, CommandResult::LeaseGrant(Ok(_))));
+    let f = (lead + 1) % 3;
+    let other = (lead + 2) % 3;
+
+    let until = Instant::now() + Duration::from_millis(2500);
+    while Instant::now() < until {
+        assert_eq!(nodes[f].lease_keepalive(77).await.unwrap(), Some(1));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        nodes[lead].lease_exists(77),
+        "the leader expired a lease a follower kept alive"
+    );
+    assert_eq!(nodes[f].lease_keepalive(12345).await.unwrap(), None);
+
+    nodes[lead].stop();
+    assert_eq!(
+        nodes[f].lease_keepalive(77).await.unwrap(),
+        Some(1),
+        "a keepalive after the leader stopped did not reach the new leader"
+    );
+
+    nodes[other].stop();
+    // Let a lone leader notice it lost its quorum (check-quorum).
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let alone = nodes[f].lease_keepalive(77).await;
+    assert!(
+        matches!(alone, Err(CoreError::Timeout)),
+        "a member without a quorum answered a keepalive: {alone:?}"
+    );
+    nodes[f].stop();
+}

@@ -120,11 +120,7 @@ impl LeaseService {
     /// unknown lease answers TTL 0.
     pub async fn keep_alive_once(&self, id: i64) -> Result<pb::LeaseKeepAliveResponse, ApiError> {
         let header = self.0.header(None);
-        let ttl = match self.0.node.lease_keepalive(id) {
-            Ok(ttl) => ttl,
-            Err(KvError::LeaseNotFound) => 0,
-            Err(e) => return Err(e.into()),
-        };
+        let ttl = self.0.node.lease_keepalive(id).await?.unwrap_or(0);
         Ok(pb::LeaseKeepAliveResponse { header, id, ttl })
     }
 

@@ -352,7 +352,7 @@ impl Connection {
                 }
             }
         } else {
-            match session::resume(node, creq.session_id, &creq.passwd) {
+            match session::resume(node, creq.session_id, &creq.passwd).await {
                 Ok(()) => creq.session_id,
                 Err(SessionError::Expired) => {
                     debug!(peer = %self.peer, session = creq.session_id, "expired session");
@@ -500,15 +500,17 @@ impl Connection {
                                 return Err(ZkFrontendError::Malformed("request".into()));
                             }
                         };
-                        let is_ping = matches!(req, Request::Ping);
-                        // A read-only session has no lease to keep alive.
-                        if !s.read_only
-                            && (is_ping || last_keepalive.elapsed() >= KEEPALIVE_SPACING)
-                        {
-                            if self.shared.node.lease_keepalive(s.id).is_err() {
-                                debug!(session = s.id, "session expired; closing connection");
-                                return Ok(());
-                            }
+                        // Any request keeps the session alive, spaced and
+                        // without waiting (its own reply does not depend on
+                        // it; a lease that is gone closes the connection
+                        // through the revocation feed). A ping's reply waits
+                        // for its renewal ([`Connection::exclusive`]). A
+                        // read-only session has no lease to keep alive.
+                        if matches!(req, Request::Ping) {
+                            last_keepalive = Instant::now();
+                        } else if !s.read_only && last_keepalive.elapsed() >= KEEPALIVE_SPACING {
+                            let (node, id) = (self.shared.node.clone(), s.id);
+                            tokio::spawn(async move { node.lease_keepalive(id).await });
                             last_keepalive = Instant::now();
                         }
                         let local = if s.read_only {
@@ -662,12 +664,38 @@ impl Connection {
     ) -> Result<bool, ZkFrontendError> {
         // No request is in flight here: nothing waits for a reply.
         self.drain(io, s, &mut Vec::new())?;
+        if matches!(req, Request::Ping) && !s.read_only && !self.renewed(s).await {
+            return Ok(true);
+        }
         let mut ctx = s.ctx(&self.shared);
         let reply = cmd::dispatch(&mut ctx, req).await?;
         let immediate = std::mem::take(&mut ctx.immediate);
         let close = self.answer(io, s, xid, reply, immediate).await?;
         SinkExt::<Bytes>::flush(io).await?;
         Ok(close)
+    }
+
+    /// A ping's keepalive: the pong means the leader renewed the session.
+    /// A session that is gone, or a member that cannot get the leader to
+    /// renew it within the request timeout, closes the connection unanswered:
+    /// the client reconnects (to this or another member) and learns there
+    /// whether its session lives, as a ZooKeeper follower that lost its
+    /// leader drops its clients.
+    async fn renewed(&self, s: &Session) -> bool {
+        match self.shared.node.lease_keepalive(s.id).await {
+            Ok(Some(_)) => true,
+            Ok(None) => {
+                debug!(session = s.id, "session expired; closing connection");
+                false
+            }
+            Err(e) => {
+                debug!(
+                    session = s.id,
+                    "session not renewed ({e}); closing connection"
+                );
+                false
+            }
+        }
     }
 
     /// Buffers one reply (not flushed), preceded by every notification for

@@ -59,17 +59,17 @@ pub async fn open(node: &Node, timeout_ms: i32) -> Result<i64, SessionError> {
 }
 
 /// Resumes session `id` if `passwd` is its password and it is still alive.
-pub fn resume(node: &Node, id: i64, passwd: &[u8]) -> Result<(), SessionError> {
+pub async fn resume(node: &Node, id: i64, passwd: &[u8]) -> Result<(), SessionError> {
     if id <= 0 || passwd != node.session_password(id) || !node.lease_exists(id) {
         return Err(SessionError::Expired);
     }
     // Only a lease that is gone means expired; a member that cannot reach
     // the leader right now must not tell a live session it expired.
-    node.lease_keepalive(id).map_err(|e| match e {
-        janus_core::KvError::LeaseNotFound => SessionError::Expired,
-        other => SessionError::Unexpected(other.to_string()),
-    })?;
-    Ok(())
+    match node.lease_keepalive(id).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(SessionError::Expired),
+        Err(e) => Err(SessionError::Unexpected(e.to_string())),
+    }
 }
 
 /// ZooKeeper's digest id for an auth packet `user:password`: the rule

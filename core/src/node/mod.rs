@@ -32,6 +32,7 @@ use tokio::sync::oneshot;
 use crate::command::{Applied, Command, Proposal};
 use crate::engine::Engine;
 use crate::kv::{LeaseInfo, RangeRequest, RangeResponse};
+use crate::lease_forward::Renewal;
 use crate::members::Member;
 use crate::peer::{PeerEvent, Peers};
 use crate::raft_log::RaftLog;
@@ -92,6 +93,10 @@ pub struct NodeConfig {
     /// size raises NOSPACE (0 or less: no quota; [`crate::alarm`]).
     pub quota_backend_bytes: i64,
 }
+
+/// Pause between tries of a forwarded keepalive that found no leader or
+/// could not reach it (etcd throttles its retries the same way).
+const RENEW_RETRY: Duration = Duration::from_millis(50);
 
 /// etcd's default `--quota-backend-bytes` (2 GiB).
 pub const DEFAULT_QUOTA_BYTES: i64 = 2 * 1024 * 1024 * 1024;
@@ -455,6 +460,11 @@ impl Node {
             })?;
             crate::corrupt_check::answer(&Node { inner }, revision)
         }));
+        let weak = Arc::downgrade(&inner);
+        peers.set_renewal_source(Arc::new(move |lease| match weak.upgrade() {
+            Some(inner) => Node { inner }.renew_forwarded(lease),
+            None => Renewal::NotLeader,
+        }));
         if let Some(addr) = inner.cfg.peer_listen {
             let _guard = rt.enter();
             let l = crate::sockets::listen(addr)
@@ -764,26 +774,70 @@ impl Node {
         self.state().hub.revocations()
     }
 
-    /// Refreshes a lease; returns its TTL in seconds.
-    pub fn lease_keepalive(&self, id: i64) -> Result<i64, KvError> {
-        let ttl_ms = self
-            .state()
-            .leases
-            .get(&id)
-            .map(|l| l.ttl_ms)
-            .ok_or(KvError::LeaseNotFound)?;
+    /// Refreshes a lease: `Some(TTL in seconds)`, or `None` if there is no
+    /// such lease.
+    ///
+    /// Only the leader's clock expires leases (D9), so on a follower the
+    /// keepalive counts only once the leader has renewed the lease: it is
+    /// forwarded and this waits for the leader's answer (retrying across a
+    /// leader change, as etcd's `LeaseRenew` does) up to the request
+    /// timeout, then fails with [`CoreError::Timeout`]. A renewal the
+    /// client is told of is then always one the leader made.
+    pub async fn lease_keepalive(&self, id: i64) -> Result<Option<i64>, CoreError> {
+        let give_up = Instant::now() + self.inner.cfg.request_timeout;
+        loop {
+            let leader = self.inner.leader.load(Ordering::Acquire);
+            if leader == self.inner.cfg.member_id {
+                return Ok(self.renew_here(id));
+            }
+            if leader != 0 {
+                let left = give_up.saturating_duration_since(Instant::now());
+                let asked = self.inner.peers.renew_lease(leader, id);
+                match tokio::time::timeout(left, asked).await {
+                    Ok(Ok(Renewal::Renewed(ttl))) => {
+                        // This member's own clock follows the leader's, for
+                        // TimeToLive here and for a takeover.
+                        self.renew_here(id);
+                        return Ok(Some(ttl));
+                    }
+                    Ok(Ok(Renewal::NotFound)) => return Ok(None),
+                    Ok(Ok(Renewal::NotLeader)) => {}
+                    Ok(Err(e)) => tracing::debug!(lease = id, "keepalive not forwarded: {e}"),
+                    Err(_) => return Err(CoreError::Timeout),
+                }
+            }
+            if self.inner.stopped.load(Ordering::Acquire) {
+                return Err(CoreError::Stopped);
+            }
+            if Instant::now() + RENEW_RETRY >= give_up {
+                return Err(CoreError::Timeout);
+            }
+            tokio::time::sleep(RENEW_RETRY).await;
+        }
+    }
+
+    /// Restarts lease `id`'s clock on this member; its TTL in seconds, or
+    /// `None` if there is no such lease.
+    fn renew_here(&self, id: i64) -> Option<i64> {
+        let ttl_ms = self.state().leases.get(&id).map(|l| l.ttl_ms)?;
         if let Ok(mut d) = self.inner.deadlines.lock() {
             d.insert(
                 id,
                 self.inner.clock.now() + Duration::from_millis(ttl_ms as u64),
             );
         }
-        // Only the leader's clock expires leases (D9): tell it.
-        let leader = self.inner.leader.load(Ordering::Acquire);
-        if leader != 0 && leader != self.inner.cfg.member_id {
-            self.inner.peers.send_keepalive(leader, id);
+        Some(crate::lease::ttl_secs(ttl_ms))
+    }
+
+    /// The leader's answer to a follower's forwarded keepalive.
+    fn renew_forwarded(&self, id: i64) -> Renewal {
+        if self.inner.leader.load(Ordering::Acquire) != self.inner.cfg.member_id {
+            return Renewal::NotLeader;
         }
-        Ok(crate::lease::ttl_secs(ttl_ms))
+        match self.renew_here(id) {
+            Some(ttl) => Renewal::Renewed(ttl),
+            None => Renewal::NotFound,
+        }
     }
 
     pub fn lease_time_to_live(&self, id: i64, keys: bool) -> Result<LeaseInfo, KvError> {

@@ -327,15 +327,6 @@ impl Runner {
                         tracing::trace!("raft step: {e}");
                     }
                 }
-                PeerEvent::KeepAlive(id) => {
-                    let ttl = self.state().leases.get(&id).map(|l| l.ttl_ms);
-                    if let (Some(ttl), Ok(mut d)) = (ttl, self.inner.deadlines.lock()) {
-                        d.insert(
-                            id,
-                            self.inner.clock.now() + Duration::from_millis(ttl as u64),
-                        );
-                    }
-                }
                 PeerEvent::SnapshotSent { to, ok } => {
                     let status = if ok {
                         SnapshotStatus::Finish

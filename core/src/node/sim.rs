@@ -97,7 +97,6 @@ enum Payload {
     Raft(Message),
     /// A `MsgSnapshot` with its data, delivered as one unit.
     Snapshot(Message, Vec<u8>),
-    KeepAlive(i64),
 }
 
 struct Envelope {
@@ -160,10 +159,6 @@ impl Outbox for SimOutbox {
         if !sent {
             lock(&self.net).failed_snapshots.push((self.me, to));
         }
-    }
-
-    fn send_keepalive(&self, to: u64, lease: i64) {
-        self.push(to, Payload::KeepAlive(lease));
     }
 
     fn set_members(&self, members: &[(u64, String)]) {
@@ -670,10 +665,6 @@ impl Sim {
                 self.stats.snapshots_delivered += 1;
                 self.report_snapshot(from, to, true);
                 PeerEvent::Raft(m)
-            }
-            Payload::KeepAlive(lease) => {
-                self.log(format!("{now} {from:x}->{to:x} keepalive {lease}"));
-                PeerEvent::KeepAlive(lease)
             }
         };
         if let Some(run) = self.running.get_mut(&to) {

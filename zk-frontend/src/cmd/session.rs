@@ -7,7 +7,7 @@ use super::{Ctx, Reply};
 use crate::proto::code;
 use crate::proto::jute::Writer;
 
-/// ping: the connection already refreshed the lease for this request.
+/// ping: the connection has had the leader renew the session first.
 pub fn ping(ctx: &mut Ctx<'_>) -> Reply {
     Reply::empty(ctx.node.revision())
 }
