@@ -97,8 +97,10 @@ pub struct WatchTable {
     /// library registers the watcher only when the reply arrives).
     fresh: HashMap<String, i64>,
     fresh_recursive: HashMap<String, i64>,
-    /// A watch went away since the interest was last pruned.
-    removed: bool,
+    /// Paths armed, or whose watch went away, since the interest was last
+    /// pruned: the only ones `prune` looks at, so a fired watch costs the
+    /// same whether the connection holds ten watches or a hundred thousand.
+    unsettled: Vec<(String, bool)>,
     /// Bumped by every change, so a reader of the paths (`cons`, `wchc`)
     /// copies them only when they changed.
     generation: u64,
@@ -119,6 +121,7 @@ impl WatchTable {
     pub fn arm(&mut self, path: &str) {
         if !self.armed.contains(path) {
             self.armed.insert(path.to_string());
+            self.unsettled.push((path.to_string(), false));
             if let Some(i) = &self.interest {
                 i.add(path.as_bytes(), false);
             }
@@ -129,6 +132,7 @@ impl WatchTable {
     pub fn arm_recursive(&mut self, path: &str) {
         if !self.armed_recursive.contains(path) {
             self.armed_recursive.insert(path.to_string());
+            self.unsettled.push((path.to_string(), true));
             if let Some(i) = &self.interest {
                 i.add(path.as_bytes(), true);
             }
@@ -189,37 +193,27 @@ impl WatchTable {
         self.generation
     }
 
-    /// Forgets, in the hub's interest, the paths no watch is left on.
+    /// Forgets, in the hub's interest, the paths no watch is left on (of
+    /// those armed or unwatched since the last prune: a path armed for a
+    /// read that set no watch is forgotten too).
     pub fn prune(&mut self) {
-        if !std::mem::take(&mut self.removed) {
-            return;
-        }
-        let gone: Vec<String> = self
-            .armed
-            .iter()
-            .filter(|x| {
-                !(self.data.contains_key(*x)
-                    || self.child.contains_key(*x)
-                    || self.persistent.contains_key(*x))
-            })
-            .cloned()
-            .collect();
-        for x in gone {
-            self.armed.remove(&x);
-            if let Some(i) = &self.interest {
-                i.remove(x.as_bytes(), false);
-            }
-        }
-        let gone: Vec<String> = self
-            .armed_recursive
-            .iter()
-            .filter(|x| !self.recursive.contains_key(*x))
-            .cloned()
-            .collect();
-        for x in gone {
-            self.armed_recursive.remove(&x);
-            if let Some(i) = &self.interest {
-                i.remove(x.as_bytes(), true);
+        for (x, recursive) in std::mem::take(&mut self.unsettled) {
+            let watched = if recursive {
+                self.recursive.contains_key(&x)
+            } else {
+                self.data.contains_key(&x)
+                    || self.child.contains_key(&x)
+                    || self.persistent.contains_key(&x)
+            };
+            let armed = if recursive {
+                &mut self.armed_recursive
+            } else {
+                &mut self.armed
+            };
+            if !watched && armed.remove(&x) {
+                if let Some(i) = &self.interest {
+                    i.remove(x.as_bytes(), recursive);
+                }
             }
         }
     }
@@ -280,10 +274,11 @@ impl WatchTable {
         }
     }
 
-    /// Notes that watches went away (for `prune` and `generation`).
-    fn removed(&mut self, any: bool) -> bool {
+    /// Notes that watches on `path` went away (for `prune` and
+    /// `generation`).
+    fn removed(&mut self, any: bool, path: &str, recursive: bool) -> bool {
         if any {
-            self.removed = true;
+            self.unsettled.push((path.to_string(), recursive));
             self.generation += 1;
         }
         any
@@ -317,18 +312,18 @@ impl WatchTable {
         match ev.kind {
             event_type::NODE_CREATED | event_type::NODE_DATA_CHANGED => {
                 let a = Self::take_one_shot(&mut self.data, p, r);
-                self.removed(a);
+                self.removed(a, p, false);
                 a | Self::persistent_hit(&self.persistent, p, r) | self.recursive_hit(p, r)
             }
             event_type::NODE_DELETED => {
                 let a = Self::take_one_shot(&mut self.data, p, r);
                 let b = Self::take_one_shot(&mut self.child, p, r);
-                self.removed(a | b);
+                self.removed(a | b, p, false);
                 a | b | Self::persistent_hit(&self.persistent, p, r) | self.recursive_hit(p, r)
             }
             event_type::NODE_CHILDREN_CHANGED => {
                 let a = Self::take_one_shot(&mut self.child, p, r);
-                self.removed(a);
+                self.removed(a, p, false);
                 a | Self::persistent_hit(&self.persistent, p, r)
             }
             _ => false,
@@ -356,7 +351,9 @@ impl WatchTable {
     /// was none (the caller answers NoWatcher).
     pub fn remove(&mut self, path: &str, kind: i32) -> bool {
         let any = self.remove_kind(path, kind);
-        self.removed(any)
+        // Any kind may have taken a recursive watch too.
+        self.removed(any, path, true);
+        self.removed(any, path, false)
     }
 
     fn remove_kind(&mut self, path: &str, kind: i32) -> bool {
@@ -507,6 +504,13 @@ mod tests {
         assert!(t.remove("/r", watcher_type::PERSISTENT_RECURSIVE));
         t.prune();
         assert!(!t.fed("/r/x"));
+        // Armed for a read that then set no watch (getData of a missing
+        // node): forgotten at the next prune.
+        t.add_data("/kept", 5);
+        t.arm("/missing");
+        t.prune();
+        assert!(!t.fed("/missing"));
+        assert!(t.fed("/kept"));
     }
 
     /// An event after the read of the request that set a watch waits for
