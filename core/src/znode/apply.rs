@@ -122,6 +122,20 @@ impl State {
         }
     }
 
+    /// [`State::write_zmeta`] for a key that was not live before this
+    /// write: it has no stored record (every delete removes it,
+    /// [`State::delete_key`]), so the default one (an open ACL, a normal
+    /// node: most creates) is written as nothing at all rather than as a
+    /// tombstone per create.
+    pub(crate) fn write_new_zmeta(&mut self, w: &mut Wtx, key: &[u8], meta: ZMeta) {
+        if meta.is_default() {
+            self.specials.remove(key);
+            w.zmeta.insert(key.to_vec(), Some(meta));
+        } else {
+            self.write_zmeta(w, key, meta);
+        }
+    }
+
     pub(crate) fn write_zmeta(&mut self, w: &mut Wtx, key: &[u8], meta: ZMeta) {
         if meta.kind == NodeKind::Normal {
             self.specials.remove(key);
@@ -368,7 +382,7 @@ impl State {
                 meta,
             } => {
                 self.put_key_from(w, &key, data, lease, 1)?;
-                self.write_zmeta(w, &key, meta);
+                self.write_new_zmeta(w, &key, meta);
                 let stat = self.stat_or_default(Some(w), &key)?;
                 ZkOpResult::Create {
                     path: String::from_utf8_lossy(&key).into_owned(),
