@@ -34,10 +34,15 @@ impl State {
     }
 
     fn do_put(&mut self, w: &mut Wtx, req: &PutRequest) -> Result<PutResponse, Fail> {
+        // The previous record matters here only to keep its value or lease
+        // (`put_key_from` reads it anyway for the event and prev_kv): a
+        // plain put does not read it twice.
         let live = self.keys.get(&req.key).and_then(|k| k.live);
         let prev = match live {
-            Some(l) => Some(self.record(Some(w), l.mod_rev)?),
-            None => None,
+            Some(l) if req.ignore_value || req.ignore_lease => {
+                Some(self.record(Some(w), l.mod_rev)?)
+            }
+            _ => None,
         };
         // ignore_value keeps the value as it is, ZooKeeper null included.
         let value = match (&prev, req.ignore_value) {
