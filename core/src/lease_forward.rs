@@ -108,7 +108,10 @@ impl Forwarder {
         let queued = self.tx.try_send(Call { lease, reply });
         let url = self.url.clone();
         async move {
-            queued.map_err(|_| format!("{url}: too many keepalives waiting"))?;
+            queued.map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => format!("{url}: too many keepalives waiting"),
+                mpsc::error::TrySendError::Closed(_) => format!("{url}: keepalive link stopped"),
+            })?;
             rx.await
                 .map_err(|_| format!("{url}: keepalive connection closed"))?
         }

@@ -67,6 +67,19 @@ fn members_of(specs: &[Spec]) -> Vec<Member> {
         .collect()
 }
 
+/// Starts the initial members `specs` (members `ms`), each config adjusted
+/// by `tweak` first.
+fn start_members(specs: &[Spec], ms: &[Member], tweak: impl Fn(&mut NodeConfig)) -> Vec<Node> {
+    specs
+        .iter()
+        .map(|sp| {
+            let mut c = config(sp, ms, false);
+            tweak(&mut c);
+            Node::start(c).unwrap()
+        })
+        .collect()
+}
+
 async fn wait_leader(nodes: &[&Node]) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -128,10 +141,7 @@ async fn three_members_replicate_fail_over_and_catch_up_by_snapshot() {
     let root = tempfile::tempdir().unwrap();
     let s = specs(root.path(), 3);
     let ms = members_of(&s);
-    let nodes: Vec<Node> = s
-        .iter()
-        .map(|sp| Node::start(config(sp, &ms, false)).unwrap())
-        .collect();
+    let nodes = start_members(&s, &ms, |_| {});
     let all: Vec<&Node> = nodes.iter().collect();
     let leader = wait_leader(&all).await;
 
@@ -270,10 +280,7 @@ async fn learner_added_promoted_and_old_member_removed_under_writes() {
     let root = tempfile::tempdir().unwrap();
     let s = specs(root.path(), 4);
     let ms = members_of(&s[..3]);
-    let nodes: Vec<Node> = s[..3]
-        .iter()
-        .map(|sp| Node::start(config(sp, &ms, false)).unwrap())
-        .collect();
+    let nodes = start_members(&s[..3], &ms, |_| {});
     let all: Vec<&Node> = nodes.iter().collect();
     let leader_id = wait_leader(&all).await;
     let leader = nodes.iter().find(|n| n.member_id() == leader_id).unwrap();
@@ -459,14 +466,7 @@ async fn a_follower_keepalive_counts_only_once_the_leader_renewed() {
     let root = tempfile::tempdir().unwrap();
     let s = specs(root.path(), 3);
     let ms = members_of(&s);
-    let nodes: Vec<Node> = s
-        .iter()
-        .map(|sp| {
-            let mut c = config(sp, &ms, false);
-            c.request_timeout = Duration::from_secs(2);
-            Node::start(c).unwrap()
-        })
-        .collect();
+    let nodes = start_members(&s, &ms, |c| c.request_timeout = Duration::from_secs(2));
     let all: Vec<&Node> = nodes.iter().collect();
     let leader = wait_leader(&all).await;
     let lead = nodes.iter().position(|n| n.member_id() == leader).unwrap();
