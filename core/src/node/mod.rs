@@ -5,6 +5,7 @@
 //! from the local state machine, after [`Node::read_barrier`] when they must
 //! be linearizable (D8).
 
+mod apply;
 mod clock;
 mod hash_kv;
 pub use hash_kv::HashKv;
@@ -177,6 +178,9 @@ struct Inner {
     term: AtomicU64,
     leader: AtomicU64,
     last_index: AtomicU64,
+    /// The state's applied index, kept apart from it so the raft loop can
+    /// read it while the apply thread holds the state's write lock.
+    applied: AtomicU64,
     next_request: AtomicU64,
     /// Random per boot: names this member's proposals apart from those of
     /// its earlier runs ([`crate::dedup`]).
@@ -231,6 +235,8 @@ enum Msg {
     Persisted(log_writer::Report),
     /// From the store syncer thread.
     StoreDurable(store_sync::Report),
+    /// From the apply thread.
+    Applied(apply::Report),
     Stop,
 }
 
@@ -357,6 +363,7 @@ fn open(
         term: AtomicU64::new(0),
         leader: AtomicU64::new(0),
         last_index: AtomicU64::new(0),
+        applied: AtomicU64::new(applied),
         next_request: AtomicU64::new(1),
         epoch,
         deadlines: Mutex::new(deadlines),
@@ -478,6 +485,7 @@ impl Node {
             runner.start_writer()?;
         }
         runner.start_store_syncer()?;
+        runner.start_apply_thread()?;
         let handle = std::thread::Builder::new()
             .name("raft".into())
             .spawn(move || runner.run())

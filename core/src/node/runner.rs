@@ -1,5 +1,6 @@
 //! The raft loop: owns the RawNode, sends and receives peer messages,
-//! applies committed entries, installs snapshots, answers proposers and
+//! hands committed entries to the apply thread ([`super::apply`]) and
+//! applies conf changes itself, installs snapshots, answers linearizable
 //! readers, and does the leader's housekeeping (lease expiry, reaping).
 //!
 //! Two ways to handle a Ready; in both the leader's appends go to
@@ -26,10 +27,12 @@ use raft::prelude::{
 use raft::{RawNode, SnapshotStatus, StateRole};
 use raft_proto::ConfChangeI;
 
+use super::apply::{Applier, ApplyThread, Pending};
 use super::log_writer::LogWriter;
 use super::store_sync::StoreSyncer;
 use super::{ConfContext, Inner, Msg, Reply};
-use crate::command::{Applied, Command, CommandResult, Proposal};
+use crate::command::Applied;
+use crate::command::Command;
 use crate::members::{Member, MemberChange};
 use crate::peer::PeerEvent;
 use crate::raft_log::RaftLog;
@@ -49,7 +52,12 @@ pub(super) struct Runner {
     raw: RawNode<RaftLog>,
     inner: Arc<Inner>,
     rx: std_mpsc::Receiver<Msg>,
-    pending: HashMap<u64, (Reply<Applied>, Instant)>,
+    pending: Pending,
+    /// Applies normal entries inline (catch-up, simulation) or hands them
+    /// to `apply_thread`.
+    applier: Arc<Applier>,
+    /// The apply thread (`None`: apply in the loop).
+    apply_thread: Option<ApplyThread>,
     pending_conf: HashMap<u64, Reply<Vec<Member>>>,
     reads_waiting: Vec<Reply<()>>,
     reads_inflight: HashMap<u64, (Vec<Reply<()>>, Instant)>,
@@ -86,10 +94,18 @@ impl Runner {
         inner: Arc<Inner>,
         rx: std_mpsc::Receiver<Msg>,
     ) -> Runner {
+        let pending = Pending::default();
+        let applier = Arc::new(Applier::new(
+            Arc::clone(&inner),
+            Arc::clone(&pending),
+            raw.store().wal_dir(),
+        ));
         Runner {
             raw,
             rx,
-            pending: HashMap::new(),
+            pending,
+            applier,
+            apply_thread: None,
             pending_conf: HashMap::new(),
             reads_waiting: Vec::new(),
             reads_inflight: HashMap::new(),
@@ -173,6 +189,18 @@ impl Runner {
         Ok(())
     }
 
+    /// Moves applying committed entries to their own thread (after
+    /// catch-up).
+    pub(super) fn start_apply_thread(&mut self) -> Result<(), CoreError> {
+        let tx = self.loop_sender()?;
+        let t = ApplyThread::start(Arc::clone(&self.applier), move |r| {
+            let _ = tx.send(Msg::Applied(r));
+        })
+        .map_err(|e| CoreError::Raft(format!("cannot start the apply thread: {e}")))?;
+        self.apply_thread = Some(t);
+        Ok(())
+    }
+
     pub(super) fn run(&mut self) {
         let tick = self.inner.cfg.tick;
         let mut last_tick = Instant::now();
@@ -204,6 +232,9 @@ impl Runner {
                 break;
             }
         }
+        if let Some(mut a) = self.apply_thread.take() {
+            a.stop();
+        }
         if let Some(mut w) = self.writer.take() {
             w.stop();
         }
@@ -216,7 +247,8 @@ impl Runner {
         if let Err(e) = self.checkpoint() {
             tracing::error!("final checkpoint failed: {e}");
         }
-        for (_, (r, _)) in self.pending.drain() {
+        let pending = std::mem::take(&mut *self.pending_lock());
+        for (_, (r, _)) in pending {
             let _ = r.send(Err(CoreError::Stopped));
         }
     }
@@ -287,7 +319,8 @@ impl Runner {
                     }
                     Ok(()) => {
                         if let Some(r) = reply {
-                            self.pending.insert(id, (r, self.inner.clock.now()));
+                            let now = self.inner.clock.now();
+                            self.pending_lock().insert(id, (r, now));
                         }
                     }
                 }
@@ -309,6 +342,13 @@ impl Runner {
             }
             Msg::TransferLeader(to) => self.raw.transfer_leader(to),
             Msg::Persisted(Ok(n)) => self.on_persisted(n),
+            Msg::Applied(Ok(_)) => {
+                self.advance_applied();
+                self.answer_reads();
+            }
+            Msg::Applied(Err(e)) => {
+                self.failed = Some(CoreError::Raft(format!("apply failed: {e}")));
+            }
             Msg::Persisted(Err(e)) => {
                 self.failed = Some(CoreError::Raft(format!("WAL write failed: {e}")));
             }
@@ -346,6 +386,30 @@ impl Runner {
         self.inner.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn pending_lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Reply<Applied>, Instant)>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The applied index, without the state's lock (the apply thread may
+    /// hold it for a whole group).
+    fn applied(&self) -> u64 {
+        self.inner.applied.load(Ordering::Acquire)
+    }
+
+    /// Tells raft-rs how far the state machine has applied (it wants
+    /// applied <= min(committed, persisted); an installed snapshot counts
+    /// as persisted only once the writer reports it) and lets snapshot
+    /// exports describe it.
+    fn advance_applied(&mut self) {
+        let applied = self.applied();
+        let rl = &self.raw.raft.raft_log;
+        let to = applied.min(rl.committed).min(rl.persisted);
+        if to > rl.applied {
+            self.raw.advance_apply_to(to);
+        }
+        self.raw.store().set_durable_applied(applied);
+    }
+
     /// One ReadIndex request serves every read waiting now; a request with
     /// no answer after an election timeout is retried (a new leader drops
     /// them until it commits in its term).
@@ -379,7 +443,7 @@ impl Runner {
     }
 
     fn answer_reads(&mut self) {
-        let applied = self.state().applied_index;
+        let applied = self.applied();
         let (done, wait): (Vec<_>, Vec<_>) =
             self.reads_ready.drain(..).partition(|(i, _)| *i <= applied);
         self.reads_ready = wait;
@@ -445,7 +509,7 @@ impl Runner {
         // store's batches are not synced here: a crash replays them from
         // the WAL.
         self.raw.store().sync()?;
-        let applied = self.state().applied_index;
+        let applied = self.applied();
         self.raw.store().set_durable_applied(applied);
         if self.store_syncer.is_none()
             && self.inner.clock.elapsed(self.last_checkpoint) >= crate::checkpoint::INTERVAL
@@ -463,7 +527,7 @@ impl Runner {
         }
         self.send_messages(light.take_messages());
         self.apply(light.take_committed_entries())?;
-        self.raw.advance_apply();
+        self.advance_applied();
         self.answer_reads();
         Ok(())
     }
@@ -530,15 +594,8 @@ impl Runner {
             self.send_messages(persisted);
             self.raw.on_persist_ready(number);
         }
-        let applied = self.state().applied_index;
-        // raft-rs wants applied <= min(committed, persisted); an installed
-        // snapshot counts as persisted only once the writer reports it.
-        let rl = &self.raw.raft.raft_log;
-        let to = applied.min(rl.committed).min(rl.persisted);
-        if to > rl.applied {
-            self.raw.advance_apply_to(to);
-        }
-        self.raw.store().set_durable_applied(applied);
+        self.advance_applied();
+        let applied = self.applied();
         if self.store_syncer.is_none()
             && self.inner.clock.elapsed(self.last_checkpoint) >= crate::checkpoint::INTERVAL
             && applied > self.checkpointed
@@ -553,6 +610,7 @@ impl Runner {
     /// in one atomic batch with the raft metadata (a crash leaves either the
     /// old state or the new one).
     fn install_snapshot(&mut self, snap: raft::prelude::Snapshot) -> Result<(), CoreError> {
+        self.drain_apply()?;
         let meta = snap.get_metadata().clone();
         let data = self
             .inner
@@ -583,6 +641,9 @@ impl Runner {
             // new store is in place.
             st.hub.resync_all();
             self.inner.peers.set_members(&peer_list(&st));
+            self.inner
+                .applied
+                .store(st.applied_index, Ordering::Release);
         }
         tracing::info!(index = meta.index, "installed snapshot from leader");
         Ok(())
@@ -634,126 +695,110 @@ impl Runner {
         }
     }
 
+    /// Applies committed entries in log order: runs of normal entries as
+    /// groups (on the apply thread once it runs), each conf change here,
+    /// on raft-rs's node, after everything before it is applied.
     fn apply(&mut self, entries: Vec<Entry>) -> Result<(), CoreError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let mut replies = Vec::new();
-        let mut conf_replies = Vec::new();
-        {
-            let state = Arc::clone(&self.inner.state);
-            let mut st = state.write().unwrap_or_else(|p| p.into_inner());
-            // One store commit for the whole group, under one write lock so
-            // no reader sees a half-written group (D10).
-            st.begin_group();
-            for e in entries {
-                if e.index <= st.applied_index {
-                    continue;
-                }
-                match e.get_entry_type() {
-                    EntryType::EntryNormal if !e.data.is_empty() => {
-                        let p: Proposal =
-                            postcard::from_bytes(&e.data).map_err(|err| CoreError::Corrupt {
-                                path: self.raw.store().wal_dir(),
-                                what: format!("entry {}: {err}", e.index),
-                            })?;
-                        let Some(applied) = st.apply(&p, e.index)? else {
-                            continue;
-                        };
-                        self.track_leases(&p.command, &applied.result, &st);
-                        // An entry of an earlier boot of this member carries
-                        // another epoch: its request id may equal a new one's.
-                        if p.proposer == self.inner.cfg.member_id && p.epoch == self.inner.epoch {
-                            if let Some((r, _)) = self.pending.remove(&p.request_id) {
-                                replies.push((r, applied));
-                            }
-                        }
-                    }
-                    EntryType::EntryConfChange | EntryType::EntryConfChangeV2
-                        if !e.data.is_empty() =>
-                    {
-                        let cc = if e.get_entry_type() == EntryType::EntryConfChangeV2 {
-                            ConfChangeV2::parse_from_bytes(&e.data)
-                                .map_err(|err| CoreError::Raft(err.to_string()))?
-                        } else {
-                            ConfChange::parse_from_bytes(&e.data)
-                                .map_err(|err| CoreError::Raft(err.to_string()))?
-                                .into_v2()
-                        };
-                        let ctx: Option<ConfContext> = postcard::from_bytes(&cc.context).ok();
-                        let mut w = st.begin(0);
-                        for c in cc.get_changes() {
-                            let change = match c.get_change_type() {
-                                ConfChangeType::AddNode if st.members.contains_key(&c.node_id) => {
-                                    MemberChange::Promote(c.node_id)
-                                }
-                                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
-                                    let mut m = ctx
-                                        .as_ref()
-                                        .and_then(|x| x.member.clone())
-                                        .unwrap_or_default();
-                                    m.id = c.node_id;
-                                    m.is_learner =
-                                        c.get_change_type() == ConfChangeType::AddLearnerNode;
-                                    MemberChange::Add(m)
-                                }
-                                ConfChangeType::RemoveNode => MemberChange::Remove(c.node_id),
-                            };
-                            if change == MemberChange::Remove(self.inner.cfg.member_id) {
-                                tracing::warn!("this member was removed from the cluster");
-                                self.inner.removed.store(true, Ordering::Release);
-                            }
-                            st.apply_member_change(&mut w, change);
-                        }
-                        st.note_config_change(&mut w, e.index);
-                        let cs = self
-                            .raw
-                            .apply_conf_change(&cc)
-                            .map_err(|err| CoreError::Raft(err.to_string()))?;
-                        crate::raft_log::put_conf_state(&mut w.batch, &cs)?;
-                        self.raw.mut_store().set_conf_state(cs);
-                        st.commit(w, e.index)?;
-                        self.inner.peers.set_members(&peer_list(&st));
-                        if let Some(ctx) = ctx.filter(|c| c.proposer == self.inner.cfg.member_id) {
-                            if let Some(r) = self.pending_conf.remove(&ctx.request_id) {
-                                conf_replies
-                                    .push((r, st.members.values().cloned().collect::<Vec<_>>()));
-                            }
-                        }
-                    }
-                    _ => st.apply_empty(e.index)?,
-                }
+        let mut run = Vec::new();
+        for e in entries {
+            let conf = matches!(
+                e.get_entry_type(),
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2
+            ) && !e.data.is_empty();
+            if conf {
+                self.apply_normal(std::mem::take(&mut run))?;
+                self.drain_apply()?;
+                self.apply_conf_change(&e)?;
+            } else {
+                run.push(e);
             }
-            let commit = std::time::Instant::now();
-            st.end_group()?;
-            crate::metrics::observe(&crate::metrics::BACKEND_COMMIT, commit.elapsed());
         }
-        for (r, a) in replies {
-            let _ = r.send(Ok(a));
-        }
-        for (r, list) in conf_replies {
-            let _ = r.send(Ok(list));
-        }
-        Ok(())
+        self.apply_normal(run)
     }
 
-    fn track_leases(&mut self, cmd: &Command, result: &CommandResult, st: &State) {
-        let Ok(mut d) = self.inner.deadlines.lock() else {
-            return;
-        };
-        match (cmd, result) {
-            (Command::LeaseGrant { id, ttl_ms }, CommandResult::LeaseGrant(Ok(_))) => {
-                d.insert(
-                    *id,
-                    self.inner.clock.now() + Duration::from_millis(*ttl_ms as u64),
-                );
-            }
-            (Command::LeaseRevoke { id }, _) if !st.leases.contains_key(id) => {
-                d.remove(id);
-                self.revoking.remove(id);
-            }
-            _ => {}
+    fn apply_normal(&mut self, run: Vec<Entry>) -> Result<(), CoreError> {
+        if run.is_empty() {
+            return Ok(());
         }
+        if let Some(t) = &self.apply_thread {
+            return if t.submit(run) {
+                Ok(())
+            } else {
+                Err(CoreError::Raft("the apply thread has stopped".into()))
+            };
+        }
+        self.applier.apply(&run).map(|_| ())
+    }
+
+    /// Waits until the apply thread (if any) has applied all it was given.
+    fn drain_apply(&mut self) -> Result<(), CoreError> {
+        match &self.apply_thread {
+            Some(t) => t.drain(),
+            None => Ok(()),
+        }
+    }
+
+    /// A membership change: the member table, raft-rs's conf state (in the
+    /// same store batch) and the transport's peer list.
+    fn apply_conf_change(&mut self, e: &Entry) -> Result<(), CoreError> {
+        let state = Arc::clone(&self.inner.state);
+        let mut st = state.write().unwrap_or_else(|p| p.into_inner());
+        if e.index <= st.applied_index {
+            return Ok(());
+        }
+        let cc = if e.get_entry_type() == EntryType::EntryConfChangeV2 {
+            ConfChangeV2::parse_from_bytes(&e.data)
+                .map_err(|err| CoreError::Raft(err.to_string()))?
+        } else {
+            ConfChange::parse_from_bytes(&e.data)
+                .map_err(|err| CoreError::Raft(err.to_string()))?
+                .into_v2()
+        };
+        let ctx: Option<ConfContext> = postcard::from_bytes(&cc.context).ok();
+        let mut w = st.begin(0);
+        for c in cc.get_changes() {
+            let change = match c.get_change_type() {
+                ConfChangeType::AddNode if st.members.contains_key(&c.node_id) => {
+                    MemberChange::Promote(c.node_id)
+                }
+                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                    let mut m = ctx
+                        .as_ref()
+                        .and_then(|x| x.member.clone())
+                        .unwrap_or_default();
+                    m.id = c.node_id;
+                    m.is_learner = c.get_change_type() == ConfChangeType::AddLearnerNode;
+                    MemberChange::Add(m)
+                }
+                ConfChangeType::RemoveNode => MemberChange::Remove(c.node_id),
+            };
+            if change == MemberChange::Remove(self.inner.cfg.member_id) {
+                tracing::warn!("this member was removed from the cluster");
+                self.inner.removed.store(true, Ordering::Release);
+            }
+            st.apply_member_change(&mut w, change);
+        }
+        st.note_config_change(&mut w, e.index);
+        let cs = self
+            .raw
+            .apply_conf_change(&cc)
+            .map_err(|err| CoreError::Raft(err.to_string()))?;
+        crate::raft_log::put_conf_state(&mut w.batch, &cs)?;
+        self.raw.mut_store().set_conf_state(cs);
+        st.commit(w, e.index)?;
+        self.inner.peers.set_members(&peer_list(&st));
+        self.inner
+            .applied
+            .store(st.applied_index, Ordering::Release);
+        let waiting = ctx
+            .filter(|c| c.proposer == self.inner.cfg.member_id)
+            .and_then(|c| self.pending_conf.remove(&c.request_id));
+        if let Some(r) = waiting {
+            let members = st.members.values().cloned().collect::<Vec<_>>();
+            drop(st);
+            let _ = r.send(Ok(members));
+        }
+        Ok(())
     }
 
     fn propose_internal(&mut self, command: Command) {
@@ -773,8 +818,9 @@ impl Runner {
     /// like any client would.
     fn housekeeping(&mut self) {
         let horizon = self.inner.cfg.request_timeout + Duration::from_secs(1);
-        let clock = &self.inner.clock;
-        self.pending.retain(|_, (_, t)| clock.elapsed(*t) < horizon);
+        let clock = self.inner.clock.clone();
+        self.pending_lock()
+            .retain(|_, (_, t)| clock.elapsed(*t) < horizon);
         let me = self.inner.cfg.member_id;
         if !self.published && self.raw.raft.leader_id != 0 {
             let current = self.state().members.get(&me).cloned();
@@ -812,11 +858,14 @@ impl Runner {
         }
         let now = self.inner.clock.now();
         let expired: Vec<i64> = match self.inner.deadlines.lock() {
-            Ok(d) => d
-                .iter()
-                .filter(|(_, t)| **t <= now)
-                .map(|(id, _)| *id)
-                .collect(),
+            Ok(d) => {
+                // A revoke that applied ended its deadline.
+                self.revoking.retain(|id, _| d.contains_key(id));
+                d.iter()
+                    .filter(|(_, t)| **t <= now)
+                    .map(|(id, _)| *id)
+                    .collect()
+            }
             Err(_) => Vec::new(),
         };
         // In id order, not the map's: the revokes' log order is then a

@@ -1,0 +1,231 @@
+//! Applying committed entries to the state machine (D10): one store batch
+//! per group of entries, the replies to proposers waiting on this member,
+//! and the lease deadlines the leader acts on.
+//!
+//! Once a member serves, this runs on its own thread ("apply"), so the
+//! raft loop appends, syncs and replicates the next entries while a group
+//! is written (etcd's apply loop does the same). Groups take everything
+//! queued (up to [`MAX_GROUP`] entries), so under load one store commit
+//! covers the entries of several Readies. The raft loop applies inline
+//! instead during start-up catch-up (nothing is served yet) and in the
+//! simulation (one thread, deterministic order).
+//!
+//! Conf changes are not applied here: raft-rs applies them to its node on
+//! the raft loop, which first waits until this thread has applied
+//! everything it was given ([`ApplyThread::drain`]), as it does before
+//! installing a snapshot. Durability does not depend on this thread: the
+//! store's batches are not synced per group; the WAL holds every entry a
+//! restart must replay, and replay is idempotent (applied index and
+//! per-proposer windows are written in the same batch as the effects).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use raft::prelude::Entry;
+
+use super::{Inner, Reply};
+use crate::command::{Applied, Command, CommandResult, Proposal};
+use crate::state::State;
+use crate::CoreError;
+
+/// Most entries applied as one store batch: a group holds the state's
+/// write lock while it is written, and readers wait for it.
+const MAX_GROUP: usize = 4096;
+
+/// Proposals of this member waiting for their entry to be applied, by
+/// request id, with when they were proposed: filled by the raft loop,
+/// answered by whoever applies.
+pub(super) type Pending = Arc<Mutex<HashMap<u64, (Reply<Applied>, Instant)>>>;
+
+/// Applies groups of normal (non-conf-change) entries.
+pub(super) struct Applier {
+    inner: Arc<Inner>,
+    pending: Pending,
+    /// Named in the error for an entry that does not decode.
+    wal_dir: PathBuf,
+}
+
+impl Applier {
+    pub(super) fn new(inner: Arc<Inner>, pending: Pending, wal_dir: PathBuf) -> Applier {
+        Applier {
+            inner,
+            pending,
+            wal_dir,
+        }
+    }
+
+    /// Applies `entries` (normal entries, in log order; already applied
+    /// ones are skipped) as one store commit under one write lock, so no
+    /// reader sees half a group, then answers their proposers. Returns the
+    /// applied index after the group.
+    pub(super) fn apply(&self, entries: &[Entry]) -> Result<u64, CoreError> {
+        let me = self.inner.cfg.member_id;
+        let epoch = self.inner.epoch;
+        let mut answered = Vec::new();
+        let applied = {
+            let mut st = self.inner.state.write().unwrap_or_else(|p| p.into_inner());
+            st.begin_group();
+            for e in entries {
+                if e.index <= st.applied_index {
+                    continue;
+                }
+                if e.data.is_empty() {
+                    st.apply_empty(e.index)?;
+                    continue;
+                }
+                let p: Proposal =
+                    postcard::from_bytes(&e.data).map_err(|err| CoreError::Corrupt {
+                        path: self.wal_dir.clone(),
+                        what: format!("entry {}: {err}", e.index),
+                    })?;
+                let Some(applied) = st.apply(&p, e.index)? else {
+                    continue;
+                };
+                self.track_leases(&p.command, &applied.result, &st);
+                // An entry of an earlier boot of this member carries
+                // another epoch: its request id may equal a new one's.
+                if p.proposer == me && p.epoch == epoch {
+                    answered.push((p.request_id, applied));
+                }
+            }
+            let commit = Instant::now();
+            st.end_group()?;
+            crate::metrics::observe(&crate::metrics::BACKEND_COMMIT, commit.elapsed());
+            st.applied_index
+        };
+        self.inner.applied.store(applied, Ordering::Release);
+        if !answered.is_empty() {
+            let replies: Vec<_> = {
+                let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+                answered
+                    .into_iter()
+                    .filter_map(|(id, a)| pending.remove(&id).map(|(r, _)| (r, a)))
+                    .collect()
+            };
+            for (r, a) in replies {
+                let _ = r.send(Ok(a));
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Every member keeps lease deadlines (D9): a grant starts one, a
+    /// revoke ends it.
+    fn track_leases(&self, cmd: &Command, result: &CommandResult, st: &State) {
+        let Ok(mut d) = self.inner.deadlines.lock() else {
+            return;
+        };
+        match (cmd, result) {
+            (Command::LeaseGrant { id, ttl_ms }, CommandResult::LeaseGrant(Ok(_))) => {
+                d.insert(
+                    *id,
+                    self.inner.clock.now() + Duration::from_millis(*ttl_ms as u64),
+                );
+            }
+            (Command::LeaseRevoke { id }, _) if !st.leases.contains_key(id) => {
+                d.remove(id);
+            }
+            _ => {}
+        }
+    }
+}
+
+enum Work {
+    Entries(Vec<Entry>),
+    /// Answered once everything given before it is applied.
+    Drain(std_mpsc::Sender<()>),
+}
+
+/// What the apply thread reports after each group: the applied index, or
+/// why it stopped (the member must stop).
+pub(super) type Report = Result<u64, String>;
+
+/// Handle of the apply thread.
+pub(super) struct ApplyThread {
+    tx: Option<std_mpsc::Sender<Work>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ApplyThread {
+    /// Starts the thread; `report` is called from it after each group.
+    pub(super) fn start(
+        applier: Arc<Applier>,
+        report: impl Fn(Report) + Send + 'static,
+    ) -> std::io::Result<ApplyThread> {
+        let (tx, rx) = std_mpsc::channel::<Work>();
+        let thread = std::thread::Builder::new()
+            .name("apply".into())
+            .spawn(move || {
+                let mut drains = Vec::new();
+                while let Ok(first) = rx.recv() {
+                    let mut group = Vec::new();
+                    let mut next = Some(first);
+                    while let Some(w) = next.take() {
+                        match w {
+                            Work::Entries(mut es) => group.append(&mut es),
+                            Work::Drain(d) => drains.push(d),
+                        }
+                        if group.len() < MAX_GROUP && drains.is_empty() {
+                            next = rx.try_recv().ok();
+                        }
+                    }
+                    if !group.is_empty() {
+                        match applier.apply(&group) {
+                            Ok(applied) => report(Ok(applied)),
+                            Err(e) => {
+                                report(Err(e.to_string()));
+                                return;
+                            }
+                        }
+                    }
+                    for d in drains.drain(..) {
+                        let _ = d.send(());
+                    }
+                }
+            })?;
+        Ok(ApplyThread {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands entries over; false if the thread has stopped.
+    pub(super) fn submit(&self, entries: Vec<Entry>) -> bool {
+        self.tx
+            .as_ref()
+            .is_some_and(|tx| tx.send(Work::Entries(entries)).is_ok())
+    }
+
+    /// Waits until everything handed over is applied.
+    pub(super) fn drain(&self) -> Result<(), CoreError> {
+        let (dtx, drx) = std_mpsc::channel();
+        let sent = self
+            .tx
+            .as_ref()
+            .is_some_and(|tx| tx.send(Work::Drain(dtx)).is_ok());
+        if sent && drx.recv().is_ok() {
+            Ok(())
+        } else {
+            Err(CoreError::Raft("the apply thread has stopped".into()))
+        }
+    }
+
+    /// Applies what was handed over, then ends the thread.
+    pub(super) fn stop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ApplyThread {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
