@@ -718,3 +718,52 @@ impl State {
         self.commit(w, index)
     }
 }
+
+/// The watch hub reads history through the state's lock: a read guard is
+/// one consistent view (apply holds the write lock while it changes and
+/// publishes a group).
+impl crate::watch::History for std::sync::RwLock<State> {
+    fn view(&self) -> Result<Box<dyn crate::watch::HistoryView + '_>, KvError> {
+        let guard = self
+            .read()
+            .map_err(|_| KvError::Internal("state lock poisoned".into()))?;
+        Ok(Box::new(guard))
+    }
+}
+
+impl crate::watch::HistoryView for std::sync::RwLockReadGuard<'_, State> {
+    fn compact_revision(&self) -> i64 {
+        self.compact_revision
+    }
+
+    fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    fn for_each_since(
+        &self,
+        from: i64,
+        f: &mut dyn FnMut(Rev, Record, Option<KeyValue>) -> Result<bool, KvError>,
+    ) -> Result<(), KvError> {
+        let start = Rev::new(from, 0).to_bytes();
+        for item in self.engine.scan(Space::Revs, start.., false) {
+            let (k, v) = item?;
+            let Some(rev) = Rev::from_bytes(&k) else {
+                continue;
+            };
+            let rec = Record::decode(&v).map_err(|e| KvError::Internal(e.to_string()))?;
+            let prev_kv = match self.keys.get(&rec.key).and_then(|ki| ki.before(rev)) {
+                Some(p) => self.record(None, p).ok().map(|r| r.to_kv(p.main)),
+                None => None,
+            };
+            if !f(rev, rec, prev_kv)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+}

@@ -59,16 +59,40 @@ pub struct WatchRequest {
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-use crate::engine::Space;
 use crate::kv::in_range;
 use crate::mvcc::{Record, Rev};
-use crate::state::State;
 use crate::znode::path;
 use crate::KvError;
+
+/// What a watcher reads of the store. The state machine implements it
+/// ([`crate::state`]); the hub needs nothing else of the state.
+pub(crate) trait History: Send + Sync {
+    /// A consistent view: no revision is applied (and so none published)
+    /// while it lives.
+    fn view(&self) -> Result<Box<dyn HistoryView + '_>, KvError>;
+}
+
+/// One consistent view of the store's history (see [`History::view`]).
+pub(crate) trait HistoryView {
+    /// Revisions below this one are compacted away.
+    fn compact_revision(&self) -> i64;
+    /// The store's current revision.
+    fn revision(&self) -> i64;
+    /// The hub events are published to.
+    fn hub(&self) -> &Arc<Hub>;
+    /// Calls `f` with every record from revision `from` on, in revision
+    /// order, and the key's previous value at that revision (if it had
+    /// one), until `f` returns false.
+    fn for_each_since(
+        &self,
+        from: i64,
+        f: &mut dyn FnMut(Rev, Record, Option<KeyValue>) -> Result<bool, KvError>,
+    ) -> Result<(), KvError>;
+}
 
 /// Batches a subscriber may have queued before it is marked lagging.
 const CHANNEL_BATCHES: usize = 1024;
@@ -364,7 +388,7 @@ impl Hub {
 
 /// A watch subscription: events in revision order, from history and live.
 pub struct Watcher {
-    state: Arc<RwLock<State>>,
+    history: Arc<dyn History>,
     hub: Arc<Hub>,
     sub: Arc<Sub>,
     rx: mpsc::Receiver<Arc<Vec<Event>>>,
@@ -377,43 +401,42 @@ impl Watcher {
     /// Subscribes (see [`WatchRequest`]); a start revision below the
     /// compaction point is [`KvError::Compacted`].
     pub(crate) fn subscribe(
-        state: &Arc<RwLock<State>>,
+        history: Arc<dyn History>,
         req: WatchRequest,
         by_path: bool,
     ) -> Result<Watcher, KvError> {
-        let st = state
-            .read()
-            .map_err(|_| KvError::Internal("state lock poisoned".into()))?;
-        if req.start_revision > 0 && req.start_revision < st.compact_revision {
-            return Err(KvError::Compacted {
-                compact_revision: st.compact_revision,
-            });
+        // Registered under the view: no revision is published between the
+        // revision read here and the subscription joining live delivery.
+        let st = history.view()?;
+        let (compact_revision, revision) = (st.compact_revision(), st.revision());
+        if req.start_revision > 0 && req.start_revision < compact_revision {
+            return Err(KvError::Compacted { compact_revision });
         }
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
-        let history = req.start_revision > 0 && req.start_revision <= st.revision;
+        let from_history = req.start_revision > 0 && req.start_revision <= revision;
         let sub = Arc::new(Sub {
-            id: st.hub.next_id.fetch_add(1, Ordering::Relaxed),
+            id: st.hub().next_id.fetch_add(1, Ordering::Relaxed),
             key: req.key,
             range_end: req.range_end,
             tree_events: req.tree_events,
             paths: by_path.then(Mutex::default),
             tx,
-            lagging: AtomicBool::new(history),
+            lagging: AtomicBool::new(from_history),
         });
         if !by_path {
-            if let Ok(mut subs) = st.hub.subs.lock() {
+            if let Ok(mut subs) = st.hub().subs.lock() {
                 subs.ranged.push(Arc::clone(&sub));
             }
         }
-        let hub = Arc::clone(&st.hub);
+        let hub = Arc::clone(st.hub());
         let next_rev = if req.start_revision > 0 {
             req.start_revision
         } else {
-            st.revision + 1
+            revision + 1
         };
         drop(st);
         Ok(Watcher {
-            state: Arc::clone(state),
+            history,
             hub,
             sub,
             rx,
@@ -477,9 +500,9 @@ impl Watcher {
     /// If every event up to the store's current revision has been handed
     /// out, that revision (for etcd progress notifications).
     pub fn progress_revision(&self) -> Option<i64> {
-        let st = self.state.read().ok()?;
+        let st = self.history.view().ok()?;
         let idle = !self.sub.lagging.load(Ordering::Acquire) && self.rx.is_empty();
-        idle.then_some(st.revision.max(self.next_rev - 1))
+        idle.then_some(st.revision().max(self.next_rev - 1))
     }
 
     fn accept(&mut self, shared: Arc<Vec<Event>>) -> Option<Vec<Event>> {
@@ -493,18 +516,13 @@ impl Watcher {
         Some(batch)
     }
 
-    /// Reads missed events from history under the state read lock (no
-    /// revision can be applied meanwhile); when caught up, rejoins live
-    /// delivery.
+    /// Reads missed events from one history view (no revision can be
+    /// applied meanwhile); when caught up, rejoins live delivery.
     fn catch_up(&mut self) -> Result<Vec<Event>, KvError> {
-        let st = self
-            .state
-            .read()
-            .map_err(|_| KvError::Internal("state lock poisoned".into()))?;
-        if self.next_rev < st.compact_revision {
-            return Err(KvError::Compacted {
-                compact_revision: st.compact_revision,
-            });
+        let st = self.history.view()?;
+        let compact_revision = st.compact_revision();
+        if self.next_rev < compact_revision {
+            return Err(KvError::Compacted { compact_revision });
         }
         let mut out = Vec::new();
         let mut last_main = self.next_rev - 1;
@@ -515,25 +533,21 @@ impl Watcher {
         // instead left such a watcher lagging forever, fed neither live
         // nor from history.
         let mut cut_short = false;
-        let start = Rev::new(self.next_rev.max(1), 0).to_bytes();
-        for item in st.engine.scan(Space::Revs, start.., false) {
-            let (k, v) = item?;
-            let Some(rev) = Rev::from_bytes(&k) else {
-                continue;
-            };
+        let sub = &self.sub;
+        st.for_each_since(self.next_rev.max(1), &mut |rev, rec, prev_kv| {
             if out.len() >= CATCH_UP_EVENTS && rev.main != last_main {
                 cut_short = true;
-                break;
+                return Ok(false);
             }
             last_main = rev.main;
-            let rec = Record::decode(&v).map_err(|e| KvError::Internal(e.to_string()))?;
-            history_events(&st, &self.sub, rev, rec, &mut out)?;
-        }
+            history_events(sub, rev, rec, prev_kv, &mut out);
+            Ok(true)
+        })?;
         if !cut_short {
             // Never backwards: a watch may start beyond the store (a
             // member that restarted or was wiped, resumed on by a client
             // that has seen more), and still be there after a snapshot.
-            self.next_rev = self.next_rev.max(st.revision + 1);
+            self.next_rev = self.next_rev.max(st.revision() + 1);
             // Caught up: rejoin live delivery before releasing the lock.
             self.sub.lagging.store(false, Ordering::Release);
         } else {
@@ -547,16 +561,12 @@ impl Watcher {
 /// Tree events are derived for the direct parent of a created or deleted
 /// path (implicit ancestors appearing with it are not reconstructed).
 fn history_events(
-    st: &State,
     sub: &Sub,
     rev: Rev,
     rec: Record,
+    prev_kv: Option<KeyValue>,
     out: &mut Vec<Event>,
-) -> Result<(), KvError> {
-    let prev_kv = match st.keys.get(&rec.key).and_then(|ki| ki.before(rev)) {
-        Some(p) => st.record(None, p).ok().map(|r| r.to_kv(p.main)),
-        None => None,
-    };
+) {
     let created_or_deleted = rec.tombstone || rec.version == 1;
     let key = rec.key.clone();
     let ev = if rec.tombstone {
@@ -597,7 +607,6 @@ fn history_events(
             }
         }
     }
-    Ok(())
 }
 
 impl Drop for Watcher {

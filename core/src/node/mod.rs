@@ -766,14 +766,14 @@ impl Node {
     /// # }
     /// ```
     pub fn watch(&self, req: WatchRequest) -> Result<Watcher, KvError> {
-        Watcher::subscribe(&self.inner.state, req, false)
+        Watcher::subscribe(self.inner.state.clone(), req, false)
     }
 
     /// [`Node::watch`] for a subscriber that watches a few keys of its
     /// range: it is fed only events on the keys it registers through
     /// [`Watcher::interest`] (a ZooKeeper connection: its watched paths).
     pub fn watch_paths(&self, req: WatchRequest) -> Result<Watcher, KvError> {
-        Watcher::subscribe(&self.inner.state, req, true)
+        Watcher::subscribe(self.inner.state.clone(), req, true)
     }
 
     /// Ids of leases revoked from now on, as this member applies the
