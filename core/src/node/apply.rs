@@ -33,9 +33,13 @@ use crate::command::{Applied, Command, CommandResult, Proposal};
 use crate::state::State;
 use crate::CoreError;
 
-/// Most entries applied as one store batch: a group holds the state's
-/// write lock while it is written, and readers wait for it.
+/// Most entries the apply thread takes from its queue at once.
 const MAX_GROUP: usize = 4096;
+
+/// Longest a group holds the state's write lock: readers (ZooKeeper and
+/// serializable reads, watch catch-up) wait for it, so a long queue is
+/// applied as several groups with the lock released in between.
+const GROUP_TIME: Duration = Duration::from_millis(1);
 
 /// Proposals of this member waiting for their entry to be applied, by
 /// request id, with when they were proposed: filled by the raft loop,
@@ -60,17 +64,38 @@ impl Applier {
     }
 
     /// Applies `entries` (normal entries, in log order; already applied
-    /// ones are skipped) as one store commit under one write lock, so no
-    /// reader sees half a group, then answers their proposers. Returns the
-    /// applied index after the group.
+    /// ones are skipped) in groups of at most [`GROUP_TIME`], and answers
+    /// their proposers after each. Returns the applied index after them.
     pub(super) fn apply(&self, entries: &[Entry]) -> Result<u64, CoreError> {
+        let mut rest = entries;
+        let mut applied = self.inner.applied.load(Ordering::Acquire);
+        while !rest.is_empty() {
+            let (done, index) = self.apply_group(rest)?;
+            rest = rest.get(done..).unwrap_or_default();
+            applied = index;
+        }
+        Ok(applied)
+    }
+
+    /// Applies a prefix of `entries` as one store commit under one write
+    /// lock, so no reader sees half a group. Returns how many entries it
+    /// took and the applied index after them.
+    fn apply_group(&self, entries: &[Entry]) -> Result<(usize, u64), CoreError> {
         let me = self.inner.cfg.member_id;
         let epoch = self.inner.epoch;
         let mut answered = Vec::new();
+        let mut taken = 0;
         let applied = {
             let mut st = self.inner.state.write().unwrap_or_else(|p| p.into_inner());
+            // The member's clock: virtual in the simulation, where a
+            // group is then never cut short.
+            let started = self.inner.clock.now();
             st.begin_group();
             for e in entries {
+                if taken > 0 && self.inner.clock.elapsed(started) >= GROUP_TIME {
+                    break;
+                }
+                taken += 1;
                 if e.index <= st.applied_index {
                     continue;
                 }
@@ -111,7 +136,7 @@ impl Applier {
                 let _ = r.send(Ok(a));
             }
         }
-        Ok(applied)
+        Ok((taken, applied))
     }
 
     /// Every member keeps lease deadlines (D9): a grant starts one, a
