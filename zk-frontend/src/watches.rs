@@ -330,6 +330,24 @@ impl WatchTable {
         }
     }
 
+    /// The cluster configuration changed to `version` (core's config
+    /// version, the unit `/zookeeper/config`'s watches keep as threshold:
+    /// its mzxid). Fires the one-shot and persistent watches on
+    /// `/zookeeper/config` set against an older version, as ZooKeeper's
+    /// reconfig fires NodeDataChanged there; `Some(defer)` if this
+    /// connection is notified, `defer` when a watch the request being
+    /// answered set must see its reply first. Recursive watches above it
+    /// keep store revisions as thresholds, which no config version compares
+    /// with, so they are not fired.
+    pub fn config_changed(&mut self, version: i64) -> Option<bool> {
+        let path = crate::cmd::system::CONFIG;
+        let defer = self.fresh.get(path).is_some_and(|&t| version > t);
+        let a = Self::take_one_shot(&mut self.data, path, version);
+        self.removed(a, path, false);
+        let hit = a | Self::persistent_hit(&self.persistent, path, version);
+        hit.then_some(defer)
+    }
+
     /// checkWatches: whether a watch of `kind` exists on `path`.
     pub fn contains(&self, path: &str, kind: i32) -> bool {
         use watcher_type::*;

@@ -60,7 +60,8 @@ pub fn set_watches(ctx: &mut Ctx<'_>, sw: SetWatchesReq) -> Reply {
         }
     }
     for p in sw.persistent {
-        ctx.watches.add_persistent(&p, false, now);
+        let t = threshold(ctx, &p, false, now);
+        ctx.watches.add_persistent(&p, false, t);
     }
     for p in sw.persistent_recursive {
         ctx.watches.add_persistent(&p, true, now);
@@ -83,7 +84,8 @@ pub fn add_watch(ctx: &mut Ctx<'_>, path: &str, mode: i32) -> Reply {
         ctx.watches.arm(path);
     }
     let now = ctx.node.revision();
-    ctx.watches.add_persistent(path, recursive, now);
+    ctx.watches
+        .add_persistent(path, recursive, threshold(ctx, path, recursive, now));
     let mut w = Writer::new();
     w.int(0);
     Reply::ok(now, w.into_bytes())
@@ -104,5 +106,16 @@ pub fn remove_watches(ctx: &mut Ctx<'_>, path: &str, kind: i32) -> Reply {
         Reply::empty(now)
     } else {
         Reply::err(now, code::NO_WATCHER)
+    }
+}
+
+/// A persistent watch's threshold: the store revision `now`, except on
+/// `/zookeeper/config`, whose changes are counted in config versions
+/// (`WatchTable::config_changed`).
+fn threshold(ctx: &Ctx<'_>, path: &str, recursive: bool, now: i64) -> i64 {
+    if !recursive && path == system::CONFIG {
+        ctx.node.config_version() as i64
+    } else {
+        now
     }
 }
