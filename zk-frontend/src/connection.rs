@@ -797,18 +797,21 @@ impl Connection {
         if s.watches.is_empty() || !cmd::system::shows_config(&self.shared.node, &self.shared.cfg) {
             return;
         }
-        let Some(defer) = s.watches.config_changed(version) else {
+        let Some((defer, count)) = s.watches.config_changed(version) else {
             return;
         };
-        let zev = ZkEvent {
-            kind: proto::event_type::NODE_DATA_CHANGED,
-            path: cmd::system::CONFIG.to_string(),
-            revision: version,
-        };
-        if defer || !after.is_empty() {
-            after.push(zev);
-        } else {
-            let _ = io.start_send_unpin(proto::encode_notification(zev.kind, &zev.path).freeze());
+        for _ in 0..count {
+            let zev = ZkEvent {
+                kind: proto::event_type::NODE_DATA_CHANGED,
+                path: cmd::system::CONFIG.to_string(),
+                revision: version,
+            };
+            if defer || !after.is_empty() {
+                after.push(zev);
+            } else {
+                let _ =
+                    io.start_send_unpin(proto::encode_notification(zev.kind, &zev.path).freeze());
+            }
         }
         s.watches.prune();
     }
