@@ -330,3 +330,84 @@ fn read_only_sessions_match_zookeeper() {
     }
     assert!(same, "janus differs from ZooKeeper; janus logs:\n{logs}");
 }
+
+/// ZooKeeper's `reconfig -add server.N=...:observer` for a current
+/// participant: through the ZooKeeper frontend of a three-member cluster,
+/// the member becomes a learner, every member's `/zookeeper/config` says
+/// observer, the member reports itself an observer, and writes go on.
+/// (The one-server reference of `zk_reconfig.scn` cannot show this: its
+/// only participant cannot become an observer.)
+#[test]
+fn a_participant_becomes_an_observer() {
+    let digest = janus_zk::session::digest_id(b"super:test");
+    let mut cluster = Cluster::start_with(
+        3,
+        ClusterOptions {
+            extra: vec!["--zk-reconfig".into(), "--zk-super-digest".into(), digest],
+            ..ClusterOptions::default()
+        },
+    );
+    for i in 0..3 {
+        cluster.wait_up(i);
+    }
+    let zk: Vec<SocketAddr> = cluster.members.iter().map(|m| m.zk).collect();
+    // Members publish their ZooKeeper addresses a moment after they start.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let line = loop {
+        let mut c = Raw::connect(zk[0], 30000);
+        let (_, data, _) = c.get_data(CONFIG, false);
+        let text = String::from_utf8_lossy(&data).into_owned();
+        let own = format!(";{}", zk[2]);
+        if let Some(l) = text.lines().find(|l| l.ends_with(&own)) {
+            break l.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "member 2 never published: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(line.contains(":participant;"), "{line}");
+    let observer = line.replace(":participant;", ":observer;");
+    let mut c = Raw::connect(zk[0], 30000);
+    assert_eq!(c.add_auth("digest", b"super:test"), 0);
+    let r = c
+        .call(janus_zk::proto::op::RECONFIG, |w| {
+            w.ustring(&observer);
+            w.nullable_buffer(None);
+            w.nullable_buffer(None);
+            w.long(-1);
+        })
+        .expect("reconfig reply");
+    assert_eq!(r.err, 0, "reconfig answered {}", r.err);
+    for (i, addr) in zk.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut c = Raw::connect(*addr, 30000);
+            let (_, data, _) = c.get_data(CONFIG, false);
+            let text = String::from_utf8_lossy(&data).into_owned();
+            if text.lines().any(|l| l == observer) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "member {i} does not show {observer}: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let srvr = four_letter(zk[2], "srvr").unwrap_or_default();
+        if srvr.contains("Mode: observer") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "member 2 says: {srvr}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut w = Raw::connect(zk[0], 30000);
+    assert_eq!(w.create("/after-demotion", b"x", 0).0, 0);
+    let mut r = Raw::connect(zk[2], 30000);
+    assert_eq!(r.sync("/after-demotion"), 0);
+    assert_eq!(r.get_data("/after-demotion", false).1, b"x");
+}
