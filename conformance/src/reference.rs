@@ -608,12 +608,26 @@ impl RealEtcdCluster {
 pub struct RealZkEnsemble {
     procs: Vec<Proc>,
     clients: Vec<SocketAddr>,
+    cfgs: Vec<PathBuf>,
+    jvm: Vec<String>,
 }
 
 impl RealZkEnsemble {
     /// Starts `n` servers (ids 1..=n) and waits until each serves as
     /// leader or follower.
     pub fn start(n: usize) -> Result<RealZkEnsemble, RefError> {
+        Self::start_with(n, &[], &[])
+    }
+
+    /// [`RealZkEnsemble::start`] with extra zoo.cfg lines and JVM options
+    /// on every server (`-Dreadonlymode.enabled=true`, as kazoo's harness
+    /// starts it).
+    pub fn start_with(
+        n: usize,
+        extra_cfg: &[&str],
+        jvm: &[&str],
+    ) -> Result<RealZkEnsemble, RefError> {
+        let jvm: Vec<String> = jvm.iter().map(|s| s.to_string()).collect();
         let main_jar = RealZk::jar_dir().join("zookeeper.jar");
         if !main_jar.exists() {
             return Err(RefError::NotInstalled(format!(
@@ -634,6 +648,7 @@ impl RealZkEnsemble {
             })
             .collect();
         let mut procs = Vec::new();
+        let mut cfgs = Vec::new();
         for (i, client) in clients.iter().enumerate() {
             let dir = tempfile::Builder::new().prefix("ref-zk").tempdir()?;
             let data = dir.path().join("data");
@@ -643,19 +658,52 @@ impl RealZkEnsemble {
                 "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\n\
                  forceSync=yes\nadmin.enableServer=false\n4lw.commands.whitelist=*\n\
                  extendedTypesEnabled=true\nmaxClientCnxns=0\n\
-                 clientPort={}\nclientPortAddress=127.0.0.1\n{servers}",
+                 clientPort={}\nclientPortAddress=127.0.0.1\n{servers}{}",
                 data.display(),
-                client.port()
+                client.port(),
+                extra_cfg
+                    .iter()
+                    .map(|l| format!("{l}\n"))
+                    .collect::<String>()
             );
             let cfg_path = dir.path().join("zoo.cfg");
             std::fs::write(&cfg_path, cfg)?;
-            let mut cmd = RealZk::command(&cfg_path, &[], true);
+            let mut cmd = RealZk::command(&cfg_path, &jvm, true);
             procs.push(Proc::spawn("zookeeper", dir, &mut cmd)?);
+            cfgs.push(cfg_path);
         }
         for (p, c) in procs.iter_mut().zip(&clients) {
             RealZk::wait_serving(p, *c)?;
         }
-        Ok(RealZkEnsemble { procs, clients })
+        Ok(RealZkEnsemble {
+            procs,
+            clients,
+            cfgs,
+            jvm,
+        })
+    }
+
+    /// Server `i`'s client address (0-based).
+    pub fn client(&self, i: usize) -> SocketAddr {
+        self.clients[i]
+    }
+
+    /// SIGKILLs server `i`.
+    pub fn kill(&mut self, i: usize) {
+        self.procs[i].kill();
+    }
+
+    /// Starts server `i` again on its data dir and ports (after
+    /// [`RealZkEnsemble::kill`]) without waiting for it: alone it cannot
+    /// serve until a quorum forms.
+    pub fn respawn(&mut self, i: usize) -> Result<(), RefError> {
+        let mut cmd = RealZk::command(&self.cfgs[i], &self.jvm, true);
+        self.procs[i].respawn(&mut cmd)
+    }
+
+    /// Server `i`'s log.
+    pub fn log(&self, i: usize) -> String {
+        self.procs[i].log()
     }
 
     /// `127.0.0.1:P1,127.0.0.1:P2,...`, for ZooKeeper clients.

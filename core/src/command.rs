@@ -96,6 +96,10 @@ pub enum Command {
         id: u64,
         server: crate::members::ZkServer,
     },
+    /// A new configuration version with the same members: ZooKeeper
+    /// commits a reconfig that changes nothing as a new config. (Last, so
+    /// the earlier variants keep their encoding.)
+    ConfigTouch,
 }
 
 /// The state machine's answer to one command.

@@ -61,9 +61,6 @@ pub enum MembershipError {
     /// form a majority of it, so it could not commit anything.
     #[error("there must be a connected quorum in the new configuration")]
     NoQuorum,
-    /// A voter cannot become a learner in one step.
-    #[error("a voter cannot be turned into a learner")]
-    CannotDemote,
 }
 
 /// Apply-time and read-time errors of the etcd-shaped KV, lease and watch API.

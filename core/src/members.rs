@@ -21,6 +21,7 @@ use crate::CoreError;
 const PREFIX: &[u8] = b"member/";
 const ZK_PREFIX: &[u8] = b"zkserver/";
 const CONFIG_INDEX: &[u8] = b"config_index";
+const CONFIG_TIME: &[u8] = b"config_time";
 
 /// One member of the cluster.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +94,9 @@ fn zk_key(id: u64) -> Vec<u8> {
 pub enum MemberChange {
     Add(Member),
     Promote(u64),
+    /// A voter becomes a learner (ZooKeeper: a participant becomes an
+    /// observer).
+    Demote(u64),
     Remove(u64),
 }
 
@@ -133,18 +137,30 @@ impl State {
             }
         }
         self.config_index = crate::state::read_u64(&self.engine, CONFIG_INDEX)?.unwrap_or(0);
+        self.config_time_ms =
+            crate::state::read_u64(&self.engine, CONFIG_TIME)?.unwrap_or(0) as i64;
+        self.hub.config_changed(self.config_index);
         Ok(())
     }
 
     /// Records that the cluster configuration changed at raft `index`
-    /// (ZooKeeper's config version).
+    /// (ZooKeeper's config version), at the proposer's wall-clock time
+    /// carried in the entry (`w.now_ms`, so every member records the same
+    /// time: the config node's mtime), and announces it to the hub.
     pub(crate) fn note_config_change(&mut self, w: &mut Wtx, index: u64) {
         self.config_index = index;
+        self.config_time_ms = w.now_ms;
         w.batch.put(
             Space::Meta,
             CONFIG_INDEX.to_vec(),
             index.to_be_bytes().to_vec(),
         );
+        w.batch.put(
+            Space::Meta,
+            CONFIG_TIME.to_vec(),
+            (w.now_ms as u64).to_be_bytes().to_vec(),
+        );
+        self.hub.config_changed(index);
     }
 
     /// Sets how member `id` appears in ZooKeeper's dynamic configuration;
@@ -190,9 +206,9 @@ impl State {
     pub fn apply_member_change(&mut self, w: &mut Wtx, change: MemberChange) {
         match change {
             MemberChange::Add(m) => self.write_member(w, m),
-            MemberChange::Promote(id) => {
+            MemberChange::Promote(id) | MemberChange::Demote(id) => {
                 if let Some(mut m) = self.members.get(&id).cloned() {
-                    m.is_learner = false;
+                    m.is_learner = matches!(change, MemberChange::Demote(_));
                     self.write_member(w, m);
                 }
             }

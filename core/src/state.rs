@@ -137,6 +137,10 @@ pub struct State {
     /// Raft index of the last membership change (ZooKeeper's config
     /// version); 0 for the bootstrap configuration.
     pub config_index: u64,
+    /// When the last membership change was proposed (wall-clock ms carried
+    /// in its entry; 0 for the bootstrap configuration): the mtime of
+    /// ZooKeeper's `/zookeeper/config`.
+    pub config_time_ms: i64,
     /// etcd's users, roles and permissions (D14).
     pub auth: crate::auth::AuthStore,
     /// Raised alarms (replicated, [`crate::alarm`]).
@@ -287,6 +291,7 @@ impl State {
             members: BTreeMap::new(),
             zk_servers: BTreeMap::new(),
             config_index: 0,
+            config_time_ms: 0,
             hub: Arc::default(),
         };
         st.load_members()?;
@@ -684,6 +689,10 @@ impl State {
                 CommandResult::Alarm(self.alarms.apply(&mut w.batch, *activate, *alarm))
             }
             Command::Noop => CommandResult::Noop,
+            Command::ConfigTouch => {
+                self.note_config_change(w, index);
+                CommandResult::Noop
+            }
         };
         Ok(result)
     }

@@ -273,6 +273,12 @@ pub struct Hub {
     /// here to close the moment their session ends, as ZooKeeper closes an
     /// expired or closed session's connection at once.
     revoked: tokio::sync::broadcast::Sender<i64>,
+    /// The cluster configuration's version (the raft index of the last
+    /// membership change), sent as each change is applied. A membership
+    /// change writes no key, so like a revoke it is not in the event
+    /// stream; ZooKeeper connections fire their `/zookeeper/config` watches
+    /// from here, on every member.
+    config: tokio::sync::watch::Sender<u64>,
 }
 
 impl Default for Hub {
@@ -281,11 +287,30 @@ impl Default for Hub {
             subs: Mutex::default(),
             next_id: AtomicU64::default(),
             revoked: tokio::sync::broadcast::channel(REVOCATIONS).0,
+            config: tokio::sync::watch::channel(0).0,
         }
     }
 }
 
 impl Hub {
+    /// Announces that the cluster configuration is now at `version`. Sent
+    /// while the change is applied, before any reply or read can reflect
+    /// it (D6's order, as for key events).
+    pub fn config_changed(&self, version: u64) {
+        self.config.send_if_modified(|v| {
+            let changed = *v != version;
+            *v = version;
+            changed
+        });
+    }
+
+    /// The configuration version from now on: the current one counts as
+    /// seen, so [`tokio::sync::watch::Receiver::changed`] waits for the
+    /// next change.
+    pub fn config_versions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.config.subscribe()
+    }
+
     /// Announces that lease `id` was revoked (no listener: nothing to do).
     pub fn lease_revoked(&self, id: i64) {
         let _ = self.revoked.send(id);

@@ -509,3 +509,102 @@ async fn a_follower_keepalive_counts_only_once_the_leader_renewed() {
     );
     nodes[f].stop();
 }
+
+/// ZooKeeper's reconfig of a participant as an observer: the voter becomes
+/// a learner through a simple conf change, the leader too (it hands
+/// leadership to a voter), and the cluster keeps writing with the
+/// remaining voters while the learners still receive every write. Every
+/// member announces the new configuration version and records the same
+/// change time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voters_demoted_to_learners_leader_included() {
+    use janus_core::{Joining, ReconfigRequest, ZkServer};
+    init_log();
+    let root = tempfile::tempdir().unwrap();
+    let s = specs(root.path(), 4);
+    let ms = members_of(&s);
+    let nodes = start_members(&s, &ms, |_| {});
+    let all: Vec<&Node> = nodes.iter().collect();
+    let leader_id = wait_leader(&all).await;
+    put_any(&all, "/before", "x").await;
+    let mut versions: Vec<_> = nodes.iter().map(|n| n.config_versions()).collect();
+    let before = nodes[0].config_version();
+    let as_observer = |i: usize| Joining {
+        peer_urls: vec![s[i].peer_url.clone()],
+        is_learner: true,
+        zk: ZkServer::default(),
+    };
+    let demote = |id: u64| ReconfigRequest {
+        from_version: None,
+        leaving: vec![],
+        joining: vec![as_observer(ms.iter().position(|m| m.id == id).unwrap())],
+        min_voters: 2,
+    };
+    // A follower first.
+    let follower = ms.iter().find(|m| m.id != leader_id).unwrap().id;
+    let leader = nodes.iter().find(|n| n.member_id() == leader_id).unwrap();
+    let plan = leader.reconfig_plan(&demote(follower)).expect("plan");
+    assert!(!plan.is_empty());
+    let list = leader.reconfigure(plan).await.expect("demote a follower");
+    assert!(list.iter().any(|m| m.id == follower && m.is_learner));
+    // Every member announces the change and records when it happened.
+    let after = leader.config_version();
+    assert!(after > before);
+    for rx in versions.iter_mut() {
+        tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|v| *v >= after))
+            .await
+            .expect("config version announced on every member")
+            .expect("hub alive");
+    }
+    let t0 = nodes[0].config_time_ms();
+    assert!(t0 > 0, "the change time is recorded");
+    for n in &nodes {
+        assert_eq!(n.config_time_ms(), t0, "every member agrees on the time");
+        assert_eq!(n.config_version(), nodes[0].config_version());
+    }
+    // Then the leader: leadership moves to a voter.
+    let plan = leader.reconfig_plan(&demote(leader_id)).expect("plan");
+    leader.reconfigure(plan).await.expect("demote the leader");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let l = nodes[0].leader();
+        if l != 0 && l != leader_id && l != follower && nodes.iter().all(|n| n.leader() == l) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leadership stayed with a learner"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for n in &nodes {
+        let learners: Vec<u64> = n
+            .members()
+            .iter()
+            .filter(|m| m.is_learner)
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(learners.len(), 2, "{learners:?}");
+        assert!(learners.contains(&leader_id) && learners.contains(&follower));
+    }
+    // Two voters of two: one more demotion would leave one, which
+    // ZooKeeper's two-voter minimum refuses.
+    let voter = ms
+        .iter()
+        .find(|m| m.id != leader_id && m.id != follower)
+        .unwrap()
+        .id;
+    assert!(matches!(
+        nodes[0].reconfig_plan(&demote(voter)),
+        Err(CoreError::Membership(
+            janus_core::MembershipError::TooFewVoters(2)
+        ))
+    ));
+    put_any(&all, "/after", "y").await;
+    for n in &nodes {
+        assert_eq!(get(n, "/after").await.as_deref(), Some(&b"y"[..]));
+    }
+    for n in nodes {
+        n.stop();
+    }
+}

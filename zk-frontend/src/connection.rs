@@ -127,6 +127,10 @@ struct Session {
     /// none is missed) and sessions taken by newer connections.
     revoked: broadcast::Receiver<i64>,
     taken: broadcast::Receiver<(i64, u64)>,
+    /// Core's configuration version, for the `/zookeeper/config` watches
+    /// (subscribed before the session's first read, so no change after it
+    /// is missed).
+    config: tokio::sync::watch::Receiver<u64>,
     sasl: crate::sasl::Exchange,
 }
 
@@ -302,6 +306,7 @@ impl Connection {
             seq: std::sync::atomic::AtomicU64::new(0),
             revoked,
             taken,
+            config: node.config_versions(),
             sasl: crate::sasl::Exchange::default(),
         }))
     }
@@ -420,6 +425,7 @@ impl Connection {
             seq: std::sync::atomic::AtomicU64::new(0),
             revoked,
             taken,
+            config: node.config_versions(),
             sasl: crate::sasl::Exchange::default(),
         }))
     }
@@ -548,6 +554,14 @@ impl Connection {
                         Ok(evs) => self.deliver(io, &mut s.watches, &evs),
                         Err(e) => return Err(lagged(e)),
                     }
+                    SinkExt::<Bytes>::flush(io).await?;
+                }
+                r = s.config.changed() => {
+                    if r.is_err() {
+                        // The node is gone.
+                        return Ok(());
+                    }
+                    self.config_changed(io, s, &mut Vec::new());
                     SinkExt::<Bytes>::flush(io).await?;
                 }
                 r = s.revoked.recv() => {
@@ -768,7 +782,38 @@ impl Connection {
                 Err(e) => return Err(lagged(e)),
             }
         }
+        if s.config.has_changed().unwrap_or(false) {
+            self.config_changed(io, s, after);
+        }
         Ok(())
+    }
+
+    /// Takes core's latest configuration version and notifies the
+    /// `/zookeeper/config` watches it fires (deferred to `after` like a
+    /// key event's). A member that shows no configuration (a standalone
+    /// look) has none to change.
+    fn config_changed(&self, io: &mut Io, s: &mut Session, after: &mut Vec<ZkEvent>) {
+        let version = *s.config.borrow_and_update() as i64;
+        if s.watches.is_empty() || !cmd::system::shows_config(&self.shared.node, &self.shared.cfg) {
+            return;
+        }
+        let Some((defer, count)) = s.watches.config_changed(version) else {
+            return;
+        };
+        for _ in 0..count {
+            let zev = ZkEvent {
+                kind: proto::event_type::NODE_DATA_CHANGED,
+                path: cmd::system::CONFIG.to_string(),
+                revision: version,
+            };
+            if defer || !after.is_empty() {
+                after.push(zev);
+            } else {
+                let _ =
+                    io.start_send_unpin(proto::encode_notification(zev.kind, &zev.path).freeze());
+            }
+        }
+        s.watches.prune();
     }
 
     fn deliver(&self, io: &mut Io, watches: &mut WatchTable, evs: &[Event]) {

@@ -97,6 +97,10 @@ pub struct WatchTable {
     /// library registers the watcher only when the reply arrives).
     fresh: HashMap<String, i64>,
     fresh_recursive: HashMap<String, i64>,
+    /// The config version each recursive watch at or above
+    /// `/zookeeper/config` was set against: its threshold for
+    /// configuration changes, which carry no revision.
+    config_recursive: HashMap<String, i64>,
     /// Paths armed, or whose watch went away, since the interest was last
     /// pruned: the only ones `prune` looks at, so a fired watch costs the
     /// same whether the connection holds ten watches or a hundred thousand.
@@ -330,6 +334,56 @@ impl WatchTable {
         }
     }
 
+    /// The cluster configuration changed to `version` (core's config
+    /// version, the unit `/zookeeper/config`'s watches keep as threshold:
+    /// its mzxid). Fires the one-shot and persistent watches on
+    /// `/zookeeper/config` set against an older version, as ZooKeeper's
+    /// reconfig fires NodeDataChanged there: `Some((defer, count))` if this
+    /// connection is notified, `defer` when a watch the request being
+    /// answered set must see its reply first, `count` how many
+    /// notifications it gets. ZooKeeper 3.8 writes the node twice per
+    /// change (the reconfig's own setData, then again when the server
+    /// activates the new configuration, `initConfigInZKDatabase`), so a
+    /// persistent watch sees two where a one-shot watch, consumed by the
+    /// first, sees one. Recursive watches at or
+    /// above it fire too, against the config version noted when they were
+    /// set (their own thresholds are store revisions).
+    pub fn config_changed(&mut self, version: i64) -> Option<(bool, usize)> {
+        let path = crate::cmd::system::CONFIG;
+        let mut defer = self.fresh.get(path).is_some_and(|&t| version > t);
+        let a = Self::take_one_shot(&mut self.data, path, version);
+        self.removed(a, path, false);
+        let mut lasting = Self::persistent_hit(&self.persistent, path, version);
+        let mut p = path;
+        loop {
+            let after = self.config_recursive.get(p).is_some_and(|&t| version > t);
+            if after && self.recursive.contains_key(p) {
+                lasting = true;
+                defer |= self.fresh_recursive.contains_key(p);
+            }
+            match path::parent_str(p) {
+                Some(up) => p = up,
+                None => break,
+            }
+        }
+        match (a, lasting) {
+            (false, false) => None,
+            (_, false) => Some((defer, 1)),
+            (_, true) => Some((defer, 2)),
+        }
+    }
+
+    /// Notes the config version a recursive watch on `path` is set
+    /// against (before [`WatchTable::add_persistent`]), if it covers
+    /// `/zookeeper/config`; a watch already there keeps its own.
+    pub fn note_config_recursive(&mut self, path: &str, version: i64) {
+        let config = crate::cmd::system::CONFIG;
+        let covers = path == "/" || config == path || config.starts_with(&format!("{path}/"));
+        if covers && !self.recursive.contains_key(path) {
+            self.config_recursive.insert(path.to_string(), version);
+        }
+    }
+
     /// checkWatches: whether a watch of `kind` exists on `path`.
     pub fn contains(&self, path: &str, kind: i32) -> bool {
         use watcher_type::*;
@@ -386,6 +440,34 @@ impl WatchTable {
 mod tests {
     use super::*;
     use janus_core::kv::KeyValue;
+
+    #[test]
+    fn config_changes_fire_config_watches_by_config_version() {
+        let config = crate::cmd::system::CONFIG;
+        let mut t = WatchTable::default();
+        // Set against config version 5; store revisions are far above.
+        t.add_data(config, 5);
+        t.end_request();
+        assert_eq!(t.config_changed(5), None, "not a change past the watch");
+        assert_eq!(t.config_changed(6), Some((false, 1)));
+        assert_eq!(t.config_changed(7), None, "one-shot: consumed");
+        // A persistent watch on the node and a recursive one on the root
+        // (threshold: revision 1000) both fire, twice, as ZooKeeper's.
+        t.add_persistent(config, false, 7);
+        t.note_config_recursive("/", 7);
+        t.add_persistent("/", true, 1000);
+        // Set by the request being answered: after its reply.
+        assert_eq!(t.config_changed(8), Some((true, 2)));
+        t.end_request();
+        assert_eq!(t.config_changed(9), Some((false, 2)));
+        // A recursive watch elsewhere does not cover the node.
+        let mut u = WatchTable::default();
+        u.note_config_recursive("/a", 1);
+        u.add_persistent("/a", true, 1000);
+        assert_eq!(u.config_changed(2), None);
+        // Nor is the node's key event path a match for key events.
+        assert!(!u.trigger(&ev(event_type::NODE_DATA_CHANGED, config, 2000)));
+    }
 
     fn ev(kind: i32, path: &str, revision: i64) -> ZkEvent {
         ZkEvent {

@@ -240,13 +240,39 @@ enum Msg {
     Stop,
 }
 
-/// Carried in a conf change's context: who waits for it, and the member it
-/// adds.
+/// Carried in a conf change's context: who waits for it, the member it
+/// adds, and the proposer's wall clock (like a command's `now_ms`: when the
+/// configuration changed, the same on every member).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ConfContext {
     proposer: u64,
     request_id: u64,
     member: Option<Member>,
+    now_ms: i64,
+}
+
+/// A context written before conf changes carried a time.
+#[derive(serde::Deserialize)]
+struct ConfContextV1 {
+    proposer: u64,
+    request_id: u64,
+    member: Option<Member>,
+}
+
+impl ConfContext {
+    /// Reads a context of either encoding (entries of older members stay
+    /// in the log); `None` for an empty or foreign one.
+    fn decode(b: &[u8]) -> Option<ConfContext> {
+        postcard::from_bytes(b).ok().or_else(|| {
+            let v1: ConfContextV1 = postcard::from_bytes(b).ok()?;
+            Some(ConfContext {
+                proposer: v1.proposer,
+                request_id: v1.request_id,
+                member: v1.member,
+                now_ms: 0,
+            })
+        })
+    }
 }
 
 /// Forwards raft-rs's slog records to tracing.
@@ -386,11 +412,13 @@ fn conf_change_v2(
     change: ConfChangeType,
     id: u64,
     member: Option<Member>,
+    now_ms: i64,
 ) -> Result<ConfChangeV2, CoreError> {
     let ctx = ConfContext {
         proposer,
         request_id,
         member,
+        now_ms,
     };
     let mut single = ConfChangeSingle::default();
     single.set_change_type(change);
@@ -1025,7 +1053,14 @@ impl Node {
         member: Option<Member>,
     ) -> Result<Vec<Member>, CoreError> {
         let request_id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
-        let cc = conf_change_v2(self.inner.cfg.member_id, request_id, change, id, member)?;
+        let cc = conf_change_v2(
+            self.inner.cfg.member_id,
+            request_id,
+            change,
+            id,
+            member,
+            self.inner.clock.now_ms(),
+        )?;
         let (reply, rx) = oneshot::channel();
         self.send(Msg::ConfChange {
             id: request_id,
@@ -1089,6 +1124,33 @@ impl Node {
             Some(_) => {}
         }
         self.conf_change(ConfChangeType::AddNode, id, None).await
+    }
+
+    /// A voter becomes a learner (ZooKeeper's reconfig of a participant as
+    /// an observer; etcd has no such call). One voter changes, so raft-rs
+    /// takes it as a simple conf change; a leader demoted hands leadership
+    /// to a voter once the change applies.
+    pub async fn member_demote(&self, id: u64) -> Result<Vec<Member>, CoreError> {
+        match self.members().into_iter().find(|m| m.id == id) {
+            None => Err(CoreError::Membership(MembershipError::NotFound)),
+            Some(m) if m.is_learner => Ok(self.members()),
+            Some(_) => {
+                let was_leader = self.leader() == id;
+                let list = self
+                    .conf_change(ConfChangeType::AddLearnerNode, id, None)
+                    .await?;
+                // Proposals made while the leadership moves are dropped:
+                // the caller's next step waits for the new leader.
+                let deadline = Instant::now() + self.inner.cfg.request_timeout;
+                while was_leader && (self.leader() == 0 || self.leader() == id) {
+                    if Instant::now() >= deadline {
+                        return Err(CoreError::Timeout);
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok(list)
+            }
+        }
     }
 
     /// etcd MemberUpdate: new peer URLs for a member.

@@ -2,13 +2,15 @@
 //! for them: some members leave, some join (or change role), checked as one
 //! plan before anything changes, then carried out through the same conf
 //! changes as etcd's Cluster API (`member_add`, `member_promote`,
-//! `member_remove`).
+//! `member_remove`), plus `member_demote` (a voter becoming a learner),
+//! which etcd lacks.
 //!
 //! Checking and doing are two calls ([`Node::reconfig_plan`],
 //! [`Node::reconfigure`]) because ZooKeeper refuses bad input before it
 //! checks the caller's rights, and a frontend's rights check sits between.
 //! The changes are applied one conf change at a time (joiners first, then
-//! leavers, so the voters never drop below the plan's), not as one joint
+//! demotions and leavers, so the voters never drop below the plan's), not
+//! as one joint
 //! configuration: a failure midway leaves the steps already taken.
 
 use super::Node;
@@ -43,6 +45,7 @@ pub struct ReconfigRequest {
 pub struct ReconfigPlan {
     add: Vec<Joining>,
     promote: Vec<u64>,
+    demote: Vec<u64>,
     attrs: Vec<(u64, ZkServer)>,
     remove: Vec<u64>,
 }
@@ -52,6 +55,7 @@ impl ReconfigPlan {
     pub fn is_empty(&self) -> bool {
         self.add.is_empty()
             && self.promote.is_empty()
+            && self.demote.is_empty()
             && self.attrs.is_empty()
             && self.remove.is_empty()
     }
@@ -65,6 +69,19 @@ impl Node {
         self.state().config_index
     }
 
+    /// When the configuration last changed: the proposer's wall clock in
+    /// milliseconds, carried in the change's entry (0: the bootstrap
+    /// configuration).
+    pub fn config_time_ms(&self) -> i64 {
+        self.state().config_time_ms
+    }
+
+    /// The configuration version as each change applies (see
+    /// [`crate::watch::Hub::config_versions`]).
+    pub fn config_versions(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.state().hub.config_versions()
+    }
+
     /// Members' ZooKeeper dynamic-config attributes, by member id.
     pub fn zk_servers(&self) -> std::collections::BTreeMap<u64, ZkServer> {
         self.state().zk_servers.clone()
@@ -72,8 +89,7 @@ impl Node {
 
     /// Checks a reconfiguration against the current configuration. In
     /// order: the version (`BadConfigVersion`), peer URLs used twice
-    /// (`PeerUrlExists`), a voter asked to become a learner
-    /// (`CannotDemote`), too few voters (`TooFewVoters`), and whether the
+    /// (`PeerUrlExists`), too few voters (`TooFewVoters`), and whether the
     /// voters that are already members form a majority of the new voters
     /// (`NoQuorum`: joiners have no data yet).
     pub fn reconfig_plan(&self, req: &ReconfigRequest) -> Result<ReconfigPlan, CoreError> {
@@ -90,6 +106,7 @@ impl Node {
         let mut plan = ReconfigPlan {
             add: Vec::new(),
             promote: Vec::new(),
+            demote: Vec::new(),
             attrs: Vec::new(),
             remove: Vec::new(),
         };
@@ -121,7 +138,7 @@ impl Node {
                 Some(i) => {
                     let m = kept.remove(i);
                     if !m.is_learner && j.is_learner {
-                        return refuse(MembershipError::CannotDemote);
+                        plan.demote.push(m.id);
                     }
                     if m.is_learner && !j.is_learner {
                         plan.promote.push(m.id);
@@ -160,14 +177,23 @@ impl Node {
 
     /// Carries out a checked plan: joiners are added (voters directly,
     /// learners as learners) and given their ZooKeeper attributes, learners
-    /// promoted, then leavers removed. Returns the members afterwards.
+    /// promoted, voters demoted, then leavers removed; a plan that changes
+    /// nothing only takes a new version. Returns the members afterwards.
     pub async fn reconfigure(&self, plan: ReconfigPlan) -> Result<Vec<Member>, CoreError> {
+        if plan.is_empty() {
+            // Still a new configuration version, as ZooKeeper commits one.
+            self.propose(crate::Command::ConfigTouch).await?;
+            return Ok(self.members());
+        }
         for j in plan.add {
             let (m, _) = self.member_add(j.peer_urls, j.is_learner).await?;
             self.set_zk_server(m.id, j.zk).await?;
         }
         for id in plan.promote {
             self.member_promote(id).await?;
+        }
+        for id in plan.demote {
+            self.member_demote(id).await?;
         }
         for (id, zk) in plan.attrs {
             self.set_zk_server(id, zk).await?;

@@ -640,6 +640,7 @@ impl Runner {
             // Under the write lock: no watcher reads history before the
             // new store is in place.
             st.hub.resync_all();
+            st.hub.config_changed(st.config_index);
             self.inner.peers.set_members(&peer_list(&st));
             self.inner
                 .applied
@@ -754,13 +755,13 @@ impl Runner {
                 .map_err(|err| CoreError::Raft(err.to_string()))?
                 .into_v2()
         };
-        let ctx: Option<ConfContext> = postcard::from_bytes(&cc.context).ok();
-        let mut w = st.begin(0);
+        let ctx = ConfContext::decode(&cc.context);
+        let mut w = st.begin(ctx.as_ref().map_or(0, |c| c.now_ms));
         for c in cc.get_changes() {
+            let known = st.members.contains_key(&c.node_id);
             let change = match c.get_change_type() {
-                ConfChangeType::AddNode if st.members.contains_key(&c.node_id) => {
-                    MemberChange::Promote(c.node_id)
-                }
+                ConfChangeType::AddNode if known => MemberChange::Promote(c.node_id),
+                ConfChangeType::AddLearnerNode if known => MemberChange::Demote(c.node_id),
                 ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
                     let mut m = ctx
                         .as_ref()
@@ -784,6 +785,7 @@ impl Runner {
             .apply_conf_change(&cc)
             .map_err(|err| CoreError::Raft(err.to_string()))?;
         crate::raft_log::put_conf_state(&mut w.batch, &cs)?;
+        self.hand_over_if_demoted(&cs.voters);
         self.raw.mut_store().set_conf_state(cs);
         st.commit(w, e.index)?;
         self.inner.peers.set_members(&peer_list(&st));
@@ -799,6 +801,28 @@ impl Runner {
             let _ = r.send(Ok(members));
         }
         Ok(())
+    }
+
+    /// raft-rs keeps a leader that a conf change made a learner leading
+    /// (`post_conf_change`): it hands leadership to the most caught-up
+    /// voter instead, as ZooKeeper's leader steps down when it is no
+    /// longer a participant.
+    fn hand_over_if_demoted(&mut self, voters: &[u64]) {
+        let me = self.inner.cfg.member_id;
+        if self.raw.raft.state != raft::StateRole::Leader || voters.contains(&me) {
+            return;
+        }
+        let best = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .filter(|(id, _)| voters.contains(id))
+            .max_by_key(|(_, pr)| pr.matched)
+            .map(|(id, _)| *id);
+        if let Some(to) = best {
+            self.raw.transfer_leader(to);
+        }
     }
 
     fn propose_internal(&mut self, command: Command) {

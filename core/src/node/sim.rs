@@ -885,8 +885,15 @@ impl Sim {
             .inner
             .next_request
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let cc = super::conf_change_v2(via, request_id, change, id, member)
-            .map_err(|e| e.to_string())?;
+        let cc = super::conf_change_v2(
+            via,
+            request_id,
+            change,
+            id,
+            member,
+            run.inner.clock.now_ms(),
+        )
+        .map_err(|e| e.to_string())?;
         let (reply, mut rx) = oneshot::channel();
         run.runner.handle(Msg::ConfChange {
             id: request_id,

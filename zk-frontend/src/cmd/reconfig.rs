@@ -270,8 +270,7 @@ fn membership_code(e: MembershipError) -> i32 {
         MembershipError::PeerUrlExists
         | MembershipError::NotFound
         | MembershipError::NotLearner
-        | MembershipError::TooFewVoters(_)
-        | MembershipError::CannotDemote => code::BAD_ARGUMENTS,
+        | MembershipError::TooFewVoters(_) => code::BAD_ARGUMENTS,
     }
 }
 
@@ -312,14 +311,12 @@ pub async fn reconfig(
     if !ctx.auth.iter().any(|id| id.scheme == SUPER) {
         return Ok(Reply::err(zxid, code::NO_AUTH));
     }
-    if !plan.is_empty() {
-        match ctx.node.reconfigure(plan).await {
-            Ok(_) => {}
-            Err(CoreError::Membership(e)) => {
-                return Ok(Reply::err(ctx.node.revision(), membership_code(e)))
-            }
-            Err(e) => return Err(e),
+    match ctx.node.reconfigure(plan).await {
+        Ok(_) => {}
+        Err(CoreError::Membership(e)) => {
+            return Ok(Reply::err(ctx.node.revision(), membership_code(e)))
         }
+        Err(e) => return Err(e),
     }
     Ok(config_reply(ctx))
 }

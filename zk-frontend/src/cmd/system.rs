@@ -12,7 +12,8 @@
 //! standalone ZooKeeper (empty data), anything else like a quorum, whose
 //! config lists every member (voters as participants, learners as
 //! observers) and ends with `version=<hex>`, the configuration's version
-//! (core's raft index of the last membership change, the node's mzxid).
+//! (core's raft index of the last membership change, the node's mzxid);
+//! its mtime is when that change was proposed (core's `config_time_ms`).
 
 use janus_core::znode::{perms, Acl, Id, Stat};
 use janus_core::{Member, Node, ZkServer};
@@ -50,6 +51,7 @@ pub fn read(node: &Node, cfg: &ZkConfig, path: &str) -> (Vec<u8>, Stat) {
             if let Some((text, version)) = config(node, cfg) {
                 data = text.into_bytes();
                 s.mzxid = version as i64;
+                s.mtime = node.config_time_ms();
                 s.version = -1;
                 s.data_length = data.len() as i32;
             }
@@ -82,13 +84,19 @@ pub fn acl(path: &str) -> Vec<Acl> {
     }
 }
 
+/// Whether `/zookeeper/config` holds a configuration (else janus looks
+/// like a standalone ZooKeeper, whose config never changes).
+pub fn shows_config(node: &Node, cfg: &ZkConfig) -> bool {
+    cfg.reconfig || node.members().len() > 1
+}
+
 /// The dynamic configuration and its version, or `None` where ZooKeeper
 /// would be standalone.
 pub fn config(node: &Node, cfg: &ZkConfig) -> Option<(String, u64)> {
-    let members = node.members();
-    if !cfg.reconfig && members.len() <= 1 {
+    if !shows_config(node, cfg) {
         return None;
     }
+    let members = node.members();
     let version = node.config_version();
     Some((render(&members, &node.zk_servers(), version), version))
 }

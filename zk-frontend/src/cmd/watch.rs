@@ -60,10 +60,10 @@ pub fn set_watches(ctx: &mut Ctx<'_>, sw: SetWatchesReq) -> Reply {
         }
     }
     for p in sw.persistent {
-        ctx.watches.add_persistent(&p, false, now);
+        add_persistent(ctx, &p, false, now);
     }
     for p in sw.persistent_recursive {
-        ctx.watches.add_persistent(&p, true, now);
+        add_persistent(ctx, &p, true, now);
     }
     ctx.immediate.extend(fire);
     Reply::empty(now)
@@ -83,7 +83,7 @@ pub fn add_watch(ctx: &mut Ctx<'_>, path: &str, mode: i32) -> Reply {
         ctx.watches.arm(path);
     }
     let now = ctx.node.revision();
-    ctx.watches.add_persistent(path, recursive, now);
+    add_persistent(ctx, path, recursive, now);
     let mut w = Writer::new();
     w.int(0);
     Reply::ok(now, w.into_bytes())
@@ -104,5 +104,21 @@ pub fn remove_watches(ctx: &mut Ctx<'_>, path: &str, kind: i32) -> Reply {
         Reply::empty(now)
     } else {
         Reply::err(now, code::NO_WATCHER)
+    }
+}
+
+/// Adds a persistent watch set against store revision `now`. Changes of
+/// `/zookeeper/config` are counted in config versions instead
+/// (`WatchTable::config_changed`): a watch on it takes the current one as
+/// threshold, a recursive watch above it notes it beside its own.
+fn add_persistent(ctx: &mut Ctx<'_>, path: &str, recursive: bool, now: i64) {
+    let config = ctx.node.config_version() as i64;
+    if recursive {
+        ctx.watches.note_config_recursive(path, config);
+        ctx.watches.add_persistent(path, true, now);
+    } else if path == system::CONFIG {
+        ctx.watches.add_persistent(path, false, config);
+    } else {
+        ctx.watches.add_persistent(path, false, now);
     }
 }

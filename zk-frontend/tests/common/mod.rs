@@ -78,6 +78,38 @@ pub fn connect_raw(
     (s, Some((to, sid, pw)))
 }
 
+/// Connects with `canBeReadOnly` set: the client and the ConnectResponse's
+/// readOnly flag (`None` if the server sent none), or `None` if the server
+/// closed the connection instead of answering.
+pub fn connect_read_only(addr: SocketAddr, timeout: i32) -> Option<(Raw, Option<bool>)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    let mut w = Writer::new();
+    w.int(0)
+        .long(0)
+        .int(timeout)
+        .long(0)
+        .buffer(&[0; 16])
+        .boolean(true);
+    write_frame(&mut s, &w.buf);
+    let b = read_frame(&mut s)?;
+    let (i, _proto) = jute::int(&b).ok()?;
+    let (i, to) = jute::int(i).ok()?;
+    let (i, sid) = jute::long(i).ok()?;
+    let (i, pw) = jute::buffer(i).ok()?;
+    let ro = jute::boolean(i).ok().map(|(_, ro)| ro);
+    let raw = Raw {
+        s,
+        session: sid,
+        passwd: pw,
+        timeout: to,
+        xid: 0,
+        events: Vec::new(),
+        zxids: Vec::new(),
+    };
+    Some((raw, ro))
+}
+
 impl Raw {
     pub fn connect(addr: SocketAddr, timeout: i32) -> Raw {
         let (s, r) = connect_raw(addr, timeout, 0, &[0; 16]);
