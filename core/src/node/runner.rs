@@ -721,7 +721,11 @@ impl Runner {
         if run.is_empty() {
             return Ok(());
         }
-        if let Some(t) = &self.apply_thread {
+        // A few entries while the thread is idle (it has applied all it
+        // was given, so the log order holds) cost less here than the
+        // hand-over to it and back (see `super::apply`).
+        let inline = run.len() <= super::apply::INLINE_MAX;
+        if let Some(t) = self.apply_thread.as_ref().filter(|t| !(inline && t.idle())) {
             return if t.submit(run) {
                 Ok(())
             } else {
