@@ -11,6 +11,7 @@
 
 pub mod compare;
 pub mod etcd;
+pub mod floor;
 pub mod plot;
 pub mod zk;
 

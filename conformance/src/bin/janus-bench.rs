@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use janus_conformance::bench::compare::{self, Server};
+use janus_conformance::bench::floor;
 use janus_conformance::bench::{
     self, parse_duration, EtcdWorkload, Limit, RunConfig, Workload, ZkWorkload,
 };
@@ -286,6 +287,17 @@ fn real_main(rt: &tokio::runtime::Runtime, cli: Cli) -> anyhow::Result<ExitCode>
                 compare::reference_name(workload)
             );
             print!("{}", compare::table(workload, &rows));
+            if let Some(one) = rows.iter().find(|r| r.level == 1) {
+                // The data directories' file system: the servers' temp dirs.
+                let floor = floor::measure(&std::env::temp_dir(), 500)?;
+                println!(
+                    "\nfloor of one write: {floor}\n1 client p50: janus {:.3} ms ({:.2}x the floor), {} {:.3} ms",
+                    one.janus.p50_ms(),
+                    one.janus.p50_ms() / floor.p50_ms(),
+                    compare::reference_name(workload),
+                    one.reference.p50_ms()
+                );
+            }
             println!("\nplot: {}", svg_path.display());
             let errors: u64 = rows
                 .iter()
