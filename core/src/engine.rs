@@ -29,6 +29,9 @@ use crate::CoreError;
 
 /// Block cache shared by all keyspaces.
 const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+/// Most bytes all journals may take before fjall flushes the memtables
+/// that pin the oldest (fjall's floor: 64 MiB).
+const JOURNAL_BYTES: u64 = 128 * 1024 * 1024;
 /// Largest memtable of one keyspace before it is flushed to a table.
 const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
 
@@ -121,6 +124,13 @@ impl Engine {
             // data (latest revisions) is indexed in memory by the state
             // machine anyway.
             .cache_size(CACHE_BYTES)
+            // fjall deletes a sealed journal only once every keyspace has
+            // flushed the memtable that covers it, and the small keyspaces
+            // (applied index, leases) fill theirs slowly: with fjall's
+            // default 512 MiB limit, journals were a third of the disk a
+            // million keys took. At the limit fjall flushes those
+            // memtables instead.
+            .max_journaling_size(JOURNAL_BYTES)
             .open()
             .map_err(|e| CoreError::storage(dir, format!("cannot open database: {e}")))?;
         let mut spaces = Vec::with_capacity(Space::ALL.len());
