@@ -56,8 +56,22 @@ impl Norm {
             self.owner(s.ephemeral_owner),
             s.data_length,
             s.num_children,
-            if s.ctime == s.mtime { "=" } else { "<" },
+            ctime_vs_mtime(s),
         )
+    }
+}
+
+/// How a stat's ctime and mtime relate. A node never written since its
+/// create has them equal on both servers; after a write they are equal
+/// only if the write came in the create's millisecond, which is timing,
+/// not behaviour, so that case prints `<=` (and a write that moved mtime
+/// below ctime still prints `>`).
+fn ctime_vs_mtime(s: &Stat) -> &'static str {
+    match (s.ctime.cmp(&s.mtime), s.version) {
+        (std::cmp::Ordering::Greater, _) => ">",
+        (std::cmp::Ordering::Equal, 0) => "=",
+        (std::cmp::Ordering::Less, 0) => "<",
+        (_, _) => "<=",
     }
 }
 
