@@ -27,6 +27,23 @@ pub struct Janus {
     peer_scheme: &'static str,
 }
 
+/// Runs `etcdctl` (API v3) against `endpoint` and returns its stdout;
+/// a failure fails the test with etcdctl's stderr.
+pub fn etcdctl(endpoint: &str, args: &[&str]) -> String {
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .args(args)
+        .output()
+        .expect("run etcdctl");
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A free port on 127.0.0.1, chosen below Linux's ephemeral range
 /// (32768+) so that no outgoing connection of a running server can take it
 /// between the check and the server's bind, and never handed out twice in

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use etcd_client as etcd;
-use janus_conformance::harness::Janus;
+use janus_conformance::harness::{etcdctl, Janus};
 use zk::{Acls, CreateMode};
 use zookeeper_client as zk;
 
@@ -483,21 +483,6 @@ async fn metrics_move_with_the_load_on_both_protocols() {
         .await
         .expect("readyz");
     assert_eq!(ready, (200, "ok\n".into()));
-}
-
-fn etcdctl(ep: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new("etcdctl")
-        .arg(format!("--endpoints={ep}"))
-        .args(args)
-        .env("ETCDCTL_API", "3")
-        .output()
-        .expect("run etcdctl");
-    assert!(
-        out.status.success(),
-        "etcdctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 const NOSPACE: &str = "etcdserver: mvcc: database space exceeded";

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::Raw;
 use janus_conformance::cluster::{Cluster, ClusterOptions};
+use janus_conformance::harness::etcdctl;
 use janus_conformance::reference::{four_letter, RealZk, RealZkEnsemble};
 use janus_zk::proto::event_type;
 use janus_zk::proto::jute;
@@ -31,22 +32,6 @@ fn next_notification(c: &mut Raw, limit: Duration) -> Option<(i32, String)> {
     let (i, _state) = jute::int(i).ok()?;
     let (_, p) = jute::ustring(i).ok()?;
     Some((t, p))
-}
-
-fn etcdctl(endpoint: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg("--endpoints")
-        .arg(endpoint)
-        .args(args)
-        .output()
-        .expect("run etcdctl");
-    assert!(
-        out.status.success(),
-        "etcdctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A membership change made through etcd's Cluster API on one member
@@ -74,21 +59,7 @@ fn config_watches_fire_on_every_member() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis() as i64;
-    let learner = format!(
-        "http://127.0.0.1:{}",
-        janus_conformance::harness::free_port()
-    );
-    etcdctl(
-        &cluster.members[0].etcd_endpoint(),
-        &[
-            "member",
-            "add",
-            "extra",
-            "--learner",
-            "--peer-urls",
-            &learner,
-        ],
-    );
+    let learner = add_learner(&cluster.members[0].etcd_endpoint(), "extra");
     for (name, c) in [("data", &mut data_watcher), ("exists", &mut exists_watcher)] {
         assert_eq!(
             next_notification(c, Duration::from_secs(10)),
@@ -119,21 +90,7 @@ fn config_watches_fire_on_every_member() {
         "mtime {mtime} is when the change was made (~{since})"
     );
     // One-shot: a second change fires nothing more on them.
-    let learner2 = format!(
-        "http://127.0.0.1:{}",
-        janus_conformance::harness::free_port()
-    );
-    etcdctl(
-        &cluster.members[0].etcd_endpoint(),
-        &[
-            "member",
-            "add",
-            "extra2",
-            "--learner",
-            "--peer-urls",
-            &learner2,
-        ],
-    );
+    add_learner(&cluster.members[0].etcd_endpoint(), "extra2");
     std::thread::sleep(Duration::from_millis(500));
     for c in [&mut data_watcher, &mut exists_watcher] {
         assert!(c.ping().is_some());
@@ -410,4 +367,19 @@ fn a_participant_becomes_an_observer() {
     let mut r = Raw::connect(zk[2], 30000);
     assert_eq!(r.sync("/after-demotion"), 0);
     assert_eq!(r.get_data("/after-demotion", false).1, b"x");
+}
+
+/// Adds a learner named `name` on a fresh loopback peer URL through etcd's
+/// Cluster API (a membership change, so a new config version); returns
+/// the URL.
+fn add_learner(endpoint: &str, name: &str) -> String {
+    let url = format!(
+        "http://127.0.0.1:{}",
+        janus_conformance::harness::free_port()
+    );
+    etcdctl(
+        endpoint,
+        &["member", "add", name, "--learner", "--peer-urls", &url],
+    );
+    url
 }
