@@ -37,6 +37,7 @@ pub mod status;
 pub mod tls;
 mod validate;
 mod watch_service;
+mod write_batch;
 
 pub use context::{CLUSTER_VERSION, ETCD_VERSION};
 

@@ -1,6 +1,7 @@
 //! The client port's accept loop: hyper (HTTP/1 and HTTP/2 on one port,
 //! as etcd's cmux) over each TCP connection wrapped in
-//! [`AuthorityFix`](crate::h2_authority::AuthorityFix), with graceful
+//! [`AuthorityFix`](crate::h2_authority::AuthorityFix) over a
+//! [`WriteBatch`](crate::write_batch::WriteBatch), with graceful
 //! shutdown. It does what `axum::serve` does, plus the wrapper, which
 //! `axum::serve` (0.7) has no hook for.
 
@@ -14,6 +15,7 @@ use hyper_util::service::TowerToHyperService;
 use tower::ServiceExt;
 
 use crate::h2_authority::AuthorityFix;
+use crate::write_batch::WriteBatch;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets open
 /// connections finish for at most `grace`.
@@ -46,7 +48,10 @@ pub async fn serve(
             .map_request(|req: hyper::Request<Incoming>| req.map(axum::body::Body::new));
         let svc = TowerToHyperService::new(svc);
         let conn = Builder::new(TokioExecutor::new())
-            .serve_connection_with_upgrades(TokioIo::new(AuthorityFix::new(tcp)), svc)
+            .serve_connection_with_upgrades(
+                TokioIo::new(AuthorityFix::new(WriteBatch::new(tcp))),
+                svc,
+            )
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {

@@ -100,7 +100,9 @@ pub async fn serve(
             let builder =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
             let conn = builder.serve_connection_with_upgrades(
-                hyper_util::rt::TokioIo::new(crate::h2_authority::AuthorityFix::new(stream)),
+                hyper_util::rt::TokioIo::new(crate::h2_authority::AuthorityFix::new(
+                    crate::write_batch::WriteBatch::new(stream),
+                )),
                 svc,
             );
             tokio::pin!(conn);
