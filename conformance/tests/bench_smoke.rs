@@ -103,7 +103,8 @@ fn compare_smoke_members(workload: Workload, levels: &[usize], members: usize) {
         .expect("runtime");
     let mut base = config(workload, String::new());
     base.limit = Limit::Ops(100);
-    let rows = compare::compare(&rt, &base, levels, janus_binary(), members).expect("compare runs");
+    let rows =
+        compare::compare(&rt, &base, levels, janus_binary(), members, None).expect("compare runs");
     assert_eq!(rows.len(), levels.len());
     for row in &rows {
         check_n(&row.janus, 100);
@@ -152,4 +153,63 @@ fn compare_mode_runs_three_member_clusters() {
     }
     compare_smoke_members(Workload::Etcd(EtcdWorkload::Put), &[4], 3);
     compare_smoke_members(Workload::Zk(ZkWorkload::Create), &[4], 3);
+}
+
+/// The gRPC floor (`janus-bench grpc-floor`, a child process) answers the
+/// etcd workloads it serves through the real etcd client without errors,
+/// refuses the others, and compare runs it beside janus and etcd.
+#[test]
+fn grpc_floor_answers_put_and_range() {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_janus-bench"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let floor = compare::Server::GrpcFloor(compare::GrpcFloor::start(bin, 256).expect("starts"));
+    for w in [
+        EtcdWorkload::Put,
+        EtcdWorkload::Range,
+        EtcdWorkload::RangeSerializable,
+    ] {
+        let w = Workload::Etcd(w);
+        let mut cfg = config(w, floor.endpoint(w));
+        cfg.server_pids = floor.pids();
+        let r = rt.block_on(bench::run(&cfg)).expect("runs");
+        check(&r);
+        assert!(r.server_cpu.is_some(), "{r}");
+    }
+    let txn = Workload::Etcd(EtcdWorkload::TxnCas);
+    let r = rt.block_on(bench::run(&config(txn, floor.endpoint(txn))));
+    assert!(
+        !matches!(r, Ok(ref r) if r.errors == 0),
+        "the floor answers only Put and Range"
+    );
+    drop(floor);
+
+    if !RealEtcd::available() {
+        eprintln!("SKIP: compare with the floor: etcd 3.4 not installed");
+        return;
+    }
+    let put = Workload::Etcd(EtcdWorkload::Put);
+    let mut base = config(put, String::new());
+    base.limit = Limit::Ops(100);
+    let rows =
+        compare::compare(&rt, &base, &[4], janus_binary(), 1, Some(bin)).expect("compare runs");
+    let f = rows[0].grpc_floor.as_ref().expect("a floor run");
+    check_n(f, 100);
+    let table = compare::grpc_floor_table(put, &rows).expect("a floor table");
+    eprintln!("{table}");
+    assert_eq!(table.lines().count(), 3);
+    assert!(compare::svg(put, &rows).contains("gRPC floor"));
+    let zk = Workload::Zk(ZkWorkload::Set);
+    assert!(compare::compare(
+        &rt,
+        &config(zk, String::new()),
+        &[1],
+        janus_binary(),
+        1,
+        Some(bin)
+    )
+    .is_err());
 }

@@ -24,6 +24,55 @@ pub enum Server {
     JanusCluster(Cluster),
     EtcdCluster(RealEtcdCluster),
     ZkEnsemble(RealZkEnsemble),
+    /// `janus-bench grpc-floor`: etcd's KV.Put and KV.Range on janus's
+    /// gRPC stack, answered without doing anything ([`super::grpc_floor`]).
+    GrpcFloor(GrpcFloor),
+}
+
+/// A `janus-bench grpc-floor` child process, killed on drop.
+pub struct GrpcFloor {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl GrpcFloor {
+    /// Starts `bench_bin grpc-floor` on a free loopback port and waits for
+    /// the address it prints.
+    pub fn start(bench_bin: &Path, value_size: usize) -> Result<GrpcFloor, BenchError> {
+        use std::io::BufRead;
+        let setup = |m: String| BenchError::Setup(format!("gRPC floor: {m}"));
+        let mut child = std::process::Command::new(bench_bin)
+            .args(["grpc-floor", "--listen", "127.0.0.1:0", "--value-size"])
+            .arg(value_size.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| setup(format!("starting {}: {e}", bench_bin.display())))?;
+        let mut line = String::new();
+        let read = match child.stdout.take() {
+            Some(out) => std::io::BufReader::new(out).read_line(&mut line),
+            None => Ok(0),
+        };
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok());
+        match (read, addr) {
+            (Ok(_), Some(addr)) => Ok(GrpcFloor { child, addr }),
+            (r, _) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(setup(format!("no address printed ({line:?}, {r:?})")))
+            }
+        }
+    }
+}
+
+impl Drop for GrpcFloor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Server {
@@ -38,6 +87,7 @@ impl Server {
             (Server::JanusCluster(c), Workload::Zk(_)) => c.zk_connect_string(),
             (Server::EtcdCluster(e), _) => e.endpoints(),
             (Server::ZkEnsemble(z), _) => z.connect_string(),
+            (Server::GrpcFloor(f), _) => format!("http://{}", f.addr),
         }
     }
 
@@ -70,6 +120,7 @@ impl Server {
             Server::JanusCluster(c) => c.members.first().and_then(|m| m.pid()),
             Server::EtcdCluster(e) => e.pids().first().copied(),
             Server::ZkEnsemble(z) => z.pids().first().copied(),
+            Server::GrpcFloor(f) => Some(f.child.id()),
         }
     }
 }
@@ -158,6 +209,8 @@ pub struct Row {
     pub level: usize,
     pub janus: RunResult,
     pub reference: RunResult,
+    /// The same level against the gRPC floor, when asked for.
+    pub grpc_floor: Option<RunResult>,
 }
 
 impl Row {
@@ -177,17 +230,34 @@ fn ratio(a: f64, b: f64) -> f64 {
     }
 }
 
+/// Whether the gRPC floor answers `workload` (etcd's Put and Range only).
+pub fn grpc_floor_serves(workload: Workload) -> bool {
+    use super::EtcdWorkload as E;
+    matches!(
+        workload,
+        Workload::Etcd(E::Put | E::Range | E::RangeSerializable)
+    )
+}
+
 /// Runs `base` at every level in `levels` (as the client count; the
 /// connection count is `min(base.connections, level)`), each time against a
 /// fresh reference server and then a fresh janus, each of `members`
-/// processes.
+/// processes; with `grpc_floor` (the janus-bench binary), then also
+/// against a fresh gRPC floor (one process).
 pub fn compare(
     rt: &Runtime,
     base: &RunConfig,
     levels: &[usize],
     janus_bin: &Path,
     members: usize,
+    grpc_floor: Option<&Path>,
 ) -> Result<Vec<Row>, BenchError> {
+    if grpc_floor.is_some() && !grpc_floor_serves(base.workload) {
+        return Err(BenchError::Setup(format!(
+            "the gRPC floor answers etcd put, range and range-serializable, not {}",
+            base.workload
+        )));
+    }
     let mut rows = Vec::new();
     for &level in levels {
         let mut cfg = base.clone();
@@ -213,10 +283,23 @@ pub fn compare(
             rt.block_on(run(&cfg))?
         };
         eprintln!("{janus}");
+        let grpc_floor = match grpc_floor {
+            Some(bin) => {
+                let server = Server::GrpcFloor(GrpcFloor::start(bin, base.value_size)?);
+                cfg.endpoint = server.endpoint(base.workload);
+                cfg.server_pids = server.pids();
+                eprintln!("== gRPC floor: {level} clients");
+                let r = rt.block_on(run(&cfg))?;
+                eprintln!("{r}");
+                Some(r)
+            }
+            None => None,
+        };
         rows.push(Row {
             level,
             janus,
             reference,
+            grpc_floor,
         });
     }
     Ok(rows)
@@ -260,6 +343,37 @@ pub fn table(workload: Workload, rows: &[Row]) -> String {
     s
 }
 
+/// A markdown table of the gRPC floor's runs beside janus's and the
+/// reference's, when the rows have them: `floor / reference` is the most
+/// any server on janus's gRPC stack could reach against the reference here.
+pub fn grpc_floor_table(workload: Workload, rows: &[Row]) -> Option<String> {
+    let r = reference_name(workload);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| clients | gRPC floor ops/s | floor p50 ms | floor p99 ms | floor CPU µs/op | janus CPU µs/op | janus / floor | floor / {r} |"
+    );
+    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut any = false;
+    for row in rows {
+        let Some(f) = &row.grpc_floor else { continue };
+        any = true;
+        let _ = writeln!(
+            s,
+            "| {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.0} | {:.2} | {:.2} |",
+            row.level,
+            f.throughput(),
+            f.p50_ms(),
+            f.p99_ms(),
+            f.cpu_us_per_op(),
+            row.janus.cpu_us_per_op(),
+            ratio(row.janus.throughput(), f.throughput()),
+            ratio(f.throughput(), row.reference.throughput()),
+        );
+    }
+    any.then_some(s)
+}
+
 /// The SVG plot of the rows.
 pub fn svg(workload: Workload, rows: &[Row]) -> String {
     let janus = Series {
@@ -276,12 +390,23 @@ pub fn svg(workload: Workload, rows: &[Row]) -> String {
             .map(|r| (r.level, r.reference.throughput(), r.reference.p99_ms()))
             .collect(),
     };
+    let mut series = vec![janus, reference];
+    if rows.iter().all(|r| r.grpc_floor.is_some()) {
+        series.push(Series {
+            name: "gRPC floor (no-op server)".into(),
+            points: rows
+                .iter()
+                .filter_map(|r| r.grpc_floor.as_ref().map(|f| (r.level, f)))
+                .map(|(level, f)| (level, f.throughput(), f.p99_ms()))
+                .collect(),
+        });
+    }
     plot::render(
         &format!(
             "{workload}: janus vs {} (fsync on, same machine)",
             reference_name(workload)
         ),
-        &[janus, reference],
+        &series,
     )
 }
 

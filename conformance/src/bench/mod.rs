@@ -12,6 +12,7 @@
 pub mod compare;
 pub mod etcd;
 pub mod floor;
+pub mod grpc_floor;
 pub mod plot;
 pub mod zk;
 

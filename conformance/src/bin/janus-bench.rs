@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use janus_conformance::bench::compare::{self, Server};
-use janus_conformance::bench::floor;
 use janus_conformance::bench::{
     self, parse_duration, EtcdWorkload, Limit, RunConfig, Workload, ZkWorkload,
 };
+use janus_conformance::bench::{floor, grpc_floor};
 use janus_conformance::reference::RealEtcd;
 
 #[derive(Parser)]
@@ -81,6 +81,15 @@ enum Cmd {
         #[arg(long)]
         limit_mib: Option<f64>,
     },
+    /// Serve the gRPC floor: etcd's KV.Put and KV.Range answered at once,
+    /// nothing stored (what the gRPC stack alone costs per request).
+    GrpcFloor {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// Bytes of the value every Range answers.
+        #[arg(long, default_value_t = 256)]
+        value_size: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -129,6 +138,10 @@ struct CompareOpts {
     /// The janus binary [default: $JANUS_BIN, else `janus` next to this program].
     #[arg(long)]
     janus_bin: Option<PathBuf>,
+    /// etcd put / range: also run every level against the gRPC floor (a
+    /// no-op KV server on janus's gRPC stack, `janus-bench grpc-floor`).
+    #[arg(long)]
+    grpc_floor: bool,
     #[command(flatten)]
     common: CommonOpts,
 }
@@ -264,7 +277,12 @@ fn real_main(rt: &tokio::runtime::Runtime, cli: Cli) -> anyhow::Result<ExitCode>
             };
             let bin = janus_bin(c.janus_bin.clone())?;
             let base = c.common.config(workload, String::new(), 1, c.connections);
-            let rows = compare::compare(rt, &base, &c.levels, &bin, c.members)?;
+            let floor_bin = match c.grpc_floor {
+                true => Some(std::env::current_exe()?),
+                false => None,
+            };
+            let rows =
+                compare::compare(rt, &base, &c.levels, &bin, c.members, floor_bin.as_deref())?;
             let svg_path = c.svg.unwrap_or_else(|| {
                 PathBuf::from(format!(
                     "bench-{}.svg",
@@ -287,6 +305,10 @@ fn real_main(rt: &tokio::runtime::Runtime, cli: Cli) -> anyhow::Result<ExitCode>
                 compare::reference_name(workload)
             );
             print!("{}", compare::table(workload, &rows));
+            if let Some(t) = compare::grpc_floor_table(workload, &rows) {
+                println!("\ngRPC floor (etcd's KV answered at once on janus's gRPC stack, nothing stored):\n");
+                print!("{t}");
+            }
             if let Some(one) = rows.iter().find(|r| r.level == 1) {
                 // The data directories' file system: the servers' temp dirs.
                 let floor = floor::measure(&std::env::temp_dir(), 500)?;
@@ -345,6 +367,11 @@ fn real_main(rt: &tokio::runtime::Runtime, cli: Cli) -> anyhow::Result<ExitCode>
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Cmd::GrpcFloor { listen, value_size } => {
+            rt.block_on(grpc_floor::run(listen, value_size))
+                .map_err(|e| anyhow::anyhow!("gRPC floor: {e}"))?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
